@@ -1,0 +1,132 @@
+"""The one catalogue of error and failure codes.
+
+Every refusal the ingress gives and every failure a payment ends with carries a
+stable machine code from this table, an HTTP status (for answers given
+synchronously) and a human message. The README's error table is generated from
+the same entries (``malipo errors``), so code and docs cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ErrorCode:
+    code: str
+    http_status: int
+    message: str
+
+
+_CATALOGUE: dict[str, ErrorCode] = {}
+
+
+def _code(code: str, http_status: int, message: str) -> ErrorCode:
+    entry = ErrorCode(code, http_status, message)
+    _CATALOGUE[code] = entry
+    return entry
+
+
+# Requests the ingress refuses.
+INVALID_REQUEST = _code("invalid_request", 400, "The request is malformed.")
+INVALID_JSON = _code("invalid_json", 400, "The body is not a JSON object.")
+MISSING_IDEMPOTENCY_KEY = _code(
+    "missing_idempotency_key",
+    400,
+    "The Idempotency-Key header (1-255 printable characters) is required.",
+)
+UNAUTHORIZED = _code("unauthorized", 401, "A valid API key is required.")
+FORBIDDEN = _code("forbidden", 403, "This API key may not do that.")
+NOT_FOUND = _code("not_found", 404, "No such resource.")
+METHOD_NOT_ALLOWED = _code("method_not_allowed", 405, "That method is not allowed here.")
+PAYLOAD_TOO_LARGE = _code("payload_too_large", 413, "The body is too large.")
+UNSUPPORTED_MEDIA_TYPE = _code(
+    "unsupported_media_type", 415, "Send Content-Type: application/json."
+)
+INVALID_AMOUNT = _code(
+    "invalid_amount", 422, "The amount must be a positive integer of minor units."
+)
+AMOUNT_OUT_OF_RANGE = _code(
+    "amount_out_of_range", 422, "The amount is outside what the gateway accepts."
+)
+INVALID_CURRENCY = _code("invalid_currency", 422, "The gateway does not take this currency.")
+INVALID_PHONE = _code("invalid_phone", 422, "The phone number is not a valid mobile number.")
+INVALID_REFERENCE = _code("invalid_reference", 422, "The reference must be 1-64 plain characters.")
+UNSUPPORTED_GATEWAY = _code("unsupported_gateway", 422, "There is no such gateway.")
+GATEWAY_NOT_CONFIGURED = _code(
+    "gateway_not_configured", 422, "The merchant has no credentials for this gateway."
+)
+IDEMPOTENCY_CONFLICT = _code(
+    "idempotency_conflict", 409, "This Idempotency-Key was used with a different request."
+)
+DUPLICATE_PAYMENT = _code(
+    "duplicate_payment", 409, "A payment for this reference is pending or already succeeded."
+)
+SERVICE_UNAVAILABLE = _code(
+    "service_unavailable", 503, "The payment could not be queued safely; retry later."
+)
+INTERNAL_ERROR = _code("internal_error", 500, "Something went wrong on our side.")
+
+# Outcomes a payment can fail with (reported on the payment, not as HTTP answers).
+INSUFFICIENT_FUNDS = _code("insufficient_funds", 402, "The customer's balance is too low.")
+CANCELLED_BY_USER = _code("cancelled_by_user", 402, "The customer cancelled the prompt.")
+CUSTOMER_UNREACHABLE = _code(
+    "customer_unreachable", 402, "The customer's phone could not be reached."
+)
+WRONG_PIN = _code("wrong_pin", 402, "The customer entered a wrong PIN.")
+LIMIT_EXCEEDED = _code(
+    "limit_exceeded", 402, "The amount is outside the customer's transaction or balance limits."
+)
+RULE_LIMITED = _code(
+    "rule_limited", 429, "The same amount was requested from this customer within 2 minutes."
+)
+TRANSACTION_EXPIRED = _code("transaction_expired", 402, "The customer did not answer in time.")
+PUSH_ERROR = _code(
+    "push_error", 502, "The gateway could not send the prompt; the customer may retry."
+)
+SUBSCRIBER_BUSY = _code(
+    "subscriber_busy", 409, "The customer has another transaction in progress; retry later."
+)
+GATEWAY_CONFIGURATION = _code(
+    "gateway_configuration",
+    502,
+    "The gateway refused the merchant's set-up (credentials, product).",
+)
+GATEWAY_REJECTED = _code("gateway_rejected", 502, "The gateway refused the request.")
+GATEWAY_UNAVAILABLE = _code("gateway_unavailable", 503, "The gateway could not be reached in time.")
+GATEWAY_ERROR = _code("gateway_error", 502, "The gateway reported an error it did not explain.")
+EXPIRED = _code("expired", 408, "No result arrived within the payment window.")
+OUTCOME_UNKNOWN = _code(
+    "outcome_unknown", 408, "The gateway's answer to the push was lost; no result arrived in time."
+)
+
+
+def lookup(code: str) -> ErrorCode:
+    """The catalogue entry for ``code``; an unknown code is a programming error."""
+    return _CATALOGUE[code]
+
+
+def catalogue() -> list[ErrorCode]:
+    """Every entry, in declaration order."""
+    return list(_CATALOGUE.values())
+
+
+class MalipoError(Exception):
+    """A refusal with a catalogue code; the ingress maps it to HTTP in one place."""
+
+    def __init__(self, error: ErrorCode, detail: str | None = None) -> None:
+        super().__init__(detail or error.message)
+        self.error = error
+        self.detail = detail or error.message
+
+    @property
+    def code(self) -> str:
+        return self.error.code
+
+
+class TransientError(Exception):
+    """Something outside malipo failed for now; the same work may succeed if retried."""
+
+
+class PermanentError(Exception):
+    """Retrying cannot help; the message fails at once (and is dead-lettered)."""

@@ -1,0 +1,112 @@
+"""Structured logs for every process: one pipeline for structlog and stdlib loggers.
+
+``merge_contextvars`` comes first, so ``request_id``, ``payment_id`` and
+``message_id`` bound at the ingress or in a worker follow a payment through
+every line. The last processor before rendering masks phone numbers and
+drops secrets, for our own lines and for dramatiq's, pika's and gunicorn's.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+from shared.domain.phone import mask_phone_numbers
+
+REDACTED = "[redacted]"
+# Keys whose values are never written, wherever they appear in an event.
+SECRET_KEYS = frozenset(
+    {
+        "authorization",
+        "password",
+        "passkey",
+        "secret",
+        "api_key",
+        "token",
+        "access_token",
+        "consumer_key",
+        "consumer_secret",
+        "callback_secret",
+        "secret_key",
+        "credentials",
+        "credentials_keys",
+        "database_url",
+        "broker_url",
+    }
+)
+# Bearer tokens and our API keys, wherever they are quoted.
+_TOKENS = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+|mlp_[0-9a-f]{12}_[A-Za-z0-9_-]+")
+# Callback path secrets.
+_CALLBACK_PATH = re.compile(r"(/callbacks/[a-z]+/)[A-Za-z0-9_-]{16,}")
+
+
+def _mask_text(text: str) -> str:
+    text = _TOKENS.sub(lambda m: (m.group(1) or "") + REDACTED, text)
+    text = _CALLBACK_PATH.sub(lambda m: m.group(1) + REDACTED, text)
+    return mask_phone_numbers(text)
+
+
+def scrub(value: Any) -> Any:
+    """Mask phones and tokens in strings; drop secret-named keys; recurse into containers."""
+    if isinstance(value, str):
+        return _mask_text(value)
+    if isinstance(value, Mapping):
+        return {
+            k: (REDACTED if str(k).lower() in SECRET_KEYS else scrub(v)) for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [scrub(item) for item in value]
+    if isinstance(value, int) and not isinstance(value, bool) and 9 <= len(str(value)) <= 12:
+        masked = mask_phone_numbers(str(value))
+        return masked if masked != str(value) else value
+    return value
+
+
+def redact_processor(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    scrubbed: EventDict = scrub(event_dict)
+    return scrubbed
+
+
+def configure_logging(log_format: str = "json", level: str = "INFO") -> None:
+    """Route structlog and stdlib logging through one masked pipeline to stdout."""
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+        structlog.processors.format_exc_info,
+        redact_processor,
+    ]
+    renderer: Processor = (
+        structlog.processors.JSONRenderer()
+        if log_format == "json"
+        else structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
+    )
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.ExtraAdder(), *shared],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    )
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("pika", "urllib3"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+def get_logger(name: str) -> Any:
+    return structlog.stdlib.get_logger(name)

@@ -1,0 +1,192 @@
+"""One settings object for every malipo process, validated at start-up.
+
+Every value comes from an environment variable named ``MALIPO_<FIELD>``. Secrets
+have no default: a process that lacks one stops before doing anything, naming
+the variable. Nothing here is read at import time; call :func:`load_settings`
+from a process entry point (``wsgi.py``, ``workers/main.py``, the CLI) and pass
+the object on.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+GATEWAY_BASE_URLS: dict[str, dict[str, str]] = {
+    "mpesa": {
+        "sandbox": "https://sandbox.safaricom.co.ke",
+        "production": "https://api.safaricom.co.ke",
+    },
+}
+
+# Values that only make sense against a gateway's public sandbox or a laptop.
+# Production refuses credentials and keys containing any of them.
+SANDBOX_MARKERS = ("sandbox", "test", "demo", "example", "changeme", "dummy")
+DARAJA_SANDBOX_SHORTCODES = frozenset({"174379", "600000", "600977"})
+DARAJA_SANDBOX_PASSKEY = "bfb279f9aa9bdbcf158e97dd71a467cd2e0c893059b10f78e6b72ada1ed2c919"
+DARAJA_SANDBOX_MSISDNS = frozenset({"254708374149"})
+
+
+def looks_like_sandbox(value: str) -> bool:
+    """True when a credential or key is one of the public sandbox values or says so."""
+    lowered = value.lower()
+    return (
+        value in DARAJA_SANDBOX_SHORTCODES
+        or value == DARAJA_SANDBOX_PASSKEY
+        or any(marker in lowered for marker in SANDBOX_MARKERS)
+    )
+
+
+class ConfigurationError(Exception):
+    """The environment does not describe a process that may start."""
+
+
+class Settings(BaseSettings):
+    """Everything a malipo process is configured with (see the README's table)."""
+
+    model_config = SettingsConfigDict(env_prefix="MALIPO_", extra="ignore", frozen=True)
+
+    env: Literal["sandbox", "production"] = "sandbox"
+
+    # Connections (they carry passwords, so no defaults).
+    database_url: SecretStr
+    broker_url: SecretStr
+
+    # Secrets.
+    secret_key: SecretStr = Field(description="pepper for API-key hashes; at least 32 characters")
+    credentials_keys: SecretStr = Field(
+        description="AES-256-GCM keys for gateway credentials: 'id:base64key,...', first is active"
+    )
+
+    # Where things listen and how the outside world reaches the ingress.
+    ingress_host: str = "127.0.0.1"
+    ingress_port: int = Field(default=8000, ge=1, le=65535)
+    ingress_workers: int = Field(default=2, ge=1, le=64)
+    ingress_threads: int = Field(default=16, ge=1, le=256)
+    public_base_url: str = "http://127.0.0.1:8000"
+    sandbox_host: str = "127.0.0.1"
+    sandbox_port: int = Field(default=8900, ge=1, le=65535)
+    daraja_base_url: str | None = Field(
+        default=None, description="overrides the Daraja base URL chosen by MALIPO_ENV"
+    )
+
+    # Workers.
+    worker_processes: int = Field(default=2, ge=1, le=64)
+    worker_threads: int = Field(default=8, ge=1, le=256)
+    gateway_connect_timeout_s: float = Field(default=5.0, gt=0)
+    gateway_read_timeout_s: float = Field(default=30.0, gt=0)
+    initiation_window_s: int = Field(
+        default=120, ge=5, description="a push not sent within this time of acceptance fails"
+    )
+    poll_delay_s: float = Field(
+        default=30.0, ge=0, description="wait for a callback before polling"
+    )
+    poll_max_interval_s: float = Field(default=30.0, gt=0)
+    payment_expiry_s: int = Field(default=180, ge=10, description="pending window, then expired")
+    poll_min_interval_s: float = Field(default=5.0, gt=0)
+    orphan_rechecks: int = Field(
+        default=3,
+        ge=0,
+        le=10,
+        description="re-checks of an unmatched callback before it is an orphan",
+    )
+    scheduler_sweep_interval_s: float = Field(default=15.0, gt=0)
+
+    # Ingress behaviour.
+    max_wait_s: int = Field(default=30, ge=0, le=30)
+    max_body_bytes: int = Field(default=16_384, ge=1024)
+
+    # Logs.
+    log_format: Literal["json", "console"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("secret_key")
+    @classmethod
+    def _secret_key_long_enough(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters")
+        return value
+
+    @field_validator("credentials_keys")
+    @classmethod
+    def _credentials_keys_parse(cls, value: SecretStr) -> SecretStr:
+        parse_credentials_keys(value.get_secret_value())
+        return value
+
+    @field_validator("public_base_url", "daraja_base_url")
+    @classmethod
+    def _absolute_http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an absolute http(s) URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _production_is_strict(self) -> Settings:
+        if self.env != "production":
+            return self
+        problems = []
+        if not self.public_base_url.startswith("https://"):
+            problems.append("MALIPO_PUBLIC_BASE_URL must be https:// in production")
+        if self.daraja_base_url and not self.daraja_base_url.startswith("https://"):
+            problems.append("MALIPO_DARAJA_BASE_URL must be https:// in production")
+        if looks_like_sandbox(self.secret_key.get_secret_value()):
+            problems.append("MALIPO_SECRET_KEY looks like a sandbox value")
+        for key_id, _ in parse_credentials_keys(self.credentials_keys.get_secret_value()):
+            if looks_like_sandbox(key_id):
+                problems.append("MALIPO_CREDENTIALS_KEYS has a sandbox-looking key id")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def gateway_base_url(self, gateway: str) -> str:
+        """The base URL of a gateway's API for this environment."""
+        if gateway == "mpesa" and self.daraja_base_url:
+            return self.daraja_base_url
+        return GATEWAY_BASE_URLS[gateway][self.env]
+
+    def callback_url(self, gateway: str, secret: str, attempt_ref: str) -> str:
+        """Where a gateway should POST the result of one attempt."""
+        return f"{self.public_base_url}/callbacks/{gateway}/{secret}/{attempt_ref}"
+
+
+def parse_credentials_keys(raw: str) -> list[tuple[str, bytes]]:
+    """Parse ``id:base64key,id:base64key``; every key must decode to 32 bytes."""
+    keys: list[tuple[str, bytes]] = []
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        key_id, sep, encoded = item.partition(":")
+        if not sep or not key_id.isidentifier():
+            raise ValueError("each key must be written 'id:base64key' with a simple id")
+        try:
+            key = base64.b64decode(encoded, validate=True)
+        except binascii.Error:
+            raise ValueError(f"key {key_id!r} is not valid base64") from None
+        if len(key) != 32:
+            raise ValueError(f"key {key_id!r} must decode to 32 bytes (AES-256)")
+        keys.append((key_id, key))
+    if not keys:
+        raise ValueError("at least one key is required")
+    if len({key_id for key_id, _ in keys}) != len(keys):
+        raise ValueError("key ids must be unique")
+    return keys
+
+
+def load_settings() -> Settings:
+    """Read and validate the environment, or raise ConfigurationError naming each variable."""
+    try:
+        return Settings()  # values come from the environment
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"]) or "settings"
+            variable = f"MALIPO_{field.upper()}" if error["loc"] else "settings"
+            reason = "is required" if error["type"] == "missing" else error["msg"]
+            lines.append(f"{variable} {reason}")
+        raise ConfigurationError("invalid configuration: " + "; ".join(lines)) from None
