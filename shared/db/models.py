@@ -1,0 +1,254 @@
+"""The ledger's tables as SQLAlchemy 2.x typed models.
+
+Constraints carry the money rules, so that no code path can break them:
+one intent per (merchant, idempotency key); one live payment per merchant
+reference; one attempt per gateway transaction id; one event per gateway event
+key; one collection entry per intent; balances never below zero.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from shared.domain.states import LIVE_STATES, PaymentStatus
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def _in(column: str, values: Iterable[str]) -> str:
+    listed = ", ".join(f"'{value}'" for value in sorted(values))
+    return f"{column} IN ({listed})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {  # noqa: RUF012 - SQLAlchemy reads this class attribute
+        datetime: DateTime(timezone=True),
+        dict[str, Any]: JSONB,
+    }
+
+
+def _now() -> Any:
+    return mapped_column(server_default=func.now())
+
+
+class Merchant(Base):
+    __tablename__ = "merchants"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = _now()
+
+
+class ApiKey(Base):
+    """A merchant's API key: only a keyed hash of the secret part is kept."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id"), index=True)
+    prefix: Mapped[str] = mapped_column(String(32), unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    scopes: Mapped[list[str]] = mapped_column(ARRAY(String(32)))
+    created_at: Mapped[datetime] = _now()
+    revoked_at: Mapped[datetime | None]
+
+
+class GatewayCredential(Base):
+    """One merchant's credentials for one gateway, AES-GCM encrypted, with the key id."""
+
+    __tablename__ = "gateway_credentials"
+    __table_args__ = (UniqueConstraint("merchant_id", "gateway"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id"))
+    gateway: Mapped[str] = mapped_column(String(32))
+    key_id: Mapped[str] = mapped_column(String(64))
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    # sha256 of the callback path secret: finds the merchant without storing the secret in clear.
+    callback_secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    enabled: Mapped[bool] = mapped_column(server_default=text("true"))
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+
+class PaymentIntent(Base):
+    """A merchant's request to collect money, and where it stands."""
+
+    __tablename__ = "payment_intents"
+    __table_args__ = (
+        UniqueConstraint("merchant_id", "idempotency_key"),
+        CheckConstraint("amount_minor > 0", name="amount_positive"),
+        CheckConstraint(_in("status", PaymentStatus), name="status_known"),
+        Index(
+            "uq_payment_intents_live_reference",
+            "merchant_id",
+            "reference",
+            unique=True,
+            postgresql_where=text(_in("status", LIVE_STATES)),
+        ),
+        Index(
+            "ix_payment_intents_pending_poll",
+            "next_poll_at",
+            postgresql_where=text("status = 'submitted'"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id"))
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    gateway: Mapped[str] = mapped_column(String(32))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    phone: Mapped[str] = mapped_column(String(16))
+    reference: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str | None] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(16), default=PaymentStatus.CREATED)
+    failure_code: Mapped[str | None] = mapped_column(String(40))
+    failure_message: Mapped[str | None] = mapped_column(String(300))
+    gateway_ref: Mapped[str | None] = mapped_column(String(100))
+    receipt: Mapped[str | None] = mapped_column(String(40))
+    flags: Mapped[list[str]] = mapped_column(ARRAY(String(40)), server_default=text("'{}'"))
+    accepted_at: Mapped[datetime]
+    created_at: Mapped[datetime] = _now()
+    submitted_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
+    next_poll_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+
+class PaymentAttempt(Base):
+    """One call to a gateway on behalf of an intent, recorded before the call is made.
+
+    ``status``: ``sending`` (recorded, call under way or interrupted), ``accepted``,
+    ``rejected`` (a business refusal), ``not_sent`` (the gateway certainly did not
+    process it) or ``unknown`` (it may have: never re-send, wait and query).
+    """
+
+    __tablename__ = "payment_attempts"
+    __table_args__ = (
+        UniqueConstraint("intent_id", "number"),
+        UniqueConstraint("gateway", "gateway_ref"),
+        CheckConstraint(
+            _in("status", ("sending", "accepted", "rejected", "not_sent", "unknown")),
+            name="status_known",
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    intent_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("payment_intents.id"))
+    number: Mapped[int] = mapped_column(Integer)
+    gateway: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    gateway_ref: Mapped[str | None] = mapped_column(String(100))
+    secondary_ref: Mapped[str | None] = mapped_column(String(100))
+    error_code: Mapped[str | None] = mapped_column(String(40))
+    error_message: Mapped[str | None] = mapped_column(String(300))
+    requested_at: Mapped[datetime] = _now()
+    responded_at: Mapped[datetime | None]
+
+
+class GatewayEvent(Base):
+    """Everything a gateway told us (callbacks and query answers), phones masked.
+
+    ``outcome``: applied, late_success, same, stale, conflict, mismatch, orphan, malformed.
+    """
+
+    __tablename__ = "gateway_events"
+    __table_args__ = (UniqueConstraint("gateway", "event_key"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    gateway: Mapped[str] = mapped_column(String(32))
+    event_key: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(16))
+    merchant_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("merchants.id"))
+    intent_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("payment_intents.id"), index=True
+    )
+    gateway_ref: Mapped[str | None] = mapped_column(String(100))
+    result_code: Mapped[str | None] = mapped_column(String(40))
+    outcome: Mapped[str] = mapped_column(String(16), index=True)
+    detail: Mapped[str | None] = mapped_column(String(300))
+    headers: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
+    body_masked: Mapped[str] = mapped_column(Text)
+    remote_addr: Mapped[str | None] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    received_at: Mapped[datetime]
+    recorded_at: Mapped[datetime] = _now()
+
+
+class LedgerEntry(Base):
+    """Money that moved. A collection is written once per intent, never updated."""
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        UniqueConstraint("intent_id", "kind"),
+        CheckConstraint("kind IN ('collection')", name="kind_known"),
+        CheckConstraint("amount_minor <> 0", name="amount_nonzero"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id"), index=True)
+    intent_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("payment_intents.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    gateway: Mapped[str] = mapped_column(String(32))
+    gateway_txn_id: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = _now()
+
+
+class Balance(Base):
+    """A merchant's available balance per currency; never negative."""
+
+    __tablename__ = "balances"
+    __table_args__ = (CheckConstraint("available_minor >= 0", name="not_negative"),)
+
+    merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id"), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    available_minor: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+
+class AuditRecord(Base):
+    """Who did what to which record, and why; append-only."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = _now()
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(64))
+    subject_type: Mapped[str] = mapped_column(String(32))
+    subject_id: Mapped[str] = mapped_column(String(64), index=True)
+    detail: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
+    request_id: Mapped[str | None] = mapped_column(String(64))

@@ -1,0 +1,95 @@
+"""Engines, the unit of work, and the translation of driver errors at the edge.
+
+The caller owns the unit of work: ``with db.transaction() as s:`` commits on
+success and rolls back on any exception. Connection-level failures, deadlocks
+and serialisation failures come out as :class:`DatabaseUnavailable` (transient:
+the whole unit may be retried); everything else propagates unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.domain.errors import TransientError
+
+_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57P01", "57P02", "57P03"})
+
+
+class DatabaseUnavailable(TransientError):
+    """PostgreSQL could not complete the unit of work now; retry the whole unit."""
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Accept ``postgresql://`` as well as ``postgresql+psycopg://``; always use psycopg 3."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    orig = getattr(exc, "orig", None)
+    return isinstance(orig, psycopg.Error) and orig.sqlstate in _TRANSIENT_SQLSTATES
+
+
+class Database:
+    """One engine per process (create it after fork), and units of work over it."""
+
+    def __init__(self, url: str, *, pool_size: int = 5, application_name: str = "malipo") -> None:
+        self.engine: Engine = create_engine(
+            sqlalchemy_url(url),
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            pool_recycle=1800,
+            connect_args={"application_name": application_name, "connect_timeout": 5},
+        )
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A unit of work: commit on success, roll back on error."""
+        try:
+            with self._sessions.begin() as session:
+                yield session
+        except DBAPIError as exc:
+            if is_transient(exc):
+                raise DatabaseUnavailable(str(exc.orig or exc)) from exc
+            raise
+
+    def ping(self) -> None:
+        with self.transaction() as session:
+            session.execute(text("SELECT 1"))
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def create_database_if_missing(url: str) -> bool:
+    """Create the database named in ``url`` (connecting to ``postgres``); True if created."""
+    target = make_url(sqlalchemy_url(url))
+    name = target.database
+    admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            exists = conn.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+            ).scalar()
+            if exists:
+                return False
+            quoted = conn.dialect.identifier_preparer.quote(str(name))
+            conn.execute(text(f"CREATE DATABASE {quoted}"))
+            return True
+    finally:
+        admin.dispose()
