@@ -1,0 +1,46 @@
+"""``malipo sandbox`` / ``python -m sandbox``: serve the Daraja simulator with gunicorn."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+
+def gunicorn_argv(host: str, port: int) -> list[str]:
+    """The command line that serves the simulator; one worker, as its state is in memory."""
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "sandbox.wsgi:application",
+        "--bind",
+        f"{host}:{port}",
+        "--workers",
+        "1",
+        "--threads",
+        "16",
+    ]
+
+
+@click.command("sandbox")
+@click.option(
+    "--host",
+    envvar="MALIPO_SANDBOX_HOST",
+    default="127.0.0.1",
+    show_default=True,
+    help="Interface to bind (env MALIPO_SANDBOX_HOST).",
+)
+@click.option(
+    "--port",
+    envvar="MALIPO_SANDBOX_PORT",
+    type=click.IntRange(1, 65535),
+    default=8900,
+    show_default=True,
+    help="Port to bind (env MALIPO_SANDBOX_PORT).",
+)
+def sandbox(host: str, port: int) -> None:
+    """Run the M-Pesa Daraja simulator (replaces this process with gunicorn)."""
+    argv = gunicorn_argv(host, port)
+    os.execvp(argv[0], argv)  # noqa: S606 - fixed argv, no shell involved

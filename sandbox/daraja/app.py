@@ -1,0 +1,166 @@
+"""Wiring of the Daraja simulator: collaborators, middleware, routes."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Final
+
+import falcon
+
+from sandbox.config import SimulatorConfig
+from sandbox.daraja import control, gateway
+from sandbox.daraja.callbacks import CallbackDispatcher
+from sandbox.daraja.scenarios import ScenarioBook
+from sandbox.daraja.state import Clock, RequestRecord, SimulatorState, utc_now_iso
+
+CONTROL_PREFIX: Final = "/_sim"
+WsgiApp = falcon.App[falcon.Request, falcon.Response]
+GATEWAY_KINDS: Final = {
+    "/oauth/v1/generate": "oauth",
+    "/mpesa/stkpush/v1/processrequest": "stkpush",
+    "/mpesa/stkpushquery/v1/query": "query",
+}
+
+
+@dataclass
+class Simulator:
+    """A running simulator: the WSGI app and the collaborators tests may reach into."""
+
+    app: WsgiApp
+    config: SimulatorConfig
+    state: SimulatorState
+    scenarios: ScenarioBook
+    dispatcher: CallbackDispatcher
+
+    def close(self) -> None:
+        """Stop the callback thread; pending callbacks are dropped."""
+        self.dispatcher.stop()
+
+
+def create_app(config: SimulatorConfig) -> WsgiApp:
+    """The simulator's WSGI app (what gunicorn serves); state lives in this process."""
+    return create_simulator(config).app
+
+
+def create_simulator(config: SimulatorConfig, *, clock: Clock = time.monotonic) -> Simulator:
+    """Build a simulator; ``clock`` (seconds, monotonic) times tokens and outcomes.
+
+    The callback thread starts with the first scheduled callback; call
+    ``Simulator.close`` to stop it.
+    """
+    state = SimulatorState(clock, config.token_ttl_s)
+    scenarios = ScenarioBook()
+    dispatcher = CallbackDispatcher(
+        state.record_delivery, clock=clock, timeout_s=config.callback_timeout_s
+    )
+    app: WsgiApp = falcon.App(middleware=[RecordingMiddleware(state, config.latency_s)])
+    _add_gateway_routes(app, state, scenarios, dispatcher, config)
+    _add_control_routes(app, state, scenarios, dispatcher)
+    return Simulator(app, config, state, scenarios, dispatcher)
+
+
+def _add_gateway_routes(
+    app: WsgiApp,
+    state: SimulatorState,
+    scenarios: ScenarioBook,
+    dispatcher: CallbackDispatcher,
+    config: SimulatorConfig,
+) -> None:
+    app.add_route("/oauth/v1/generate", gateway.OAuthResource(state, config))
+    app.add_route(
+        "/mpesa/stkpush/v1/processrequest",
+        gateway.StkPushResource(state, scenarios, dispatcher, config),
+    )
+    app.add_route(
+        "/mpesa/stkpushquery/v1/query", gateway.StkQueryResource(state, scenarios, config)
+    )
+
+
+def _add_control_routes(
+    app: WsgiApp,
+    state: SimulatorState,
+    scenarios: ScenarioBook,
+    dispatcher: CallbackDispatcher,
+) -> None:
+    p = CONTROL_PREFIX
+    transactions = control.TransactionsResource(state)
+    app.add_route(f"{p}/requests", control.RequestsResource(state))
+    app.add_route(f"{p}/callbacks", control.CallbacksResource(state))
+    app.add_route(
+        f"{p}/callbacks/{{checkout_request_id}}/resend", control.ResendResource(state, dispatcher)
+    )
+    app.add_route(f"{p}/transactions", transactions)
+    app.add_route(f"{p}/transactions/{{checkout_request_id}}", transactions, suffix="one")
+    app.add_route(f"{p}/scenarios", control.ScenariosResource(scenarios))
+    app.add_route(f"{p}/tokens/revoke", control.RevokeTokensResource(state))
+    app.add_route(f"{p}/shortcodes", control.ShortcodesResource(state))
+    app.add_route(f"{p}/apps", control.AppsResource(state))
+    app.add_route(f"{p}/reset", control.ResetResource(state, scenarios, dispatcher))
+    app.add_route(f"{p}/health", control.HealthResource(state, dispatcher))
+
+
+class RecordingMiddleware:
+    """Reads every body into ``req.context.raw_body``; delays and records gateway calls."""
+
+    def __init__(self, state: SimulatorState, latency_s: float) -> None:
+        self._state = state
+        self._latency_s = latency_s
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        req.context.raw_body = req.bounded_stream.read()
+        if self._latency_s and not _is_control(req.path):
+            time.sleep(self._latency_s)
+
+    def process_response(
+        self,
+        req: falcon.Request,
+        resp: falcon.Response,
+        resource: object,
+        req_succeeded: bool,
+    ) -> None:
+        if _is_control(req.path):
+            return
+        self._state.record_request(
+            RequestRecord(
+                method=req.method,
+                path=req.path,
+                kind=GATEWAY_KINDS.get(req.path, "other"),
+                headers=_redacted_headers(req),
+                body=_parsed(getattr(req.context, "raw_body", b"")),
+                status=resp.status_code,
+                response=_redacted_media(resp.media),
+                time=utc_now_iso(),
+            )
+        )
+
+
+def _is_control(path: str) -> bool:
+    return path == CONTROL_PREFIX or path.startswith(f"{CONTROL_PREFIX}/")
+
+
+def _redacted_headers(req: falcon.Request) -> dict[str, str]:
+    """Headers by lower-case name, the Authorization credential replaced by ``<redacted>``."""
+    headers = {name.lower(): value for name, value in req.headers.items()}
+    if "authorization" in headers:
+        scheme = headers["authorization"].partition(" ")[0]
+        headers["authorization"] = f"{scheme} <redacted>" if scheme else "<redacted>"
+    return headers
+
+
+def _redacted_media(media: object) -> object:
+    """The response document, an issued access token replaced by ``<redacted>``."""
+    if isinstance(media, dict) and "access_token" in media:
+        return {**media, "access_token": "<redacted>"}
+    return media
+
+
+def _parsed(raw: bytes) -> object:
+    """JSON when it parses, else the text as sent, ``None`` when empty."""
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return raw.decode("utf-8", errors="replace")

@@ -1,0 +1,205 @@
+"""The ``/_sim`` control API: inspect what happened, steer what happens next.
+
+Bad input is answered 400 with falcon's JSON error document (``title``,
+``description``), unknown ids 404; nothing here answers 500 on purpose.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Final
+
+import falcon
+
+from sandbox.daraja.callbacks import CallbackDispatcher, callback_body
+from sandbox.daraja.scenarios import ScenarioBook, ScenarioError
+from sandbox.daraja.state import SimulatorState
+from sandbox.daraja.validation import InvalidField, shortcode_field
+
+REQUEST_KINDS: Final = ("oauth", "stkpush", "query", "other")
+
+
+def json_object(req: falcon.Request) -> dict[str, object]:
+    """The request's JSON object body; raise 400 if it is anything else."""
+    try:
+        body = json.loads(req.context.raw_body or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise falcon.HTTPBadRequest(title="Invalid JSON", description="body is not JSON") from None
+    if not isinstance(body, dict):
+        raise falcon.HTTPBadRequest(title="Invalid JSON", description="expected a JSON object")
+    return body
+
+
+def _non_empty_string(body: dict[str, object], key: str) -> str:
+    value = body.get(key)
+    if not isinstance(value, str) or not value:
+        raise falcon.HTTPBadRequest(title="Invalid field", description=f"{key} must be a string")
+    return value
+
+
+class RequestsResource:
+    """``GET /_sim/requests?kind=oauth|stkpush|query|other``: received requests, newest last."""
+
+    def __init__(self, state: SimulatorState) -> None:
+        self._state = state
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        kind = req.get_param("kind")
+        if kind is not None and kind not in REQUEST_KINDS:
+            raise falcon.HTTPBadRequest(
+                title="Invalid kind", description=f"kind must be one of {list(REQUEST_KINDS)}"
+            )
+        resp.media = [record.to_json() for record in self._state.requests(kind)]
+
+
+class CallbacksResource:
+    """``GET /_sim/callbacks``: every callback delivery attempt, newest last."""
+
+    def __init__(self, state: SimulatorState) -> None:
+        self._state = state
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = [record.to_json() for record in self._state.deliveries()]
+
+
+class TransactionsResource:
+    """``GET /_sim/transactions`` and ``GET /_sim/transactions/{CheckoutRequestID}``."""
+
+    def __init__(self, state: SimulatorState) -> None:
+        self._state = state
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        now = self._state.now()
+        resp.media = [tx.to_json(now) for tx in self._state.transactions()]
+
+    def on_get_one(
+        self, req: falcon.Request, resp: falcon.Response, checkout_request_id: str
+    ) -> None:
+        transaction = self._state.transaction(checkout_request_id)
+        if transaction is None:
+            raise falcon.HTTPNotFound(description=f"no transaction {checkout_request_id}")
+        resp.media = transaction.to_json(self._state.now())
+
+
+class ScenariosResource:
+    """``POST`` (add), ``GET`` (list) and ``DELETE`` (clear) ``/_sim/scenarios``."""
+
+    def __init__(self, scenarios: ScenarioBook) -> None:
+        self._scenarios = scenarios
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        try:
+            scenario = self._scenarios.add(json_object(req))
+        except ScenarioError as exc:
+            raise falcon.HTTPBadRequest(title="Invalid scenario", description=str(exc)) from None
+        resp.status = 201
+        resp.media = scenario.to_json()
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = self._scenarios.snapshot()
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self._scenarios.clear()
+        resp.media = {"cleared": True}
+
+
+class RevokeTokensResource:
+    """``POST /_sim/tokens/revoke``: every issued token stops working."""
+
+    def __init__(self, state: SimulatorState) -> None:
+        self._state = state
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = {"revoked": self._state.revoke_tokens()}
+
+
+class ShortcodesResource:
+    """``POST /_sim/shortcodes`` ``{shortcode, passkey}``: register or replace a shortcode."""
+
+    def __init__(self, state: SimulatorState) -> None:
+        self._state = state
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = json_object(req)
+        try:
+            shortcode = shortcode_field(body, "shortcode")
+        except InvalidField:
+            raise falcon.HTTPBadRequest(
+                title="Invalid field", description="shortcode must be 5-7 digits"
+            ) from None
+        passkey = _non_empty_string(body, "passkey")
+        self._state.add_shortcode(shortcode, passkey)
+        resp.status = 201
+        resp.media = {"shortcode": shortcode}
+
+
+class AppsResource:
+    """``POST /_sim/apps`` ``{consumer_key, consumer_secret}``: register or replace an app."""
+
+    def __init__(self, state: SimulatorState) -> None:
+        self._state = state
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = json_object(req)
+        key = _non_empty_string(body, "consumer_key")
+        secret = _non_empty_string(body, "consumer_secret")
+        if ":" in key:
+            # Basic auth splits key from secret at the first colon.
+            raise falcon.HTTPBadRequest(
+                title="Invalid field", description="consumer_key must not contain ':'"
+            )
+        self._state.add_app(key, secret)
+        resp.status = 201
+        resp.media = {"consumer_key": key}
+
+
+class ResendResource:
+    """``POST /_sim/callbacks/{CheckoutRequestID}/resend``: send its callback once more, now."""
+
+    def __init__(self, state: SimulatorState, dispatcher: CallbackDispatcher) -> None:
+        self._state = state
+        self._dispatcher = dispatcher
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, checkout_request_id: str) -> None:
+        transaction = self._state.transaction(checkout_request_id)
+        if transaction is None:
+            raise falcon.HTTPNotFound(description=f"no transaction {checkout_request_id}")
+        now = self._state.now()
+        if not transaction.is_due(now):
+            raise falcon.HTTPConflict(description="the outcome is not due yet")
+        body = callback_body(transaction)
+        self._dispatcher.schedule(now, checkout_request_id, transaction.callback_url, body)
+        resp.status = 202
+        resp.media = {"scheduled": True, "url": transaction.callback_url, "body": body}
+
+
+class ResetResource:
+    """``POST /_sim/reset``: forget everything but the built-ins and the config."""
+
+    def __init__(
+        self, state: SimulatorState, scenarios: ScenarioBook, dispatcher: CallbackDispatcher
+    ) -> None:
+        self._state = state
+        self._scenarios = scenarios
+        self._dispatcher = dispatcher
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self._dispatcher.clear()
+        self._scenarios.clear()
+        self._state.reset()
+        resp.media = {"reset": True}
+
+
+class HealthResource:
+    """``GET /_sim/health``."""
+
+    def __init__(self, state: SimulatorState, dispatcher: CallbackDispatcher) -> None:
+        self._state = state
+        self._dispatcher = dispatcher
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = {
+            "status": "ok",
+            "transactions": len(self._state.transactions()),
+            "pending_callbacks": self._dispatcher.pending(),
+        }
