@@ -1,0 +1,231 @@
+"""Message contracts and the broker: what travels between processes, and how.
+
+Every actor's name and queue is declared here once, as an :class:`ActorSpec`.
+Workers declare their actors from these specs; the ingress and the scheduler
+enqueue by spec through :class:`Publisher`, so they never import worker code.
+Messages carry ids and small values only. ``request_id`` and ``payment_id``
+travel in message options and are bound in the log context on both sides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import dramatiq
+import dramatiq.errors
+import structlog
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.middleware import (
+    AgeLimit,
+    Callbacks,
+    CurrentMessage,
+    Middleware,
+    Pipelines,
+    Retries,
+    ShutdownNotifications,
+    TimeLimit,
+)
+
+from shared.domain.errors import PermanentError, TransientError
+
+
+@dataclass(frozen=True)
+class ActorSpec:
+    actor_name: str
+    queue_name: str
+
+
+INITIATE_PAYMENT = ActorSpec("initiate_payment", "payments")
+APPLY_CALLBACK = ActorSpec("apply_callback", "callbacks")
+POLL_PAYMENT = ActorSpec("poll_payment", "polls")
+SWEEP_PENDING = ActorSpec("sweep_pending_payments", "maintenance")
+
+ALL_ACTORS = (INITIATE_PAYMENT, APPLY_CALLBACK, POLL_PAYMENT, SWEEP_PENDING)
+
+
+class MessageContract:
+    """Base of the message payloads: JSON-able fields, parsed strictly on the way in."""
+
+    spec: ClassVar[ActorSpec]
+
+    def to_kwargs(self) -> dict[str, Any]:
+        fields: dict[str, Any] = dataclasses.asdict(self)  # type: ignore[call-overload]
+        return fields
+
+    @classmethod
+    def from_kwargs(cls, fields: dict[str, Any]) -> Self:
+        """Build from a message's kwargs; unknown keys are ignored (newer producers)."""
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        try:
+            return cls(**{k: v for k, v in fields.items() if k in names})
+        except TypeError as exc:
+            raise MalformedMessage(f"{cls.__name__}: {exc}") from None
+
+
+class MalformedMessage(PermanentError):
+    """A message that does not fit its contract: retrying cannot help."""
+
+
+@dataclass(frozen=True)
+class InitiatePayment(MessageContract):
+    """Create the intent (idempotently) and send the push. ``request`` is normalised."""
+
+    spec: ClassVar[ActorSpec] = INITIATE_PAYMENT
+    payment_id: str
+    merchant_id: str
+    idempotency_key: str
+    request: dict[str, Any]
+    request_hash: str
+    accepted_at: str
+
+
+@dataclass(frozen=True)
+class ApplyCallback(MessageContract):
+    """A raw, authenticated callback as the ingress received it."""
+
+    spec: ClassVar[ActorSpec] = APPLY_CALLBACK
+    gateway: str
+    merchant_id: str
+    body_b64: str
+    headers: dict[str, str]
+    received_at: str
+    remote_addr: str | None = None
+    attempt_ref: str | None = None
+
+
+@dataclass(frozen=True)
+class PollPayment(MessageContract):
+    """Ask the gateway where a submitted payment stands; ``round`` counts the re-checks."""
+
+    spec: ClassVar[ActorSpec] = POLL_PAYMENT
+    payment_id: str
+    round: int = 0
+
+
+@dataclass(frozen=True)
+class SweepPendingPayments(MessageContract):
+    """Find submitted payments whose poll is overdue and poll them."""
+
+    spec: ClassVar[ActorSpec] = SWEEP_PENDING
+
+
+# Log-context keys that travel in message options from producer to consumer.
+CONTEXT_OPTIONS = ("request_id", "payment_id")
+
+# Connection parameters that make a dead broker fail fast instead of hanging a request.
+_PIKA_DEFAULTS = {
+    "connection_attempts": "1",
+    "socket_timeout": "5",
+    "stack_timeout": "10",
+    "blocked_connection_timeout": "10",
+    "heartbeat": "60",
+}
+
+
+class BrokerUnavailable(TransientError):
+    """RabbitMQ did not confirm the message: it may not have been stored."""
+
+
+def broker_url_with_defaults(url: str) -> str:
+    """Add fail-fast pika parameters to an AMQP URL unless it already sets them."""
+    parts = urlsplit(url)
+    given = dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p)
+    query = urlencode({**_PIKA_DEFAULTS, **given})
+    return urlunsplit(parts._replace(query=query))
+
+
+class LogContext(Middleware):
+    """Carry the log context across the broker and bind it around each message."""
+
+    def before_enqueue(self, broker: Any, message: Any, delay: Any) -> None:
+        bound = structlog.contextvars.get_contextvars()
+        for key in CONTEXT_OPTIONS:
+            if key in bound and key not in message.options:
+                message.options[key] = str(bound[key])
+
+    def before_process_message(self, broker: Any, message: Any) -> None:
+        structlog.contextvars.clear_contextvars()
+        context = {key: message.options[key] for key in CONTEXT_OPTIONS if key in message.options}
+        structlog.contextvars.bind_contextvars(
+            message_id=message.message_id, actor=message.actor_name, **context
+        )
+
+    def after_process_message(
+        self, broker: Any, message: Any, *, result: Any = None, exception: Any = None
+    ) -> None:
+        structlog.contextvars.clear_contextvars()
+
+    after_skip_message = after_process_message
+
+
+def build_broker(broker_url: str) -> RabbitmqBroker:
+    """The one RabbitMQ broker of a process, with publisher confirms and mandatory routing.
+
+    Call once per process (the worker entry point, ``create_app``'s caller) and, in
+    workers, pass it to ``dramatiq.set_broker`` before any actor is declared.
+    """
+    middleware = [
+        AgeLimit(),
+        TimeLimit(),
+        ShutdownNotifications(),
+        Callbacks(),
+        Pipelines(),
+        Retries(max_retries=0),
+        CurrentMessage(),
+        LogContext(),
+    ]
+    return RabbitmqBroker(
+        url=broker_url_with_defaults(broker_url), confirm_delivery=True, middleware=middleware
+    )
+
+
+def current_message_retries() -> int:
+    """How many times the message being processed has failed before (0 on first delivery)."""
+    message = CurrentMessage.get_current_message()
+    return int(message.options.get("retries", 0)) if message is not None else 0
+
+
+class Publisher:
+    """Enqueue by actor spec; returns only once RabbitMQ confirmed the message."""
+
+    def __init__(self, broker: RabbitmqBroker) -> None:
+        self.broker = broker
+
+    def enqueue(
+        self,
+        spec: ActorSpec,
+        kwargs: dict[str, Any],
+        *,
+        delay_ms: int | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> str:
+        message: dramatiq.Message[Any] = dramatiq.Message(
+            queue_name=spec.queue_name,
+            actor_name=spec.actor_name,
+            args=(),
+            kwargs=kwargs,
+            options=dict(options or {}),
+        )
+        try:
+            self.broker.enqueue(message, delay=delay_ms)
+        except dramatiq.errors.ConnectionError as exc:
+            raise BrokerUnavailable(str(exc)) from exc
+        return str(message.message_id)
+
+    def send(self, message: MessageContract, *, delay_ms: int | None = None) -> str:
+        """Enqueue one contract message; see :meth:`enqueue`."""
+        return self.enqueue(message.spec, message.to_kwargs(), delay_ms=delay_ms)
+
+    def ping(self) -> None:
+        """Raise BrokerUnavailable unless a channel to RabbitMQ can be opened now."""
+        try:
+            self.broker.channel.basic_qos(prefetch_count=0)  # a cheap round trip
+        except Exception as exc:
+            del self.broker.connection
+            raise BrokerUnavailable(str(exc)) from exc
+
+    def close(self) -> None:
+        self.broker.close()
