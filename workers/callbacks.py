@@ -1,0 +1,162 @@
+"""``apply_callback``: apply a gateway's callback to the ledger exactly once.
+
+The callback is matched to its intent by the gateway's transaction id or, when
+the push's answer was never stored (it raced the callback, or was lost), by the
+attempt reference carried in the callback URL. A callback whose intent cannot be
+found is re-checked a few times (it may have overtaken its own push answer),
+then kept as an orphan: recorded, surfaced, never credited.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from datetime import UTC, datetime
+
+import dramatiq
+import structlog
+from sqlalchemy.orm import Session
+
+from shared.crypto import sha256_hex
+from shared.db.models import PaymentAttempt, PaymentIntent
+from shared.domain.errors import PermanentError
+from shared.domain.phone import mask_phone_numbers
+from shared.gateways.base import CallbackEvent, CallbackMalformed, GatewayVerdict, Outcome
+from shared.messages import APPLY_CALLBACK, ApplyCallback, current_message_retries
+from workers.outcomes import (
+    GatewayWord,
+    apply_word,
+    attempt_for_gateway_ref,
+    lock_intent,
+    record_event,
+)
+from workers.policies import POLICIES
+from workers.runtime import Runtime, runtime
+
+log = structlog.stdlib.get_logger(__name__)
+POLICY = POLICIES[APPLY_CALLBACK.actor_name]
+
+# Headers worth keeping with the raw event (never Authorization or cookies).
+KEPT_HEADERS = (
+    "content-type",
+    "user-agent",
+    "businessshortcode",
+    "x-forwarded-for",
+    "content-length",
+)
+
+
+@dramatiq.actor(
+    actor_name=APPLY_CALLBACK.actor_name,
+    queue_name=APPLY_CALLBACK.queue_name,
+    **POLICY.actor_options(),
+)
+def apply_callback(**fields: object) -> None:
+    CallbackApplication(runtime(), ApplyCallback.from_kwargs(fields)).run()
+
+
+class CallbackApplication:
+    def __init__(self, rt: Runtime, message: ApplyCallback) -> None:
+        self.rt = rt
+        self.message = message
+        self.merchant_id = uuid.UUID(message.merchant_id)
+        try:
+            self.body = base64.b64decode(message.body_b64, validate=True)
+        except binascii.Error:
+            raise PermanentError("callback body is not base64") from None
+
+    def run(self) -> None:
+        adapter = self.rt.gateways.get(self.message.gateway)
+        try:
+            event = adapter.parse_callback(self.body, self.message.headers)
+        except CallbackMalformed as exc:
+            self._record_unparsed(str(exc))
+            return
+        structlog.contextvars.bind_contextvars(gateway_ref=event.gateway_ref)
+        word = self._word(event)
+        now = datetime.now(UTC)
+        with self.rt.db.transaction() as session:
+            intent = self._match(session, event)
+            if intent is None:
+                self._orphan(session, word)
+                return
+            structlog.contextvars.bind_contextvars(payment_id=str(intent.id))
+            apply_word(session, intent, word, now)
+
+    def _word(self, event: CallbackEvent) -> GatewayWord:
+        headers = {k.lower(): v for k, v in self.message.headers.items()}
+        return GatewayWord(
+            gateway=self.message.gateway,
+            event_key=event.event_key,
+            source="callback",
+            gateway_ref=event.gateway_ref,
+            verdict=event.verdict,
+            received_at=datetime.fromisoformat(self.message.received_at),
+            body_masked=event.masked_body,
+            headers={k: headers[k] for k in KEPT_HEADERS if k in headers},
+            remote_addr=self.message.remote_addr,
+            merchant_id=self.merchant_id,
+        )
+
+    def _match(self, session: Session, event: CallbackEvent) -> PaymentIntent | None:
+        """The locked intent this callback is about, or None."""
+        attempt = attempt_for_gateway_ref(session, self.message.gateway, event.gateway_ref)
+        if attempt is None and self.message.attempt_ref:
+            attempt = self._adoptable_attempt(session, event)
+        if attempt is None:
+            return None
+        intent = lock_intent(session, attempt.intent_id)
+        if intent is None or intent.merchant_id != self.merchant_id:
+            log.warning("callback names another merchant's payment", gateway_ref=event.gateway_ref)
+            return None
+        if attempt.gateway_ref is None:
+            # The push's answer was lost or is not stored yet: the callback tells us its id.
+            attempt.gateway_ref = event.gateway_ref
+            if attempt.status in ("sending", "unknown"):
+                attempt.status = "accepted"  # the gateway's callback proves it took the push
+            intent.gateway_ref = intent.gateway_ref or event.gateway_ref
+            log.info("callback adopted by its attempt reference", attempt=str(attempt.id))
+        return intent
+
+    def _adoptable_attempt(self, session: Session, event: CallbackEvent) -> PaymentAttempt | None:
+        try:
+            attempt_id = uuid.UUID(str(self.message.attempt_ref))
+        except ValueError:
+            return None
+        attempt = session.get(PaymentAttempt, attempt_id, with_for_update=True)
+        if attempt is None or attempt.gateway != self.message.gateway:
+            return None
+        if attempt.gateway_ref not in (None, event.gateway_ref):
+            return None
+        return attempt
+
+    def _orphan(self, session: Session, word: GatewayWord) -> None:
+        retries = current_message_retries()
+        if retries < self.rt.settings.orphan_rechecks:
+            raise dramatiq.Retry("no payment matches this callback yet", delay=1000 * 2**retries)
+        recorded = record_event(
+            session,
+            word,
+            outcome="orphan",
+            intent_id=None,
+            detail="no payment matches this callback",
+        )
+        if recorded is not None:
+            log.warning("orphan callback kept for review", event_key=word.event_key)
+
+    def _record_unparsed(self, reason: str) -> None:
+        word = GatewayWord(
+            gateway=self.message.gateway,
+            event_key=f"malformed:{sha256_hex(self.body)}",
+            source="callback",
+            gateway_ref=None,
+            verdict=GatewayVerdict(Outcome.PENDING, result_code=""),
+            received_at=datetime.fromisoformat(self.message.received_at),
+            body_masked=mask_phone_numbers(self.body.decode("utf-8", errors="replace"))[:65536],
+            remote_addr=self.message.remote_addr,
+            merchant_id=self.merchant_id,
+        )
+        with self.rt.db.transaction() as session:
+            record_event(session, word, outcome="malformed", intent_id=None, detail=reason)
+        log.warning("malformed callback kept for review", reason=reason)

@@ -1,0 +1,298 @@
+"""``initiate_payment``: create the intent idempotently and send the push, at most once.
+
+Three short transactions around one gateway call:
+
+1. lock or create the intent (unique on merchant + idempotency key; a second
+   live payment for the same reference is ``duplicate_payment``), then record
+   an attempt *before* calling the gateway;
+2. call the gateway (no transaction open);
+3. record the answer and move the intent.
+
+If a delivery finds an attempt still ``sending`` or ``unknown`` — a worker died
+mid-call, or the answer was lost — the push may be with the customer: it is
+never re-sent. The payment is treated as submitted; the callback (matched by
+the attempt reference in its URL) or the poll finishes it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import dramatiq
+import structlog
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from shared import audit
+from shared.db.models import PaymentAttempt, PaymentIntent
+from shared.domain import errors
+from shared.domain.money import Money
+from shared.domain.states import PaymentStatus
+from shared.gateways.base import (
+    GatewayOutcomeUnknown,
+    GatewayUnavailable,
+    InitiateResult,
+    PaymentRequest,
+)
+from shared.merchants import load_gateway_credentials
+from shared.messages import INITIATE_PAYMENT, InitiatePayment, PollPayment
+from workers.outcomes import ACTOR, fail, lock_intent, mark_submitted
+from workers.policies import POLICIES
+from workers.runtime import Runtime, runtime
+
+log = structlog.stdlib.get_logger(__name__)
+POLICY = POLICIES[INITIATE_PAYMENT.actor_name]
+
+LIVE_REFERENCE_INDEX = "uq_payment_intents_live_reference"
+
+
+@dramatiq.actor(
+    actor_name=INITIATE_PAYMENT.actor_name,
+    queue_name=INITIATE_PAYMENT.queue_name,
+    **POLICY.actor_options(),
+)
+def initiate_payment(**fields: object) -> None:
+    PaymentInitiation(runtime(), InitiatePayment.from_kwargs(fields)).run()
+
+
+class PaymentInitiation:
+    def __init__(self, rt: Runtime, command: InitiatePayment) -> None:
+        self.rt = rt
+        self.command = command
+        self.payment_id = uuid.UUID(command.payment_id)
+
+    def run(self) -> None:
+        structlog.contextvars.bind_contextvars(payment_id=self.command.payment_id)
+        prepared = self._prepare()
+        if prepared is None:
+            return
+        attempt_id, stored_credentials = prepared
+        if stored_credentials is None:  # an earlier push's outcome is unknown: wait, do not re-send
+            self._schedule_poll()
+            return
+        self._send(attempt_id, stored_credentials)
+
+    # -- step 1 ----------------------------------------------------------------------------
+
+    def _prepare(self) -> tuple[uuid.UUID, dict[str, object] | None] | None:
+        """Lock/create the intent and record an attempt; None when there is nothing to send."""
+        now = datetime.now(UTC)
+        with self.rt.db.transaction() as session:
+            intent = lock_intent(session, self.payment_id) or self._create(session, now)
+            if intent.request_hash != self.command.request_hash:
+                self._conflict(session, intent)
+                return None
+            if intent.status != PaymentStatus.CREATED:
+                log.info("payment already past creation", status=intent.status)
+                return None
+            accepted_at = datetime.fromisoformat(self.command.accepted_at)
+            if now - accepted_at > timedelta(seconds=self.rt.settings.initiation_window_s):
+                fail(
+                    session,
+                    intent,
+                    errors.GATEWAY_UNAVAILABLE,
+                    "not sent within the initiation window",
+                    now,
+                )
+                return None
+            last = self._last_attempt(session)
+            if last is not None and last.status in ("sending", "unknown"):
+                log.warning(
+                    "earlier push has no known outcome; not re-sending", attempt=str(last.id)
+                )
+                last.status = "unknown"
+                mark_submitted(intent, None, now, self.rt.settings)
+                return last.id, None
+            stored = load_gateway_credentials(
+                session, self.rt.cipher, intent.merchant_id, intent.gateway
+            )
+            if stored is None:
+                fail(
+                    session,
+                    intent,
+                    errors.GATEWAY_NOT_CONFIGURED,
+                    errors.GATEWAY_NOT_CONFIGURED.message,
+                    now,
+                )
+                return None
+            attempt = PaymentAttempt(
+                id=uuid.uuid4(),
+                intent_id=intent.id,
+                number=(last.number + 1) if last else 1,
+                gateway=intent.gateway,
+                status="sending",
+            )
+            session.add(attempt)
+            return attempt.id, stored
+
+    def _create(self, session: Session, now: datetime) -> PaymentIntent:
+        request = self.command.request
+        values = {
+            "id": self.payment_id,
+            "merchant_id": uuid.UUID(self.command.merchant_id),
+            "idempotency_key": self.command.idempotency_key,
+            "request_hash": self.command.request_hash,
+            "gateway": request["gateway"],
+            "amount_minor": request["amount"],
+            "currency": request["currency"],
+            "phone": request["phone"],
+            "reference": request["reference"],
+            "description": request.get("description"),
+            "accepted_at": datetime.fromisoformat(self.command.accepted_at),
+        }
+        try:
+            with session.begin_nested():
+                intent = PaymentIntent(**values, status=PaymentStatus.CREATED)
+                session.add(intent)
+        except IntegrityError as exc:
+            constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
+            if constraint != LIVE_REFERENCE_INDEX:
+                # The same message being processed twice at once: the other delivery created it.
+                existing = lock_intent(session, self.payment_id)
+                if existing is None:
+                    raise
+                return existing
+            intent = PaymentIntent(
+                **values,
+                status=PaymentStatus.FAILED,
+                failure_code=errors.DUPLICATE_PAYMENT.code,
+                failure_message=errors.DUPLICATE_PAYMENT.message,
+                finished_at=now,
+            )
+            session.add(intent)
+            session.flush()
+            log.info("duplicate payment refused", reference=request["reference"])
+        audit.record(
+            session,
+            actor=ACTOR,
+            action="payment.created",
+            subject_type="payment",
+            subject_id=self.payment_id,
+            detail={
+                "status": intent.status,
+                "amount": intent.amount_minor,
+                "currency": intent.currency,
+            },
+        )
+        return intent
+
+    def _conflict(self, session: Session, intent: PaymentIntent) -> None:
+        """Same idempotency key, different request: the first stands, this one is refused."""
+        audit.record(
+            session,
+            actor=ACTOR,
+            action="payment.idempotency_conflict",
+            subject_type="payment",
+            subject_id=intent.id,
+            detail={
+                "code": errors.IDEMPOTENCY_CONFLICT.code,
+                "refused_request_hash": self.command.request_hash,
+            },
+        )
+        log.warning("idempotency conflict: request refused", code=errors.IDEMPOTENCY_CONFLICT.code)
+
+    def _last_attempt(self, session: Session) -> PaymentAttempt | None:
+        return session.scalars(
+            select(PaymentAttempt)
+            .where(PaymentAttempt.intent_id == self.payment_id)
+            .order_by(PaymentAttempt.number.desc())
+            .limit(1)
+        ).first()
+
+    # -- steps 2 and 3 ---------------------------------------------------------------------
+
+    def _send(self, attempt_id: uuid.UUID, stored: dict[str, object]) -> None:
+        request = self.command.request
+        adapter = self.rt.gateways.get(str(request["gateway"]))
+        credentials = adapter.credentials(stored)
+        payment_request = PaymentRequest(
+            payment_id=self.command.payment_id,
+            attempt_ref=str(attempt_id),
+            amount=Money(int(request["amount"]), str(request["currency"])),
+            phone=str(request["phone"]),
+            reference=str(request["reference"]),
+            description=request.get("description"),
+            callback_url=self.rt.settings.callback_url(
+                adapter.name, credentials.callback_secret, str(attempt_id)
+            ),
+        )
+        try:
+            result = adapter.initiate(credentials, payment_request)
+        except GatewayUnavailable as exc:
+            self._not_sent(attempt_id, exc)
+            return
+        except GatewayOutcomeUnknown as exc:
+            log.warning("push outcome unknown; will not re-send", error=str(exc))
+            self._record(attempt_id, status="unknown", error=str(exc))
+            self._schedule_poll()
+            return
+        self._record(
+            attempt_id, status="accepted" if result.accepted else "rejected", result=result
+        )
+        if result.accepted:
+            self._schedule_poll()
+
+    def _not_sent(self, attempt_id: uuid.UUID, exc: GatewayUnavailable) -> None:
+        """The gateway did not act: retry the message (new attempt), or give up on the last try."""
+        last_try = POLICY.is_last_try()
+        now = datetime.now(UTC)
+        with self.rt.db.transaction() as session:
+            intent = lock_intent(session, self.payment_id)
+            attempt = session.get(PaymentAttempt, attempt_id)
+            if intent is None or attempt is None:
+                raise errors.PermanentError("intent or attempt vanished")
+            attempt.status, attempt.error_message, attempt.responded_at = (
+                "not_sent",
+                str(exc)[:300],
+                now,
+            )
+            if last_try:
+                fail(session, intent, errors.GATEWAY_UNAVAILABLE, str(exc), now)
+        if last_try:
+            return
+        log.info("gateway unavailable; push will be retried", error=str(exc))
+        if exc.retry_after_s is not None:
+            raise dramatiq.Retry(str(exc), delay=int(exc.retry_after_s * 1000)) from exc
+        raise exc
+
+    def _record(
+        self,
+        attempt_id: uuid.UUID,
+        *,
+        status: str,
+        result: InitiateResult | None = None,
+        error: str | None = None,
+    ) -> None:
+        now = datetime.now(UTC)
+        with self.rt.db.transaction() as session:
+            intent = lock_intent(session, self.payment_id)
+            attempt = session.get(PaymentAttempt, attempt_id)
+            if intent is None or attempt is None:
+                raise errors.PermanentError("intent or attempt vanished")
+            if attempt.status in ("sending", "unknown"):
+                attempt.status = status
+            attempt.responded_at = now
+            attempt.error_message = error or (result.message if result else None) or None
+            if result is not None and result.accepted:
+                attempt.gateway_ref = attempt.gateway_ref or result.gateway_ref
+                attempt.secondary_ref = result.secondary_ref
+                mark_submitted(intent, result.gateway_ref, now, self.rt.settings)
+                log.info("push accepted", gateway_ref=result.gateway_ref)
+            elif result is not None:
+                attempt.error_code = result.failure_code
+                code = errors.lookup(result.failure_code or errors.GATEWAY_REJECTED.code)
+                fail(session, intent, code, result.message or code.message, now)
+            else:
+                mark_submitted(intent, None, now, self.rt.settings)
+
+    def _schedule_poll(self) -> None:
+        """Poll after the callback's usual delay; the scheduler's sweep covers a lost enqueue."""
+        delay_ms = int(self.rt.settings.poll_delay_s * 1000)
+        try:
+            self.rt.publisher.send(
+                PollPayment(payment_id=self.command.payment_id), delay_ms=delay_ms
+            )
+        except errors.TransientError as exc:
+            log.warning("could not schedule the poll; the sweep will find it", error=str(exc))

@@ -1,0 +1,270 @@
+"""The one apply path for a gateway's word on a payment (callback, query, local expiry).
+
+In one transaction, with the intent locked (``SELECT … FOR UPDATE``):
+record the event (unique on the gateway's event key: a duplicate stops here),
+cross-check amount and phone, let the state machine decide, write the ledger
+credit and the audit row. Callers commit; nothing here enqueues.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import structlog
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from shared import audit
+from shared.db.models import GatewayEvent, PaymentAttempt, PaymentIntent
+from shared.domain import errors
+from shared.domain.phone import mask_msisdn
+from shared.domain.states import PaymentStatus, Verdict, decide
+from shared.gateways.base import GatewayVerdict, Outcome
+from shared.settings import Settings
+from workers.ledger import credit_collection
+
+log = structlog.stdlib.get_logger(__name__)
+
+ACTOR = "worker"
+
+
+@dataclass(frozen=True)
+class GatewayWord:
+    """One thing a gateway said (or our clock decided), ready to be recorded and applied."""
+
+    gateway: str
+    event_key: str
+    source: str  # callback | query | local
+    gateway_ref: str | None
+    verdict: GatewayVerdict
+    received_at: datetime
+    body_masked: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    remote_addr: str | None = None
+    merchant_id: uuid.UUID | None = None
+
+
+def lock_intent(session: Session, intent_id: uuid.UUID) -> PaymentIntent | None:
+    return session.get(PaymentIntent, intent_id, with_for_update=True, populate_existing=True)
+
+
+def record_event(
+    session: Session,
+    word: GatewayWord,
+    *,
+    outcome: str,
+    intent_id: uuid.UUID | None,
+    detail: str | None = None,
+) -> int | None:
+    """Store the event once; None when the gateway's event key was already recorded."""
+    request_id = structlog.contextvars.get_contextvars().get("request_id")
+    return session.execute(
+        insert(GatewayEvent)
+        .values(
+            gateway=word.gateway,
+            event_key=word.event_key[:200],
+            source=word.source,
+            merchant_id=word.merchant_id,
+            intent_id=intent_id,
+            gateway_ref=word.gateway_ref,
+            result_code=word.verdict.result_code[:40],
+            outcome=outcome,
+            detail=detail[:300] if detail else None,
+            headers=word.headers,
+            body_masked=word.body_masked,
+            remote_addr=word.remote_addr,
+            request_id=str(request_id) if request_id else None,
+            received_at=word.received_at,
+        )
+        .on_conflict_do_nothing(index_elements=["gateway", "event_key"])
+        .returning(GatewayEvent.id)
+    ).scalar_one_or_none()
+
+
+def apply_word(
+    session: Session, intent: PaymentIntent, word: GatewayWord, now: datetime
+) -> str | None:
+    """Record and apply (the caller holds the intent's lock).
+
+    Returns the event's outcome, or None when the event is a duplicate.
+    """
+    event_id = record_event(session, word, outcome="received", intent_id=intent.id)
+    if event_id is None:
+        log.info(
+            "duplicate gateway event ignored", event_key=word.event_key, payment_id=str(intent.id)
+        )
+        return None
+    outcome, detail = settle(session, intent, word.verdict, now)
+    session.execute(
+        update(GatewayEvent)
+        .where(GatewayEvent.id == event_id)
+        .values(outcome=outcome, detail=detail)
+    )
+    log.info(
+        "gateway event applied",
+        payment_id=str(intent.id),
+        source=word.source,
+        result_code=word.verdict.result_code,
+        outcome=outcome,
+        status=intent.status,
+    )
+    return outcome
+
+
+_TARGETS = {
+    Outcome.SUCCEEDED: PaymentStatus.SUCCEEDED,
+    Outcome.FAILED: PaymentStatus.FAILED,
+    Outcome.CANCELLED: PaymentStatus.CANCELLED,
+    Outcome.EXPIRED: PaymentStatus.EXPIRED,
+}
+
+
+def settle(
+    session: Session, intent: PaymentIntent, verdict: GatewayVerdict, now: datetime
+) -> tuple[str, str | None]:
+    """Move the intent as the verdict and the state machine allow; (event outcome, detail)."""
+    if verdict.outcome == Outcome.PENDING:
+        return "pending", None
+    mismatch = cross_check(intent, verdict)
+    if mismatch:
+        flag(intent, mismatch)
+        audit.record(
+            session,
+            actor=ACTOR,
+            action="payment.flagged",
+            subject_type="payment",
+            subject_id=intent.id,
+            detail={"flag": mismatch, "result_code": verdict.result_code},
+        )
+        log.warning(
+            "gateway word does not match the payment", payment_id=str(intent.id), flag=mismatch
+        )
+        return "mismatch", mismatch
+
+    decision = decide(PaymentStatus(intent.status), _TARGETS[verdict.outcome])
+    if decision.verdict == Verdict.CONFLICT:
+        flag(intent, "conflicting_result")
+        audit.record(
+            session,
+            actor=ACTOR,
+            action="payment.flagged",
+            subject_type="payment",
+            subject_id=intent.id,
+            detail={
+                "flag": "conflicting_result",
+                "status": intent.status,
+                "said": verdict.result_code,
+            },
+        )
+        log.warning("success reported for a payment that already failed", payment_id=str(intent.id))
+        return "conflict", f"gateway said {verdict.result_code} after {intent.status}"
+    if not decision.moves:
+        return decision.verdict.value, f"payment already {intent.status}"
+
+    previous = intent.status
+    intent.status = decision.target
+    intent.finished_at = now
+    intent.next_poll_at = None
+    if decision.target == PaymentStatus.SUCCEEDED:
+        intent.failure_code = intent.failure_message = None
+        intent.receipt = verdict.receipt or intent.receipt
+        if decision.verdict == Verdict.LATE_SUCCESS:
+            flag(intent, "late_success")
+        credit_collection(session, intent, verdict.receipt)
+    else:
+        failure = verdict.failure_code or errors.GATEWAY_ERROR.code
+        intent.failure_code = failure
+        intent.failure_message = verdict.message or errors.lookup(failure).message
+    audit.record(
+        session,
+        actor=ACTOR,
+        action=f"payment.{intent.status}",
+        subject_type="payment",
+        subject_id=intent.id,
+        detail={
+            "from": previous,
+            "result_code": verdict.result_code,
+            "receipt": verdict.receipt,
+            "late": decision.verdict == Verdict.LATE_SUCCESS,
+        },
+    )
+    return decision.verdict.value if decision.verdict == Verdict.LATE_SUCCESS else "applied", None
+
+
+def cross_check(intent: PaymentIntent, verdict: GatewayVerdict) -> str | None:
+    """A flag name when the gateway's word contradicts the intent (amount, phone), else None."""
+    if verdict.amount is not None and (
+        verdict.amount.amount_minor != intent.amount_minor
+        or verdict.amount.currency != intent.currency
+    ):
+        return "amount_mismatch"
+    if verdict.phone and not phones_agree(intent.phone, verdict.phone):
+        return "phone_mismatch"
+    return None
+
+
+def phones_agree(expected: str, reported: str) -> bool:
+    """Compare a full MSISDN with one a gateway may have masked (``254722000***``)."""
+    reported = reported.strip()
+    if len(reported) != len(expected):
+        return False
+    return all(r in "*Xx" or r == e for r, e in zip(reported, expected, strict=True))
+
+
+def flag(intent: PaymentIntent, name: str) -> None:
+    if name not in intent.flags:
+        intent.flags = [*intent.flags, name]
+
+
+def mark_submitted(
+    intent: PaymentIntent, gateway_ref: str | None, now: datetime, settings: Settings
+) -> None:
+    """The push may be with the customer now: start the payment window and the poll clock."""
+    if intent.gateway_ref is None and gateway_ref is not None:
+        intent.gateway_ref = gateway_ref
+    if intent.status != PaymentStatus.CREATED:
+        return
+    intent.status = PaymentStatus.SUBMITTED
+    intent.submitted_at = now
+    intent.expires_at = now + timedelta(seconds=settings.payment_expiry_s)
+    intent.next_poll_at = now + timedelta(seconds=settings.poll_delay_s)
+
+
+def fail(
+    session: Session, intent: PaymentIntent, code: errors.ErrorCode, message: str, now: datetime
+) -> None:
+    """Fail an intent that has not been sent (or cannot be), with a catalogue code."""
+    if PaymentStatus(intent.status).is_final:
+        return
+    previous = intent.status
+    intent.status = PaymentStatus.FAILED
+    intent.failure_code = code.code
+    intent.failure_message = message[:300]
+    intent.finished_at = now
+    intent.next_poll_at = None
+    audit.record(
+        session,
+        actor=ACTOR,
+        action="payment.failed",
+        subject_type="payment",
+        subject_id=intent.id,
+        detail={"from": previous, "code": code.code},
+    )
+    log.info("payment failed", payment_id=str(intent.id), failure_code=code.code, reason=message)
+
+
+def attempt_for_gateway_ref(
+    session: Session, gateway: str, gateway_ref: str
+) -> PaymentAttempt | None:
+    return session.scalars(
+        select(PaymentAttempt).where(
+            PaymentAttempt.gateway == gateway, PaymentAttempt.gateway_ref == gateway_ref
+        )
+    ).one_or_none()
+
+
+def masked_phone(intent: PaymentIntent) -> str:
+    return mask_msisdn(intent.phone)

@@ -1,0 +1,61 @@
+"""Retry policy as data: every actor states how it retries, and which errors may.
+
+Only :class:`TransientError` (gateway unavailable, database unavailable, broker
+unavailable, a callback whose payment is not stored yet) and explicit
+``dramatiq.Retry`` are retried, with exponential backoff and jitter between the
+bounds. Anything else — business refusals, malformed messages, bugs — fails at
+once and goes to the dead-letter queue for an operator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import dramatiq
+
+from shared.domain.errors import MalipoError, PermanentError, TransientError
+from shared.messages import current_message_retries
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_retries: int
+    min_backoff_ms: int
+    max_backoff_ms: int
+    time_limit_ms: int
+
+    def should_retry(self, retries: int, exc: BaseException) -> bool:
+        return isinstance(exc, (TransientError, dramatiq.Retry)) and retries < self.max_retries
+
+    def is_last_try(self) -> bool:
+        """True while processing the last delivery this policy allows."""
+        return current_message_retries() >= self.max_retries
+
+    def actor_options(self) -> dict[str, Any]:
+        return {
+            "max_retries": self.max_retries,
+            "min_backoff": self.min_backoff_ms,
+            "max_backoff": self.max_backoff_ms,
+            "time_limit": self.time_limit_ms,
+            "retry_when": self.should_retry,
+            "throws": (PermanentError, MalipoError),
+        }
+
+
+POLICIES: dict[str, RetryPolicy] = {
+    # A push goes stale fast (the customer is at the checkout): a few quick retries.
+    "initiate_payment": RetryPolicy(
+        max_retries=6, min_backoff_ms=1_000, max_backoff_ms=20_000, time_limit_ms=120_000
+    ),
+    # A callback is the only copy of the gateway's word (Daraja never re-sends): keep trying.
+    "apply_callback": RetryPolicy(
+        max_retries=25, min_backoff_ms=500, max_backoff_ms=300_000, time_limit_ms=60_000
+    ),
+    "poll_payment": RetryPolicy(
+        max_retries=10, min_backoff_ms=2_000, max_backoff_ms=120_000, time_limit_ms=90_000
+    ),
+    "sweep_pending_payments": RetryPolicy(
+        max_retries=2, min_backoff_ms=1_000, max_backoff_ms=10_000, time_limit_ms=60_000
+    ),
+}

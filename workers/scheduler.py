@@ -1,0 +1,110 @@
+"""``malipo scheduler``: enqueue periodic jobs, and nothing else.
+
+Several schedulers may run; each tick, only the one holding a PostgreSQL
+advisory lock (session-level, on a connection it keeps open) enqueues. If that
+process or its connection dies, the lock is released and another takes over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+from types import FrameType
+
+import structlog
+from apscheduler.schedulers.blocking import BlockingScheduler
+from sqlalchemy import Connection, text
+
+from shared.db.session import Database
+from shared.logging import configure_logging
+from shared.messages import Publisher, SweepPendingPayments, build_broker
+from shared.settings import ConfigurationError, Settings, load_settings
+
+log = structlog.stdlib.get_logger(__name__)
+LEADER_LOCK_KEY = 0x6D616C69706F  # "malipo"
+
+
+class Leadership:
+    """Holds (or tries to take) the scheduler advisory lock on a dedicated connection."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._conn: Connection | None = None
+
+    def is_leader(self) -> bool:
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = self.db.engine.connect()
+            held = self._conn.execute(
+                text("SELECT pg_try_advisory_lock(:k)"), {"k": LEADER_LOCK_KEY}
+            ).scalar()
+            self._conn.commit()
+            return bool(held)
+        except Exception as exc:  # noqa: BLE001 - any failure means "not leader this tick"
+            log.warning("scheduler cannot reach PostgreSQL; skipping this tick", error=str(exc))
+            self.release()
+            return False
+
+    def release(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):  # closing a broken connection
+                self._conn.close()
+            self._conn = None
+
+
+class Scheduler:
+    def __init__(self, settings: Settings, db: Database, publisher: Publisher) -> None:
+        self.settings = settings
+        self.leadership = Leadership(db)
+        self.publisher = publisher
+
+    def tick_sweep(self) -> bool:
+        """Enqueue one sweep if this process leads; True if it did."""
+        if not self.leadership.is_leader():
+            return False
+        try:
+            self.publisher.send(SweepPendingPayments())
+        except Exception as exc:  # noqa: BLE001 - the next tick tries again
+            log.warning("could not enqueue the sweep", error=str(exc))
+            return False
+        return True
+
+    def run(self) -> None:
+        scheduler = BlockingScheduler(timezone="UTC")
+        scheduler.add_job(
+            self.tick_sweep,
+            "interval",
+            seconds=self.settings.scheduler_sweep_interval_s,
+            id="sweep_pending_payments",
+            max_instances=1,
+            coalesce=True,
+        )
+
+        def stop(signum: int, frame: FrameType | None) -> None:
+            scheduler.shutdown(wait=False)
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        log.info("scheduler started", sweep_interval_s=self.settings.scheduler_sweep_interval_s)
+        scheduler.start()
+        self.leadership.release()
+        log.info("scheduler stopped")
+
+
+def main() -> None:
+    try:
+        settings = load_settings()
+    except ConfigurationError as exc:
+        sys.stderr.write(f"malipo scheduler: {exc}\n")
+        raise SystemExit(2) from None
+    configure_logging(settings.log_format, settings.log_level)
+    db = Database(
+        settings.database_url.get_secret_value(), pool_size=1, application_name="malipo-scheduler"
+    )
+    publisher = Publisher(build_broker(settings.broker_url.get_secret_value()))
+    Scheduler(settings, db, publisher).run()
+
+
+if __name__ == "__main__":
+    main()
