@@ -1,0 +1,43 @@
+"""gunicorn settings for the ingress, from malipo's settings; gunicorn logs join ours."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from gunicorn import glogging
+
+from shared.logging import configure_logging
+from shared.settings import ConfigurationError, load_settings
+
+try:
+    _settings = load_settings()
+except ConfigurationError as exc:
+    sys.stderr.write(f"malipo ingress: {exc}\n")
+    raise SystemExit(2) from None
+
+
+class MalipoGunicornLogger(glogging.Logger):  # type: ignore[misc]
+    """gunicorn's error log through malipo's structured, masked pipeline; no access log
+    (the ingress logs each request itself, by route template, never the secret path)."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        configure_logging(_settings.log_format, _settings.log_level)
+        for logger in (self.error_log, self.access_log):
+            logger.handlers = []
+            logger.propagate = True
+        self.access_log.setLevel(logging.CRITICAL)
+
+
+bind = f"{_settings.ingress_host}:{_settings.ingress_port}"
+workers = _settings.ingress_workers
+threads = _settings.ingress_threads
+worker_class = "gthread"
+# Long enough for GET ?wait=30 plus a slow database.
+timeout = 60
+graceful_timeout = 30
+keepalive = 5
+logger_class = MalipoGunicornLogger
+accesslog = None

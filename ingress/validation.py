@@ -1,0 +1,84 @@
+"""Shape checks for merchant commands: clear catalogue codes, never a guess."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import falcon
+
+from shared.domain import errors
+from shared.domain.errors import MalipoError
+from shared.domain.money import Money
+from shared.gateways.registry import DEFAULT_GATEWAY, GatewayRegistry
+
+PAYMENT_FIELDS = frozenset({"amount", "currency", "phone", "reference", "description", "gateway"})
+_REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.:/#-]{0,63}")
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+
+
+def idempotency_key(req: falcon.Request) -> str:
+    key = req.get_header("Idempotency-Key")
+    if key is None or not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise MalipoError(errors.MISSING_IDEMPOTENCY_KEY)
+    return key
+
+
+def read_json_object(req: falcon.Request, max_bytes: int) -> dict[str, Any]:
+    """The body as a JSON object, within ``max_bytes``; refusals carry catalogue codes."""
+    content_type = (req.content_type or "").split(";", 1)[0].strip().lower()
+    if content_type != "application/json":
+        raise MalipoError(errors.UNSUPPORTED_MEDIA_TYPE)
+    if req.content_length is not None and req.content_length > max_bytes:
+        raise MalipoError(errors.PAYLOAD_TOO_LARGE, f"the body must be at most {max_bytes} bytes")
+    raw = req.bounded_stream.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise MalipoError(errors.PAYLOAD_TOO_LARGE, f"the body must be at most {max_bytes} bytes")
+    try:
+        document = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise MalipoError(errors.INVALID_JSON) from None
+    if not isinstance(document, dict):
+        raise MalipoError(errors.INVALID_JSON)
+    return document
+
+
+def payment_command(document: dict[str, Any], gateways: GatewayRegistry) -> dict[str, Any]:
+    """The normalised payment request (phone canonical, gateway named) or a refusal."""
+    unknown = sorted(set(document) - PAYMENT_FIELDS)
+    if unknown:
+        raise MalipoError(errors.INVALID_REQUEST, f"unknown field(s): {', '.join(unknown)}")
+    for name in ("amount", "currency", "phone", "reference"):
+        if name not in document:
+            raise MalipoError(errors.INVALID_REQUEST, f"{name} is required")
+
+    gateway_name = document.get("gateway", DEFAULT_GATEWAY)
+    if not isinstance(gateway_name, str):
+        raise MalipoError(errors.UNSUPPORTED_GATEWAY)
+    adapter = gateways.get(gateway_name)
+
+    currency = document["currency"]
+    if not isinstance(currency, str) or currency.upper() != adapter.currency:
+        raise MalipoError(errors.INVALID_CURRENCY, f"{gateway_name} takes {adapter.currency} only")
+    amount = Money.from_minor(document["amount"], adapter.currency)
+    phone = adapter.check_request(amount, document["phone"])
+
+    reference = document["reference"]
+    if not isinstance(reference, str) or not _REFERENCE.fullmatch(reference):
+        raise MalipoError(errors.INVALID_REFERENCE)
+    description = document.get("description")
+    if description is not None and (
+        not isinstance(description, str)
+        or not 1 <= len(description) <= 100
+        or not description.isprintable()
+    ):
+        raise MalipoError(errors.INVALID_REQUEST, "description must be 1-100 printable characters")
+    return {
+        "amount": amount.amount_minor,
+        "currency": amount.currency,
+        "phone": phone,
+        "reference": reference,
+        "description": description,
+        "gateway": adapter.name,
+    }
