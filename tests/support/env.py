@@ -1,0 +1,53 @@
+"""The environment every test process shares: its own database, vhost, ports and fast timings."""
+
+from __future__ import annotations
+
+import base64
+import socket
+
+from tests.support.services import broker_url, database_url
+
+TEST_SECRET_KEY = "sandbox-test-secret-key-0123456789abcdef"
+TEST_CREDENTIALS_KEY = base64.b64encode(b"sandbox-test-credentials-key-32b").decode()
+DARAJA_APP = {"consumer_key": "malipo-sandbox-key", "consumer_secret": "malipo-sandbox-secret"}
+DARAJA_SHORTCODE = "174379"
+DARAJA_PASSKEY = "bfb279f9aa9bdbcf158e97dd71a467cd2e0c893059b10f78e6b72ada1ed2c919"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def build_test_env() -> dict[str, str]:
+    ingress_port, sandbox_port = free_port(), free_port()
+    return {
+        "MALIPO_ENV": "sandbox",
+        "MALIPO_DATABASE_URL": database_url(),
+        "MALIPO_BROKER_URL": broker_url(),
+        "MALIPO_SECRET_KEY": TEST_SECRET_KEY,
+        "MALIPO_CREDENTIALS_KEYS": f"sandbox:{TEST_CREDENTIALS_KEY}",
+        "MALIPO_INGRESS_HOST": "127.0.0.1",
+        "MALIPO_INGRESS_PORT": str(ingress_port),
+        "MALIPO_INGRESS_WORKERS": "1",
+        "MALIPO_INGRESS_THREADS": "8",
+        "MALIPO_PUBLIC_BASE_URL": f"http://127.0.0.1:{ingress_port}",
+        "MALIPO_SANDBOX_HOST": "127.0.0.1",
+        "MALIPO_SANDBOX_PORT": str(sandbox_port),
+        "MALIPO_DARAJA_BASE_URL": f"http://127.0.0.1:{sandbox_port}",
+        "MALIPO_WORKER_PROCESSES": "1",
+        "MALIPO_WORKER_THREADS": "4",
+        "MALIPO_GATEWAY_READ_TIMEOUT_S": "3",
+        "MALIPO_POLL_DELAY_S": "2",
+        "MALIPO_POLL_MIN_INTERVAL_S": "0.5",
+        "MALIPO_POLL_MAX_INTERVAL_S": "2",
+        "MALIPO_PAYMENT_EXPIRY_S": "12",
+        "MALIPO_ORPHAN_RECHECKS": "1",
+        "MALIPO_SCHEDULER_SWEEP_INTERVAL_S": "1",
+        "MALIPO_LOG_FORMAT": "json",
+        "MALIPO_LOG_LEVEL": "INFO",
+        "SANDBOX_CALLBACK_DELAY_S": "0.3",
+        # Dead letters are archived by malipo; RabbitMQ keeps its own copy only briefly in tests.
+        "dramatiq_dead_message_ttl": str(3_600_000),
+    }
