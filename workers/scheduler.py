@@ -48,7 +48,9 @@ class Leadership:
 
     def release(self) -> None:
         if self._conn is not None:
-            with contextlib.suppress(Exception):  # closing a broken connection
+            # Invalidate, not close: a pooled connection would keep the session lock alive.
+            with contextlib.suppress(Exception):
+                self._conn.invalidate()
                 self._conn.close()
             self._conn = None
 
