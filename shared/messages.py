@@ -211,7 +211,7 @@ class Publisher:
         )
         try:
             self.broker.enqueue(message, delay=delay_ms)
-        except dramatiq.errors.ConnectionError as exc:
+        except dramatiq.errors.BrokerConnectionError as exc:
             raise BrokerUnavailable(str(exc)) from exc
         return str(message.message_id)
 
