@@ -25,10 +25,15 @@ def workers(processes: int | None, threads: int | None, queues: tuple[str, ...])
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from None
     argv = [
-        sys.executable, "-m", "dramatiq", "workers.main",
-        "--processes", str(processes or settings.worker_processes),
-        "--threads", str(threads or settings.worker_threads),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "dramatiq",
+        "workers.main",
+        "--processes",
+        str(processes or settings.worker_processes),
+        "--threads",
+        str(threads or settings.worker_threads),
+    ]
     if queues:
         argv += ["--queues", *queues]
     os.execv(sys.executable, argv)  # noqa: S606 - replaces this process, no shell
