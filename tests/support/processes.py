@@ -96,7 +96,13 @@ def worker_process(
 
 def sandbox_process(env: dict[str, str], log_dir: Path) -> ManagedProcess:
     argv = python_module(
-        "gunicorn", "sandbox.wsgi:application", "--workers", "1", "--threads", "16",
-        "--bind", f"{env['MALIPO_SANDBOX_HOST']}:{env['MALIPO_SANDBOX_PORT']}",
-    )  # fmt: skip
+        "gunicorn",
+        "sandbox.wsgi:application",
+        "--workers",
+        "1",
+        "--threads",
+        "16",
+        "--bind",
+        f"{env['MALIPO_SANDBOX_HOST']}:{env['MALIPO_SANDBOX_PORT']}",
+    )
     return ManagedProcess("sandbox", argv, env, log_dir)
