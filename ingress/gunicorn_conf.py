@@ -41,3 +41,5 @@ graceful_timeout = 30
 keepalive = 5
 logger_class = MalipoGunicornLogger
 accesslog = None
+# Several gunicorns may share a host (ingress, simulator): no shared control socket.
+control_socket_disable = True

@@ -21,6 +21,8 @@ def gunicorn_argv(host: str, port: int) -> list[str]:
         "1",
         "--threads",
         "16",
+        # Several gunicorns run side by side (ingress, simulator): no shared control socket.
+        "--no-control-socket",
     ]
 
 

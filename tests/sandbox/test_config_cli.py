@@ -85,6 +85,7 @@ def test_cli_execs_one_gunicorn_worker(monkeypatch: pytest.MonkeyPatch) -> None:
         "1",
         "--threads",
         "16",
+        "--no-control-socket",
     ]
 
 

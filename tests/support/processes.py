@@ -11,6 +11,8 @@ from pathlib import Path
 
 import requests
 
+from sandbox.cli import gunicorn_argv
+
 
 class ManagedProcess:
     """One malipo process (ingress, workers, sandbox, ...) with its output in a log file."""
@@ -95,14 +97,5 @@ def worker_process(
 
 
 def sandbox_process(env: dict[str, str], log_dir: Path) -> ManagedProcess:
-    argv = python_module(
-        "gunicorn",
-        "sandbox.wsgi:application",
-        "--workers",
-        "1",
-        "--threads",
-        "16",
-        "--bind",
-        f"{env['MALIPO_SANDBOX_HOST']}:{env['MALIPO_SANDBOX_PORT']}",
-    )
+    argv = gunicorn_argv(env["MALIPO_SANDBOX_HOST"], int(env["MALIPO_SANDBOX_PORT"]))
     return ManagedProcess("sandbox", argv, env, log_dir)
