@@ -114,9 +114,10 @@ curl -sS -X POST {base}/v1/payments \\
   -H 'Content-Type: application/json' \\
   -d '{body}'
 
-Then watch it finish (holds up to 30 s until the status changes):
+Then watch it finish (the answer is held, up to 30 s, until the payment is final):
 
-curl -sS '{base}/v1/payments/{payment_id}?wait=30' -H 'Authorization: Bearer {merchant["api_key"]}'
+curl -sS '{base}/v1/payments/{payment_id}?wait=30&until=final' \\
+  -H 'Authorization: Bearer {merchant["api_key"]}'
 
 Ctrl-C stops everything.
 """

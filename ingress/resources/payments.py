@@ -80,7 +80,12 @@ class PaymentsResource:
 
 
 class PaymentResource:
-    """A merchant's view of one of its payments; ``?wait=N`` holds until the status changes."""
+    """A merchant's view of one of its payments.
+
+    ``?wait=N`` (seconds, at most ``max_wait_s``) holds the answer until the status
+    differs from what it was when the request arrived — or, with ``&until=final``,
+    until the payment is finished — so front ends need not poll.
+    """
 
     def __init__(self, db: Database, auth: Authenticator, max_wait_s: int) -> None:
         self.db = db
@@ -89,7 +94,7 @@ class PaymentResource:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, payment_id: str) -> None:
         principal = self.auth.require(req, "payments:read")
-        wait_s = self._wait(req)
+        wait_s, until_final = self._wait(req)
         try:
             wanted = uuid.UUID(payment_id)
         except ValueError:
@@ -97,24 +102,30 @@ class PaymentResource:
         deadline = time.monotonic() + wait_s
         view = self._load(wanted, principal.merchant_id)
         first_status = view["status"] if view else None
-        while time.monotonic() < deadline and (
-            view is None or not PaymentStatus(view["status"]).is_final
-        ):
+        while time.monotonic() < deadline and not self._done(view, first_status, until_final):
             time.sleep(WAIT_STEP_S)
             view = self._load(wanted, principal.merchant_id)
-            if view is not None and view["status"] != first_status:
-                break
         if view is None:
             raise MalipoError(errors.NOT_FOUND, "no such payment (yet): it may still be queued")
         resp.media = view
 
-    def _wait(self, req: falcon.Request) -> float:
-        raw = req.get_param("wait")
+    def _wait(self, req: falcon.Request) -> tuple[float, bool]:
+        raw, until = req.get_param("wait"), req.get_param("until") or "change"
+        if until not in ("change", "final"):
+            raise MalipoError(errors.INVALID_REQUEST, "until must be 'change' or 'final'")
         if raw is None:
-            return 0.0
+            return 0.0, False
         if not raw.isdigit() or int(raw) > self.max_wait_s:
             raise MalipoError(errors.INVALID_REQUEST, f"wait must be 0-{self.max_wait_s} seconds")
-        return float(raw)
+        return float(raw), until == "final"
+
+    @staticmethod
+    def _done(view: dict[str, Any] | None, first_status: str | None, until_final: bool) -> bool:
+        if view is None:
+            return False
+        if PaymentStatus(view["status"]).is_final:
+            return True
+        return not until_final and view["status"] != first_status
 
     def _load(self, payment_id: uuid.UUID, merchant_id: uuid.UUID) -> dict[str, Any] | None:
         with self.db.transaction() as session:

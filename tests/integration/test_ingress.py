@@ -294,7 +294,9 @@ def test_wait_must_be_within_bounds(
     assert (response.status_code, response.json["error"]["code"]) == (400, "invalid_request")
 
 
-def _create_intent(db: Database, merchant: MerchantAccount, payment_id: str) -> None:
+def _create_intent(
+    db: Database, merchant: MerchantAccount, payment_id: str, key: str = "k-mine"
+) -> None:
     from datetime import UTC, datetime
 
     from shared.db.models import PaymentIntent
@@ -304,14 +306,47 @@ def _create_intent(db: Database, merchant: MerchantAccount, payment_id: str) -> 
             PaymentIntent(
                 id=uuid.UUID(payment_id),
                 merchant_id=merchant.id,
-                idempotency_key="k-mine",
+                idempotency_key=key,
                 request_hash="h",
                 gateway="mpesa",
                 amount_minor=100,
                 currency="KES",
                 phone="254712345678",
-                reference="R-1",
+                reference=f"R-{key}",
                 status="created",
                 accepted_at=datetime.now(UTC),
             )
         )
+
+
+def test_wait_holds_the_answer_until_the_status_changes_or_is_final(
+    client: falcon.testing.TestClient, merchant: MerchantAccount, db: Database
+) -> None:
+    import threading
+
+    from shared.db.models import PaymentIntent
+
+    payment_id = str(payment_id_for(merchant.id, "k-wait"))
+    _create_intent(db, merchant, payment_id, key="k-wait")
+
+    def move(status: str) -> None:
+        with db.transaction() as session:
+            session.get(PaymentIntent, uuid.UUID(payment_id)).status = status  # type: ignore[union-attr]
+
+    threading.Timer(0.5, move, args=("submitted",)).start()
+    changed = client.simulate_get(
+        f"/v1/payments/{payment_id}", params={"wait": "10"}, headers=merchant.headers()
+    )
+    threading.Timer(0.5, move, args=("succeeded",)).start()
+    final = client.simulate_get(
+        f"/v1/payments/{payment_id}",
+        params={"wait": "10", "until": "final"},
+        headers=merchant.headers(),
+    )
+    bad = client.simulate_get(
+        f"/v1/payments/{payment_id}", params={"until": "soon"}, headers=merchant.headers()
+    )
+
+    assert changed.json["status"] == "submitted"
+    assert final.json["status"] == "succeeded"
+    assert (bad.status_code, bad.json["error"]["code"]) == (400, "invalid_request")
