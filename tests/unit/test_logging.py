@@ -1,0 +1,246 @@
+"""Logs never carry secrets or full phone numbers, from our loggers or third-party ones."""
+
+from __future__ import annotations
+
+import json
+import logging
+import string
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import structlog
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shared.crypto import new_api_key
+from shared.logging import configure_logging, redact_processor, scrub
+from tests.unit.properties import PROPERTY
+
+SECRET_NAMES = [
+    "authorization",
+    "password",
+    "passkey",
+    "secret",
+    "api_key",
+    "token",
+    "access_token",
+    "consumer_key",
+    "consumer_secret",
+    "callback_secret",
+    "secret_key",
+    "credentials",
+    "credentials_keys",
+    "database_url",
+    "broker_url",
+]
+PHONE = "254708374149"
+PHONE_DIGITS = "708374149"  # the nine significant digits: any form of the number has them
+MASKED_PHONE = "2547****4149"
+
+# Secret values of letters only, so neither phone masking nor anything else can alter them.
+secret_values = st.text(alphabet=string.ascii_letters, min_size=12, max_size=40)
+
+
+def case_variants(name: str) -> st.SearchStrategy[str]:
+    return st.sampled_from([name, name.upper(), name.title(), name.capitalize()])
+
+
+def nest(value: Any, path: list[tuple[str, Any]]) -> Any:
+    """Wrap ``value`` in dicts/lists along ``path`` (outermost last)."""
+    for kind, key in path:
+        value = {key: value, "other": "kept"} if kind == "dict" else ["kept", value]
+    return value
+
+
+@settings(PROPERTY, max_examples=300)
+@given(
+    name=st.sampled_from(SECRET_NAMES).flatmap(case_variants),
+    secret=secret_values,
+    path=st.lists(
+        st.tuples(st.sampled_from(["dict", "list"]), st.sampled_from(["event", "data", "h"])),
+        max_size=5,
+    ),
+)
+def test_secret_named_keys_are_dropped_at_any_depth(
+    name: str, secret: str, path: list[tuple[str, Any]]
+) -> None:
+    # Given a log event with a secret-named key somewhere deep inside
+    event = nest({name: secret, "plain": "visible"}, path)
+    # When it is scrubbed
+    scrubbed = scrub(event)
+    # Then the secret's value is gone, the key and neighbouring values are kept
+    assert secret not in repr(scrubbed)
+    assert name in repr(scrubbed)
+    assert "visible" in repr(scrubbed)
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"headers": {"Authorization": "Basic Y2s6Y3M="}},
+        {"body": {"Password": "MTc0Mzc5YmZi", "Timestamp": "20191219102115"}},
+        {"creds": [{"consumer_secret": "cs-value"}, {"passkey": "pk-value"}]},
+        {"API_KEY": "ak-value"},
+        {"tuple": ({"token": "tok-value"},)},
+    ],
+)
+def test_secret_keys_examples(event: dict[str, Any]) -> None:
+    scrubbed = repr(scrub(event))
+    for value in ("Y2s6Y3M=", "MTc0Mzc5YmZi", "cs-value", "pk-value", "ak-value", "tok-value"):
+        assert value not in scrubbed
+    if "body" in event:
+        assert "20191219102115" in scrubbed  # a timestamp next to the password survives
+
+
+@settings(PROPERTY, max_examples=200)
+@given(
+    token=st.text(alphabet=string.ascii_letters + "._~+/=-", min_size=16, max_size=60),
+    bearer=st.sampled_from(["Bearer", "bearer", "BEARER"]),
+)
+def test_bearer_tokens_in_free_text_are_redacted(token: str, bearer: str) -> None:
+    # Given a free-text line quoting an Authorization header
+    text = f"calling daraja with Authorization: {bearer} {token} now"
+    # When it is scrubbed
+    scrubbed = scrub(text)
+    # Then the token is gone and the rest of the line is kept
+    assert token not in scrubbed
+    assert scrubbed.startswith("calling daraja with Authorization:")
+    assert scrubbed.endswith(" now")
+
+
+@settings(PROPERTY, max_examples=200)
+@given(
+    prefix=st.text(alphabet="0123456789abcdef", min_size=12, max_size=12),
+    secret=st.text(alphabet=string.ascii_letters + string.digits + "_-", min_size=8, max_size=50),
+)
+def test_api_keys_in_free_text_are_redacted(prefix: str, secret: str) -> None:
+    # Given free text quoting one of our API keys (its secret may contain _ and -)
+    token = f"mlp_{prefix}_{secret}"
+    # When it is scrubbed
+    scrubbed = scrub(f"rejected key {token}: unknown")
+    # Then the key's secret part is gone
+    assert secret not in scrubbed
+    assert scrubbed.startswith("rejected key ")
+    assert scrubbed.endswith(": unknown")
+
+
+def test_a_real_api_key_in_free_text_is_redacted() -> None:
+    for _ in range(50):
+        key = new_api_key()
+        assert key.secret not in scrub(f"key={key.token}")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [PHONE, f"+{PHONE}", "0708374149", PHONE_DIGITS, f"paid by {PHONE} for INV-1"],
+)
+def test_phones_in_strings_are_masked(value: str) -> None:
+    scrubbed = scrub({"event": value})
+    assert PHONE_DIGITS not in scrubbed["event"]
+    assert MASKED_PHONE in scrubbed["event"]
+
+
+def test_phones_logged_as_ints_are_masked() -> None:
+    # Given a phone logged as a number (as Daraja sends it in callbacks)
+    scrubbed = scrub({"PhoneNumber": 254708374149, "nested": [708374149]})
+    # Then it is masked too
+    assert scrubbed["PhoneNumber"] == MASKED_PHONE
+    assert scrubbed["nested"] == [MASKED_PHONE]
+
+
+@pytest.mark.parametrize("value", [0, 42, 150_00, 25_000_000, 20191219102115, True, 1.5, None])
+def test_other_numbers_are_left_alone(value: object) -> None:
+    # Amounts, counts and 14-digit timestamps are not phones
+    assert scrub({"n": value}) == {"n": value}
+
+
+def test_redact_processor_scrubs_the_whole_event() -> None:
+    event = {
+        "event": f"push to {PHONE}",
+        "phone": 254708374149,
+        "authorization": "Bearer abc",
+        "payment_id": "p-1",
+    }
+    result = redact_processor(None, "info", event)
+    assert result == {
+        "event": f"push to {MASKED_PHONE}",
+        "phone": MASKED_PHONE,
+        "authorization": result["authorization"],
+        "payment_id": "p-1",
+    }
+    assert "abc" not in str(result["authorization"])
+
+
+# --- end to end through configure_logging -----------------------------------------------------
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """Undo configure_logging: root handlers and level, library levels, structlog config."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    library_levels = {name: logging.getLogger(name).level for name in ("pika", "urllib3")}
+    structlog_config = structlog.get_config()
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, library_level in library_levels.items():
+        logging.getLogger(name).setLevel(library_level)
+    structlog.reset_defaults()
+    structlog.configure(**structlog_config)
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_json_logs_from_structlog_and_stdlib_are_masked(capsys: pytest.CaptureFixture[str]) -> None:
+    api_key = new_api_key()
+    # Given logging configured for JSON output
+    configure_logging("json")
+    # When our code logs a phone and an API key through structlog
+    structlog.stdlib.get_logger("malipo.test").info(
+        "push sent",
+        phone=PHONE,
+        phone_int=254708374149,
+        headers={"Authorization": f"Bearer {api_key.token}"},
+        note=f"key {api_key.token} used for {PHONE}",
+    )
+    # and a library (dramatiq) logs them through the standard library, in the message,
+    # in extra fields and with a traceback
+    stdlib = logging.getLogger("dramatiq")
+    stdlib.warning(
+        "retrying message for %s with %s", "0708374149", api_key.token, extra={"api_key": "x"}
+    )
+    try:
+        raise ValueError(f"bad phone {PHONE}")
+    except ValueError:
+        stdlib.exception("actor failed")
+    # Then every line is JSON, none holds the phone or the key's secret, and the masks show
+    output = capsys.readouterr().out
+    lines = [json.loads(line) for line in output.splitlines() if line.strip()]
+    assert len(lines) == 3
+    assert PHONE_DIGITS not in output
+    assert api_key.secret not in output
+    assert MASKED_PHONE in lines[0]["phone"]
+    assert lines[0]["phone_int"] == MASKED_PHONE
+    assert MASKED_PHONE in lines[1]["event"]
+    assert lines[1]["logger"] == "dramatiq"
+    assert lines[1]["api_key"] != "x"
+    assert MASKED_PHONE in lines[2]["exception"]
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_console_logs_are_masked_too(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("console")
+    structlog.stdlib.get_logger("malipo.test").info("push sent", phone=PHONE)
+    logging.getLogger("pika").warning("connection for %s", PHONE)
+    output = capsys.readouterr().out
+    assert "push sent" in output
+    assert "connection for" in output
+    assert PHONE_DIGITS not in output
+    assert MASKED_PHONE in output
+
+
+def test_the_fixture_left_logging_as_it_was() -> None:
+    # Runs after the end-to-end tests (file order): our stdout handler must be gone.
+    handlers = logging.getLogger().handlers
+    assert not any(isinstance(h.formatter, structlog.stdlib.ProcessorFormatter) for h in handlers)
