@@ -43,7 +43,8 @@ def parse_stk_callback(body: bytes) -> CallbackEvent:
     try:
         document = json.loads(body)
         stk = document["Body"]["stkCallback"]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
+        # RecursionError: hostile nesting depth; refused like any other unreadable body.
         raise CallbackMalformed("not a Daraja STK callback") from None
     if not isinstance(stk, dict):
         raise CallbackMalformed("stkCallback is not an object")

@@ -330,12 +330,6 @@ def test_malformed_bodies_raise_callback_malformed(body: bytes) -> None:
         parse_stk_callback(body)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RecursionError,
-    reason="json.loads raises RecursionError on deeply nested input; parse_stk_callback only "
-    "catches ValueError/KeyError/TypeError, so RecursionError escapes instead of CallbackMalformed",
-)
 @pytest.mark.parametrize(
     "body",
     [
