@@ -16,7 +16,7 @@ NAIROBI = timezone(timedelta(hours=3), "EAT")
 TRANSACTION_TYPES = {"paybill": "CustomerPayBillOnline", "till": "CustomerBuyGoodsOnline"}
 ACCOUNT_REFERENCE_MAX = 12
 TRANSACTION_DESC_MAX = 13
-_SHORTCODE = re.compile(r"\d{5,7}")
+_SHORTCODE = re.compile(r"[0-9]{5,7}")  # ASCII digits only: \d matches any script's digits
 
 
 @dataclass(frozen=True)

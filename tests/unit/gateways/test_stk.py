@@ -275,12 +275,6 @@ def test_bad_shortcodes_are_refused(field: str, shortcode: str) -> None:
         credentials(**fields)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,
-    reason=r"stk._SHORTCODE uses \d, which matches any Unicode digit: non-ASCII digits pass as a "
-    "shortcode (and stk_password later fails with UnicodeEncodeError)",
-)
 @pytest.mark.parametrize("shortcode", ["١٧٤٣٧٩", "１７４３７９"], ids=["arabic-indic", "fullwidth"])
 def test_non_ascii_digit_shortcodes_are_refused(shortcode: str) -> None:
     with pytest.raises(ValueError, match="shortcode"):
