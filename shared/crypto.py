@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 # Payment ids are uuid5(this namespace, "<merchant id>/<idempotency key>").
 PAYMENT_ID_NAMESPACE = uuid.UUID("6d0f3c0e-6a39-4f55-9b1c-2c6c9f1f0a51")
 API_KEY_PREFIX = "mlp"
+NONCE_BYTES, TAG_BYTES = 12, 16  # AES-GCM
 PREFIX_LENGTH = len(API_KEY_PREFIX) + 1 + 12  # "mlp_" + 12 hex digits
 
 
@@ -96,7 +97,7 @@ class CredentialCipher:
 
     def encrypt(self, payload: dict[str, Any], *, context: str) -> tuple[str, bytes]:
         """(key id, nonce + ciphertext); ``context`` binds the row (e.g. merchant/gateway)."""
-        nonce = os.urandom(12)
+        nonce = os.urandom(NONCE_BYTES)
         sealed = AESGCM(self._keys[self.active_key_id]).encrypt(
             nonce, canonical_json(payload), context.encode()
         )
@@ -106,8 +107,10 @@ class CredentialCipher:
         key = self._keys.get(key_id)
         if key is None:
             raise CredentialKeyMissing(key_id)
+        if len(blob) < NONCE_BYTES + TAG_BYTES:
+            raise CredentialTampered(key_id)
         try:
-            plain = AESGCM(key).decrypt(blob[:12], blob[12:], context.encode())
+            plain = AESGCM(key).decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], context.encode())
         except InvalidTag:
             raise CredentialTampered(key_id) from None
         value: dict[str, Any] = json.loads(plain)
