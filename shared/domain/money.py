@@ -54,19 +54,41 @@ class Money:
 
         More decimals than the currency has, non-finite values and booleans are refused.
         """
-        if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
-            raise MalipoError(INVALID_AMOUNT, f"not an amount: {value!r}")
-        try:
-            # repr() of a float is its shortest round-trip text, so 1.1 reads as 1.1.
-            number = Decimal(repr(value) if isinstance(value, float) else str(value).strip())
-        except InvalidOperation:
-            raise MalipoError(INVALID_AMOUNT, f"not an amount: {value!r}") from None
-        if not number.is_finite() or number.adjusted() > MAX_DIGITS:
-            raise MalipoError(INVALID_AMOUNT, f"not an amount: {value!r}")
-        scaled = number.scaleb(EXPONENTS.get(currency, 0))
-        if scaled != scaled.to_integral_value():
-            raise MalipoError(INVALID_AMOUNT, f"too many decimals for {currency}: {value!r}")
-        return cls(int(scaled), currency)
+        number = _exact_decimal(value)
+        sign, digits, exponent = number.as_tuple()
+        coefficient = int("".join(map(str, digits)))
+        # Exact integer arithmetic: Decimal operations would round to the context's 28 digits.
+        shift = int(exponent) + EXPONENTS.get(currency, 0)
+        if shift >= 0:
+            minor = coefficient * 10**shift
+        elif coefficient == 0:
+            minor = 0
+        elif -shift > len(digits):  # a non-zero digit lies beyond the currency's decimals
+            raise MalipoError(INVALID_AMOUNT, f"too many decimals for {currency}")
+        else:
+            minor, remainder = divmod(coefficient, 10**-shift)
+            if remainder:
+                raise MalipoError(INVALID_AMOUNT, f"too many decimals for {currency}")
+        return cls(-minor if sign else minor, currency)
+
+
+def _exact_decimal(value: object) -> Decimal:
+    """A finite Decimal of at most MAX_DIGITS whole digits, read without rounding."""
+    refusal = MalipoError(INVALID_AMOUNT, f"not an amount ({type(value).__name__})")
+    if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
+        raise refusal
+    if isinstance(value, int) and abs(value) >= 10**MAX_DIGITS:
+        raise refusal  # before str(): a huge int is slow (or refused) to turn into text
+    if isinstance(value, str) and "_" in value:
+        raise refusal  # Python's digit grouping is not a decimal amount
+    try:
+        # repr() of a float is its shortest round-trip text, so 1.1 reads as 1.1.
+        number = Decimal(repr(value) if isinstance(value, float) else str(value).strip())
+    except InvalidOperation:
+        raise refusal from None
+    if not number.is_finite() or number.adjusted() >= MAX_DIGITS:
+        raise refusal
+    return number
 
 
 MPESA_MIN_KES = 1
