@@ -1,4 +1,4 @@
-"""The README stays true: every setting, error code and retry policy it documents is the real one."""
+"""The README stays true: its settings, error codes and retry policies are the real ones."""
 
 from __future__ import annotations
 

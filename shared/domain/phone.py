@@ -14,9 +14,10 @@ from shared.domain.errors import INVALID_PHONE, MalipoError
 
 _VALID = re.compile(r"254[71]\d{8}")
 _SEPARATORS = re.compile(r"[ \-]")
-# Kenyan MSISDNs in any written form inside free text: 2547XXXXXXXX, +2541XXXXXXXX,
-# 07XXXXXXXX, 7XXXXXXXX — but not digits inside longer numbers (ids, timestamps).
-_MSISDN_IN_TEXT = re.compile(r"(?<!\d)(?:\+?254|0)?([17]\d{8})(?!\d)")
+# Kenyan MSISDNs in any written form inside free text — 2547XXXXXXXX, +2541XXXXXXXX,
+# 07XXXXXXXX, 7XXXXXXXX, with or without spaces or dashes between digits — but not
+# digits inside longer numbers (ids, timestamps).
+_MSISDN_IN_TEXT = re.compile(r"(?<!\d)(?:\+?254[ -]?|0)?([17](?:[ -]?\d){8})(?!\d)")
 
 
 def normalise_ke_msisdn(raw: object) -> str:
@@ -46,4 +47,4 @@ def mask_msisdn(msisdn: str) -> str:
 
 def mask_phone_numbers(text: str) -> str:
     """Mask every Kenyan mobile number in free text (logs, stored callback bodies)."""
-    return _MSISDN_IN_TEXT.sub(lambda m: mask_msisdn("254" + m.group(1)), text)
+    return _MSISDN_IN_TEXT.sub(lambda m: mask_msisdn("254" + _SEPARATORS.sub("", m.group(1))), text)

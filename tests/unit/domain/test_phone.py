@@ -264,12 +264,6 @@ def test_digit_runs_longer_than_any_msisdn_are_left_intact(digits: str) -> None:
     assert mask_phone_numbers(text) == text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="mask_phone_numbers only recognises unseparated numbers; spaced/dashed forms that "
-    "normalise_ke_msisdn accepts (e.g. '0712 345 678') pass through unmasked",
-)
 @pytest.mark.parametrize(
     "text",
     ["call 0712 345 678 now", "call +254 712 345 678 now", "call 0712-345-678 now"],
