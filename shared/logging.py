@@ -20,25 +20,24 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 from shared.domain.phone import mask_phone_numbers
 
 REDACTED = "[redacted]"
-# Keys whose values are never written, wherever they appear in an event.
-SECRET_KEYS = frozenset(
-    {
-        "authorization",
-        "password",
-        "passkey",
-        "secret",
-        "api_key",
-        "token",
-        "access_token",
-        "consumer_key",
-        "consumer_secret",
-        "callback_secret",
-        "secret_key",
-        "credentials",
-        "credentials_keys",
-        "database_url",
-        "broker_url",
-    }
+# A key naming any of these (case and -/_ ignored: "X-Api-Key", "consumer_secret",
+# "SecurityCredential") has its value dropped, wherever it appears in an event.
+SECRET_KEY_PARTS = (
+    "authorization",
+    "password",
+    "passkey",
+    "secret",
+    "apikey",
+    "token",
+    "consumerkey",
+    "credential",
+    "databaseurl",
+    "brokerurl",
+)
+# The same names quoted in free text (a dict's repr in a %-formatted stdlib message).
+_QUOTED_SECRET = re.compile(
+    r"(?i)(['\"][\w-]*(?:authorization|password|passkey|secret|api_?key|token|credential)[\w-]*['\"]"
+    r"\s*[:=]\s*)(['\"])(?:(?!\2).)*\2"
 )
 # Bearer tokens and our API keys, wherever they are quoted.
 _TOKENS = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+|mlp_[0-9a-f]{12}_[A-Za-z0-9_-]+")
@@ -46,7 +45,13 @@ _TOKENS = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+|mlp_[0-9a-f]{12}_[A-Za
 _CALLBACK_PATH = re.compile(r"(/callbacks/[a-z]+/)[A-Za-z0-9_-]{16,}")
 
 
+def is_secret_key(key: object) -> bool:
+    normalised = str(key).lower().replace("-", "").replace("_", "")
+    return any(part in normalised for part in SECRET_KEY_PARTS)
+
+
 def _mask_text(text: str) -> str:
+    text = _QUOTED_SECRET.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}{m.group(2)}", text)
     text = _TOKENS.sub(lambda m: (m.group(1) or "") + REDACTED, text)
     text = _CALLBACK_PATH.sub(lambda m: m.group(1) + REDACTED, text)
     return mask_phone_numbers(text)
@@ -56,10 +61,10 @@ def scrub(value: Any) -> Any:
     """Mask phones and tokens in strings; drop secret-named keys; recurse into containers."""
     if isinstance(value, str):
         return _mask_text(value)
+    if isinstance(value, (bytes, bytearray)):
+        return _mask_text(bytes(value).decode("utf-8", errors="replace"))
     if isinstance(value, Mapping):
-        return {
-            k: (REDACTED if str(k).lower() in SECRET_KEYS else scrub(v)) for k, v in value.items()
-        }
+        return {k: (REDACTED if is_secret_key(k) else scrub(v)) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [scrub(item) for item in value]
     if isinstance(value, int) and not isinstance(value, bool) and 9 <= len(str(value)) <= 12:

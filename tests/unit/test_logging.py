@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.crypto import new_api_key
-from shared.logging import configure_logging, redact_processor, scrub
+from shared.logging import REDACTED, configure_logging, redact_processor, scrub
 from tests.unit.properties import PROPERTY
 
 SECRET_NAMES = [
@@ -244,3 +244,25 @@ def test_the_fixture_left_logging_as_it_was() -> None:
     # Runs after the end-to-end tests (file order): our stdout handler must be gone.
     handlers = logging.getLogger().handlers
     assert not any(isinstance(h.formatter, structlog.stdlib.ProcessorFormatter) for h in handlers)
+
+
+@pytest.mark.parametrize(
+    "key", ["X-Api-Key", "api-key", "SecurityCredential", "Consumer_Secret", "PASSKEY"]
+)
+def test_secret_keys_are_recognised_whatever_their_spelling(key: str) -> None:
+    assert scrub({key: "s3cr3t-value"}) == {key: REDACTED}
+
+
+def test_secrets_quoted_in_free_text_are_redacted() -> None:
+    # A stdlib %-formatted message can carry a dict's repr or a JSON fragment
+    text = "retry {'passkey': 'pk-123', 'amount': 5} body {\"consumer_secret\": \"cs-9\"}"
+
+    scrubbed = scrub({"event": text})["event"]
+
+    assert "pk-123" not in scrubbed
+    assert "cs-9" not in scrubbed
+    assert "'amount': 5" in scrubbed
+
+
+def test_bytes_are_decoded_and_masked() -> None:
+    assert scrub({"body": f"paid by {PHONE}".encode()}) == {"body": f"paid by {MASKED_PHONE}"}
