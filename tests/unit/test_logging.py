@@ -240,12 +240,6 @@ def test_console_logs_are_masked_too(capsys: pytest.CaptureFixture[str]) -> None
     assert MASKED_PHONE in output
 
 
-def test_the_fixture_left_logging_as_it_was() -> None:
-    # Runs after the end-to-end tests (file order): our stdout handler must be gone.
-    handlers = logging.getLogger().handlers
-    assert not any(isinstance(h.formatter, structlog.stdlib.ProcessorFormatter) for h in handlers)
-
-
 @pytest.mark.parametrize(
     "key", ["X-Api-Key", "api-key", "SecurityCredential", "Consumer_Secret", "PASSKEY"]
 )
