@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import logging
-import sys
 from typing import Any
 
 from gunicorn import glogging
 
 from shared.logging import configure_logging
-from shared.settings import ConfigurationError, load_settings
+from shared.settings import settings_or_exit
 
-try:
-    _settings = load_settings()
-except ConfigurationError as exc:
-    sys.stderr.write(f"malipo ingress: {exc}\n")
-    raise SystemExit(2) from None
+_settings = settings_or_exit("ingress")
 
 
 class MalipoGunicornLogger(glogging.Logger):  # type: ignore[misc]

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import sys
-
 from ingress.app import create_app
 from shared.db.session import Database
 from shared.gateways.registry import GatewayRegistry
 from shared.logging import configure_logging
 from shared.messages import Publisher, build_broker
-from shared.settings import ConfigurationError, load_settings
+from shared.settings import settings_or_exit
 
-try:
-    settings = load_settings()
-except ConfigurationError as exc:
-    sys.stderr.write(f"malipo ingress: {exc}\n")
-    raise SystemExit(2) from None
+settings = settings_or_exit("ingress")
 
 configure_logging(settings.log_format, settings.log_level)
 application = create_app(

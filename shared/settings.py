@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import sys
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -176,6 +177,15 @@ def parse_credentials_keys(raw: str) -> list[tuple[str, bytes]]:
     if len({key_id for key_id, _ in keys}) != len(keys):
         raise ValueError("key ids must be unique")
     return keys
+
+
+def settings_or_exit(process: str) -> Settings:
+    """For process entry points: the settings, or exit 2 with the reason on stderr."""
+    try:
+        return load_settings()
+    except ConfigurationError as exc:
+        sys.stderr.write(f"malipo {process}: {exc}\n")
+        raise SystemExit(2) from None
 
 
 def load_settings() -> Settings:

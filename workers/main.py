@@ -6,20 +6,14 @@ an actor binds it to the current broker.
 
 from __future__ import annotations
 
-import sys
-
 import dramatiq
 
 from shared.logging import configure_logging
 from shared.messages import build_broker
-from shared.settings import ConfigurationError, load_settings
+from shared.settings import settings_or_exit
 from workers import runtime
 
-try:
-    settings = load_settings()
-except ConfigurationError as exc:
-    sys.stderr.write(f"malipo workers: {exc}\n")
-    raise SystemExit(2) from None
+settings = settings_or_exit("workers")
 
 configure_logging(settings.log_format, settings.log_level)
 broker = build_broker(settings.broker_url.get_secret_value())

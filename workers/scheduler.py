@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import sys
 from types import FrameType
 
 import structlog
@@ -19,7 +18,7 @@ from sqlalchemy import Connection, text
 from shared.db.session import Database
 from shared.logging import configure_logging
 from shared.messages import Publisher, SweepPendingPayments, build_broker
-from shared.settings import ConfigurationError, Settings, load_settings
+from shared.settings import Settings, settings_or_exit
 
 log = structlog.stdlib.get_logger(__name__)
 LEADER_LOCK_KEY = 0x6D616C69706F  # "malipo"
@@ -95,11 +94,7 @@ class Scheduler:
 
 
 def main() -> None:
-    try:
-        settings = load_settings()
-    except ConfigurationError as exc:
-        sys.stderr.write(f"malipo scheduler: {exc}\n")
-        raise SystemExit(2) from None
+    settings = settings_or_exit("scheduler")
     configure_logging(settings.log_format, settings.log_level)
     db = Database(
         settings.database_url.get_secret_value(), pool_size=1, application_name="malipo-scheduler"
