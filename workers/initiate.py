@@ -25,7 +25,6 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from shared import audit
 from shared.db.models import PaymentAttempt, PaymentIntent
 from shared.domain import errors
 from shared.domain.money import Money
@@ -38,7 +37,7 @@ from shared.gateways.base import (
 )
 from shared.merchants import load_gateway_credentials
 from shared.messages import INITIATE_PAYMENT, InitiatePayment, PollPayment
-from workers.outcomes import ACTOR, fail, lock_intent, mark_submitted
+from workers.outcomes import audit_payment, fail, lock_intent, mark_submitted
 from workers.policies import POLICIES
 from workers.runtime import Runtime, runtime
 
@@ -164,13 +163,11 @@ class PaymentInitiation:
             session.add(intent)
             session.flush()
             log.info("duplicate payment refused", reference=request["reference"])
-        audit.record(
+        audit_payment(
             session,
-            actor=ACTOR,
-            action="payment.created",
-            subject_type="payment",
-            subject_id=self.payment_id,
-            detail={
+            self.payment_id,
+            "payment.created",
+            {
                 "status": intent.status,
                 "amount": intent.amount_minor,
                 "currency": intent.currency,
@@ -180,13 +177,11 @@ class PaymentInitiation:
 
     def _conflict(self, session: Session, intent: PaymentIntent) -> None:
         """Same idempotency key, different request: the first stands, this one is refused."""
-        audit.record(
+        audit_payment(
             session,
-            actor=ACTOR,
-            action="payment.idempotency_conflict",
-            subject_type="payment",
-            subject_id=intent.id,
-            detail={
+            intent.id,
+            "payment.idempotency_conflict",
+            {
                 "code": errors.IDEMPOTENCY_CONFLICT.code,
                 "refused_request_hash": self.command.request_hash,
             },

@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 from sqlalchemy import select, update
@@ -130,36 +131,12 @@ def settle(
         return "pending", None
     mismatch = cross_check(intent, verdict)
     if mismatch:
-        flag(intent, mismatch)
-        audit.record(
-            session,
-            actor=ACTOR,
-            action="payment.flagged",
-            subject_type="payment",
-            subject_id=intent.id,
-            detail={"flag": mismatch, "result_code": verdict.result_code},
-        )
-        log.warning(
-            "gateway word does not match the payment", payment_id=str(intent.id), flag=mismatch
-        )
+        flag_for_review(session, intent, mismatch, result_code=verdict.result_code)
         return "mismatch", mismatch
 
     decision = decide(PaymentStatus(intent.status), _TARGETS[verdict.outcome])
     if decision.verdict == Verdict.CONFLICT:
-        flag(intent, "conflicting_result")
-        audit.record(
-            session,
-            actor=ACTOR,
-            action="payment.flagged",
-            subject_type="payment",
-            subject_id=intent.id,
-            detail={
-                "flag": "conflicting_result",
-                "status": intent.status,
-                "said": verdict.result_code,
-            },
-        )
-        log.warning("success reported for a payment that already failed", payment_id=str(intent.id))
+        flag_for_review(session, intent, "conflicting_result", result_code=verdict.result_code)
         return "conflict", f"gateway said {verdict.result_code} after {intent.status}"
     if not decision.moves:
         return decision.verdict.value, f"payment already {intent.status}"
@@ -172,19 +149,17 @@ def settle(
         intent.failure_code = intent.failure_message = None
         intent.receipt = verdict.receipt or intent.receipt
         if decision.verdict == Verdict.LATE_SUCCESS:
-            flag(intent, "late_success")
+            flag_for_review(session, intent, "late_success", result_code=verdict.result_code)
         credit_collection(session, intent, verdict.receipt)
     else:
         failure = verdict.failure_code or errors.GATEWAY_ERROR.code
         intent.failure_code = failure
         intent.failure_message = verdict.message or errors.lookup(failure).message
-    audit.record(
+    audit_payment(
         session,
-        actor=ACTOR,
-        action=f"payment.{intent.status}",
-        subject_type="payment",
-        subject_id=intent.id,
-        detail={
+        intent.id,
+        f"payment.{intent.status}",
+        {
             "from": previous,
             "result_code": verdict.result_code,
             "receipt": verdict.receipt,
@@ -214,9 +189,28 @@ def phones_agree(expected: str, reported: str) -> bool:
     return all(r in "*Xx" or r == e for r, e in zip(reported, expected, strict=True))
 
 
-def flag(intent: PaymentIntent, name: str) -> None:
+def flag_for_review(session: Session, intent: PaymentIntent, name: str, **detail: str) -> None:
+    """Mark the payment for an operator's review, with an audit row and a warning."""
     if name not in intent.flags:
         intent.flags = [*intent.flags, name]
+    audit_payment(
+        session, intent.id, "payment.flagged", {"flag": name, "status": intent.status, **detail}
+    )
+    log.warning("payment flagged for review", payment_id=str(intent.id), flag=name, **detail)
+
+
+def audit_payment(
+    session: Session, payment_id: uuid.UUID, action: str, detail: dict[str, Any]
+) -> None:
+    """An audit row about a payment, written by a worker, in the caller's transaction."""
+    audit.record(
+        session,
+        actor=ACTOR,
+        action=action,
+        subject_type="payment",
+        subject_id=payment_id,
+        detail=detail,
+    )
 
 
 def mark_submitted(
@@ -245,14 +239,7 @@ def fail(
     intent.failure_message = message[:300]
     intent.finished_at = now
     intent.next_poll_at = None
-    audit.record(
-        session,
-        actor=ACTOR,
-        action="payment.failed",
-        subject_type="payment",
-        subject_id=intent.id,
-        detail={"from": previous, "code": code.code},
-    )
+    audit_payment(session, intent.id, "payment.failed", {"from": previous, "code": code.code})
     log.info("payment failed", payment_id=str(intent.id), failure_code=code.code, reason=message)
 
 
