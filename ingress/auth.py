@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import falcon
 
 from shared.db.session import Database
@@ -28,3 +30,10 @@ class Authenticator:
         if scope not in principal.scopes:
             raise MalipoError(errors.FORBIDDEN, f"this API key lacks the {scope!r} scope")
         return principal
+
+    def require_merchant(self, req: falcon.Request, scope: str) -> uuid.UUID:
+        """The merchant a merchant key speaks for (operator keys cannot act for merchants)."""
+        principal = self.require(req, scope)
+        if principal.merchant_id is None:
+            raise MalipoError(errors.FORBIDDEN, "an operator key cannot act for a merchant")
+        return principal.merchant_id

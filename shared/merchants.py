@@ -32,11 +32,15 @@ DEFAULT_SCOPES = ("payments:write", "payments:read")
 
 @dataclass(frozen=True)
 class Principal:
-    """Who an authenticated request speaks for."""
+    """Who an authenticated request speaks for: a merchant, or (no merchant) a platform operator."""
 
-    merchant_id: uuid.UUID
+    merchant_id: uuid.UUID | None
     api_key_id: uuid.UUID
     scopes: frozenset[str]
+
+    @property
+    def is_operator(self) -> bool:
+        return self.merchant_id is None
 
 
 class CredentialsRefused(ValueError):

@@ -42,8 +42,17 @@ INITIATE_PAYMENT = ActorSpec("initiate_payment", "payments")
 APPLY_CALLBACK = ActorSpec("apply_callback", "callbacks")
 POLL_PAYMENT = ActorSpec("poll_payment", "polls")
 SWEEP_PENDING = ActorSpec("sweep_pending_payments", "maintenance")
+SEAL_AUDIT_LOG = ActorSpec("seal_audit_log", "maintenance")
+RECORD_REFUSED_CALLBACK = ActorSpec("record_refused_callback", "callbacks")
 
-ALL_ACTORS = (INITIATE_PAYMENT, APPLY_CALLBACK, POLL_PAYMENT, SWEEP_PENDING)
+ALL_ACTORS = (
+    INITIATE_PAYMENT,
+    APPLY_CALLBACK,
+    POLL_PAYMENT,
+    SWEEP_PENDING,
+    SEAL_AUDIT_LOG,
+    RECORD_REFUSED_CALLBACK,
+)
 
 
 class MessageContract:
@@ -110,6 +119,27 @@ class SweepPendingPayments(MessageContract):
     """Find submitted payments whose poll is overdue and poll them."""
 
     spec: ClassVar[ActorSpec] = SWEEP_PENDING
+
+
+@dataclass(frozen=True)
+class SealAuditLog(MessageContract):
+    """Chain every committed, unsealed audit row (one sealer at a time)."""
+
+    spec: ClassVar[ActorSpec] = SEAL_AUDIT_LOG
+
+
+@dataclass(frozen=True)
+class RecordRefusedCallback(MessageContract):
+    """A callback the ingress refused: kept for operators, never applied."""
+
+    spec: ClassVar[ActorSpec] = RECORD_REFUSED_CALLBACK
+    gateway: str
+    reason: str
+    body_sha256: str
+    body_bytes: int
+    received_at: str
+    remote_addr: str | None = None
+    merchant_id: str | None = None
 
 
 # Log-context keys that travel in message options from producer to consumer.

@@ -45,16 +45,16 @@ class PaymentsResource:
         self.max_body_bytes = max_body_bytes
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        principal = self.auth.require(req, "payments:write")
+        merchant_id = self.auth.require_merchant(req, "payments:write")
         key = idempotency_key(req)
         command = payment_command(read_json_object(req, self.max_body_bytes), self.gateways)
         fingerprint = request_hash(command)
-        payment_id = payment_id_for(principal.merchant_id, key)
+        payment_id = payment_id_for(merchant_id, key)
         structlog.contextvars.bind_contextvars(payment_id=str(payment_id))
 
         with self.db.transaction() as session:
             existing = session.get(PaymentIntent, payment_id)
-            configured = gateway_enabled(session, principal.merchant_id, command["gateway"])
+            configured = gateway_enabled(session, merchant_id, command["gateway"])
         if existing is not None and existing.request_hash != fingerprint:
             raise MalipoError(errors.IDEMPOTENCY_CONFLICT)
         if existing is None:
@@ -62,7 +62,7 @@ class PaymentsResource:
                 raise MalipoError(errors.GATEWAY_NOT_CONFIGURED)
             message = InitiatePayment(
                 payment_id=str(payment_id),
-                merchant_id=str(principal.merchant_id),
+                merchant_id=str(merchant_id),
                 idempotency_key=key,
                 request=command,
                 request_hash=fingerprint,
@@ -93,18 +93,18 @@ class PaymentResource:
         self.max_wait_s = max_wait_s
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, payment_id: str) -> None:
-        principal = self.auth.require(req, "payments:read")
+        merchant_id = self.auth.require_merchant(req, "payments:read")
         wait_s, until_final = self._wait(req)
         try:
             wanted = uuid.UUID(payment_id)
         except ValueError:
             raise MalipoError(errors.NOT_FOUND) from None
         deadline = time.monotonic() + wait_s
-        view = self._load(wanted, principal.merchant_id)
+        view = self._load(wanted, merchant_id)
         first_status = view["status"] if view else None
         while time.monotonic() < deadline and not self._done(view, first_status, until_final):
             time.sleep(WAIT_STEP_S)
-            view = self._load(wanted, principal.merchant_id)
+            view = self._load(wanted, merchant_id)
         if view is None:
             raise MalipoError(errors.NOT_FOUND, "no such payment (yet): it may still be queued")
         resp.media = view

@@ -64,16 +64,23 @@ class Merchant(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     name: Mapped[str] = mapped_column(String(200))
+    # Payments only for customers the merchant registered (else ``account_missing``).
+    require_registered_customers: Mapped[bool] = mapped_column(server_default=text("false"))
     created_at: Mapped[datetime] = _now()
 
 
 class ApiKey(Base):
-    """A merchant's API key: only a keyed hash of the secret part is kept."""
+    """An API key: only a keyed hash of the secret part is kept.
+
+    A key with a merchant speaks for that merchant; a key without one is a
+    platform operator's (``ops:*`` scopes over every merchant).
+    """
 
     __tablename__ = "api_keys"
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id"), index=True)
+    merchant_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("merchants.id"), index=True)
+    label: Mapped[str | None] = mapped_column(String(100))
     prefix: Mapped[str] = mapped_column(String(32), unique=True)
     secret_hash: Mapped[str] = mapped_column(String(64))
     scopes: Mapped[list[str]] = mapped_column(ARRAY(String(32)))
@@ -95,6 +102,10 @@ class GatewayCredential(Base):
     # sha256 of the callback path secret: finds the merchant without storing the secret in clear.
     callback_secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
     enabled: Mapped[bool] = mapped_column(server_default=text("true"))
+    # Callback authentication on top of the path secret (see the README).
+    ip_allowlist: Mapped[list[str] | None] = mapped_column(ARRAY(String(64)))
+    require_signature: Mapped[bool] = mapped_column(server_default=text("false"))
+    confirm_before_credit: Mapped[bool] = mapped_column(server_default=text("false"))
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
 
@@ -119,6 +130,7 @@ class PaymentIntent(Base):
             "next_poll_at",
             postgresql_where=text("status = 'submitted'"),
         ),
+        Index("ix_payment_intents_phone_created_at", "phone", "created_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
@@ -200,6 +212,7 @@ class GatewayEvent(Base):
     detail: Mapped[str | None] = mapped_column(String(300))
     headers: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
     body_masked: Mapped[str] = mapped_column(Text)
+    body_sha256: Mapped[str | None] = mapped_column(String(64))
     remote_addr: Mapped[str | None] = mapped_column(String(64))
     request_id: Mapped[str | None] = mapped_column(String(64))
     received_at: Mapped[datetime]
@@ -239,12 +252,60 @@ class Balance(Base):
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
 
 
+class Customer(Base):
+    """What a merchant told us about one of its customers (by phone)."""
+
+    __tablename__ = "customers"
+
+    merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id"), primary_key=True)
+    phone: Mapped[str] = mapped_column(String(16), primary_key=True)
+    kyc_required: Mapped[bool] = mapped_column(server_default=text("false"))
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+
+class Redemption(Base):
+    """A succeeded payment used for one order: at most one row per payment."""
+
+    __tablename__ = "redemptions"
+
+    payment_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("payment_intents.id"), primary_key=True
+    )
+    merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id"))
+    order_id: Mapped[str] = mapped_column(String(100))
+    expected_amount_minor: Mapped[int] = mapped_column(BigInteger)
+    redeemed_at: Mapped[datetime] = _now()
+
+
+class RateLimitWindow(Base):
+    """Request counts per key and fixed window.
+
+    UNLOGGED: no WAL, so counting is cheap; losing the counts in a crash is harmless.
+    """
+
+    __tablename__ = "rate_limit_windows"
+    __table_args__ = {"prefixes": ["UNLOGGED"]}  # noqa: RUF012 - SQLAlchemy reads it
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
+
+
 class AuditRecord(Base):
-    """Who did what to which record, and why; append-only."""
+    """Who did what to which record, and why; append-only and hash-chained.
+
+    Writers insert rows unsealed; the sealer gives each committed row the next
+    ``seq`` and ``hash = sha256(prev_hash + canonical row)``, so editing or
+    deleting a sealed row breaks the chain (``malipo audit verify``).
+    """
 
     __tablename__ = "audit_log"
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    seq: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str | None] = mapped_column(String(64))
     at: Mapped[datetime] = _now()
     actor: Mapped[str] = mapped_column(String(100))
     action: Mapped[str] = mapped_column(String(64))
@@ -252,3 +313,15 @@ class AuditRecord(Base):
     subject_id: Mapped[str] = mapped_column(String(64), index=True)
     detail: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
     request_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class AuditChainHead(Base):
+    """The last sealed audit row (one row), so deleting the chain's tail is detected too."""
+
+    __tablename__ = "audit_chain_head"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+    sealed_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())

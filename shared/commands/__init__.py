@@ -1,0 +1,1 @@
+"""``malipo`` sub-commands that belong to shared: one module per group."""
