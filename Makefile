@@ -21,9 +21,8 @@ run: install
 	$(LOCAL) $(BIN)/malipo db upgrade
 	$(LOCAL) $(BIN)/malipo dev
 
-## test: the whole suite against the local PostgreSQL and RabbitMQ (own database and vhost).
+## test: the whole suite against the local PostgreSQL and RabbitMQ (a database and vhost of its own).
 test: install
-	$(BIN)/python -m tests.support.services
 	$(BIN)/pytest
 
 ## test-fast: unit and property tests only.

@@ -8,6 +8,7 @@ and child processes read the same settings.
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,21 +17,26 @@ from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import text
 
 from tests.support.env import DARAJA_APP, DARAJA_PASSKEY, DARAJA_SHORTCODE, build_test_env
 
-TEST_ENV = build_test_env()
+TEST_ENV = build_test_env(spool_dir=tempfile.mkdtemp(prefix="malipo-spool-"))
 os.environ.update(TEST_ENV)
 
 from shared.crypto import CredentialCipher  # noqa: E402
-from shared.db.migrate import upgrade  # noqa: E402
-from shared.db.session import Database, create_database_if_missing, sqlalchemy_url  # noqa: E402
+from shared.db.session import Database  # noqa: E402
 from shared.merchants import create_merchant, issue_api_key, store_gateway_credentials  # noqa: E402
 from shared.messages import ALL_ACTORS  # noqa: E402
 from shared.settings import Settings, load_settings, parse_credentials_keys  # noqa: E402
 from tests.support.processes import ManagedProcess, ingress_process, sandbox_process  # noqa: E402
-from tests.support.services import ensure_vhost  # noqa: E402
+from tests.support.services import (  # noqa: E402
+    delete_vhost,
+    drop_database,
+    drop_stale_databases,
+    ensure_vhost,
+    fresh_database,
+    stale_vhosts,
+)
 from tests.support.sim import Simulator  # noqa: E402
 
 
@@ -49,33 +55,16 @@ def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("logs")
 
 
-def _recreate_database(url: str) -> None:
-    from sqlalchemy import create_engine
-    from sqlalchemy.engine import make_url
-
-    target = make_url(sqlalchemy_url(url))
-    admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(
-            text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = :d AND pid <> pg_backend_pid()"
-            ),
-            {"d": target.database},
-        )
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{target.database}"'))
-    admin.dispose()
-    create_database_if_missing(url)
-    upgrade(url)
-
-
 @pytest.fixture(scope="session")
 def db(settings: Settings) -> Iterator[Database]:
+    """This run's own database, fresh and migrated; dropped at the end."""
     url = settings.database_url.get_secret_value()
-    _recreate_database(url)
+    drop_stale_databases(url)
+    fresh_database(url)
     database = Database(url, pool_size=10, application_name="malipo-tests")
     yield database
     database.dispose()
+    drop_database(url)
 
 
 @pytest.fixture(scope="session")
@@ -84,17 +73,19 @@ def cipher(settings: Settings) -> CredentialCipher:
 
 
 @pytest.fixture(scope="session")
-def broker(db: Database) -> Any:
-    """The workers' broker (test vhost), with every malipo queue emptied once per session."""
+def broker(db: Database) -> Iterator[Any]:
+    """The workers' broker on this run's own vhost (deleted at the end)."""
+    for stale in stale_vhosts():
+        delete_vhost(stale)
     ensure_vhost(TEST_ENV["MALIPO_BROKER_URL"])
     import workers.main
 
     broker = workers.main.broker
     for spec in ALL_ACTORS:
         broker.declare_queue(spec.queue_name, ensure=True)
-        for name in (spec.queue_name, f"{spec.queue_name}.DQ", f"{spec.queue_name}.XQ"):
-            broker.channel.queue_purge(name)
-    return broker
+    yield broker
+    broker.close()
+    delete_vhost(TEST_ENV["MALIPO_BROKER_URL"])
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def build_test_env() -> dict[str, str]:
+def build_test_env(spool_dir: str) -> dict[str, str]:
     ingress_port, sandbox_port = free_port(), free_port()
     return {
         "MALIPO_ENV": "sandbox",
@@ -33,6 +33,8 @@ def build_test_env() -> dict[str, str]:
         "MALIPO_INGRESS_WORKERS": "1",
         "MALIPO_INGRESS_THREADS": "8",
         "MALIPO_PUBLIC_BASE_URL": f"http://127.0.0.1:{ingress_port}",
+        "MALIPO_SPOOL_DIR": spool_dir,
+        "MALIPO_CALLBACK_SIGNING_SECRET": "sandbox-test-callback-signing-secret",
         "MALIPO_SANDBOX_HOST": "127.0.0.1",
         "MALIPO_SANDBOX_PORT": str(sandbox_port),
         "MALIPO_DARAJA_BASE_URL": f"http://127.0.0.1:{sandbox_port}",
@@ -45,6 +47,10 @@ def build_test_env() -> dict[str, str]:
         "MALIPO_PAYMENT_EXPIRY_S": "12",
         "MALIPO_ORPHAN_RECHECKS": "1",
         "MALIPO_SCHEDULER_SWEEP_INTERVAL_S": "1",
+        # Generous limits for the suite; the rate-limit tests set their own.
+        "MALIPO_MERCHANT_COMMANDS_PER_MINUTE": "100000",
+        "MALIPO_PHONE_PUSH_LIMIT": "100000",
+        "MALIPO_CONFIRM_RECHECKS": "3",
         "MALIPO_LOG_FORMAT": "json",
         "MALIPO_LOG_LEVEL": "INFO",
         "SANDBOX_CALLBACK_DELAY_S": "0.3",
