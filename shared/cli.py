@@ -13,8 +13,10 @@ from typing import Any
 
 import click
 
+from shared.commands.audit import audit
 from shared.commands.db import db
-from shared.commands.merchants import merchant
+from shared.commands.keys import keys
+from shared.commands.merchants import merchant, operator
 from shared.commands.reference import dev, errors_command
 
 
@@ -40,7 +42,7 @@ def main() -> None:
     """malipo: mobile-money payments pipeline."""
 
 
-for command in (db, merchant, errors_command, dev):
+for command in (db, merchant, operator, audit, keys, errors_command, dev):
     main.add_command(command)
 
 

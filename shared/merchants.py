@@ -11,9 +11,10 @@ from __future__ import annotations
 import hmac
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shared.crypto import (
@@ -27,7 +28,9 @@ from shared.crypto import (
 from shared.db.models import ApiKey, GatewayCredential, Merchant
 from shared.settings import looks_like_sandbox
 
+SCOPES = ("payments:write", "payments:read", "ops:read", "ops:write")
 DEFAULT_SCOPES = ("payments:write", "payments:read")
+OPERATOR_SCOPES = ("ops:read", "ops:write")
 
 
 @dataclass(frozen=True)
@@ -57,15 +60,22 @@ def create_merchant(session: Session, name: str) -> Merchant:
 def issue_api_key(
     session: Session,
     pepper: bytes,
-    merchant_id: uuid.UUID,
+    merchant_id: uuid.UUID | None,
     scopes: tuple[str, ...] = DEFAULT_SCOPES,
+    label: str | None = None,
 ) -> str:
-    """A new key for the merchant; the returned token is never retrievable again."""
+    """A new key (a merchant's, or with no merchant a platform operator's); shown only now."""
+    unknown = sorted(set(scopes) - set(SCOPES))
+    if unknown or not scopes:
+        raise ValueError(f"scopes must be among {', '.join(SCOPES)}")
+    if merchant_id is None and not set(scopes) <= set(OPERATOR_SCOPES):
+        raise ValueError("an operator key carries ops scopes only")
     key = new_api_key()
     session.add(
         ApiKey(
             id=uuid.uuid4(),
             merchant_id=merchant_id,
+            label=label,
             prefix=key.prefix,
             secret_hash=hash_api_secret(pepper, key.secret),
             scopes=list(scopes),
@@ -73,6 +83,23 @@ def issue_api_key(
     )
     session.flush()
     return key.token
+
+
+def revoke_api_key(session: Session, prefix: str) -> bool:
+    """Revoke a key by its public prefix; effective for the next request. False if unknown."""
+    row = session.scalars(select(ApiKey).where(ApiKey.prefix == prefix)).one_or_none()
+    if row is None:
+        return False
+    if row.revoked_at is None:
+        row.revoked_at = datetime.now(UTC)
+    return True
+
+
+def list_api_keys(session: Session, merchant_id: uuid.UUID | None) -> list[ApiKey]:
+    query = select(ApiKey).where(
+        ApiKey.merchant_id.is_(None) if merchant_id is None else ApiKey.merchant_id == merchant_id
+    )
+    return list(session.scalars(query.order_by(ApiKey.created_at)))
 
 
 def authenticate_api_key(session: Session, pepper: bytes, token: str) -> Principal | None:
@@ -114,11 +141,7 @@ def store_gateway_credentials(
     key_id, blob = cipher.encrypt(
         {**credentials, "callback_secret": secret}, context=_context(merchant_id, gateway)
     )
-    existing = session.scalars(
-        select(GatewayCredential).where(
-            GatewayCredential.merchant_id == merchant_id, GatewayCredential.gateway == gateway
-        )
-    ).one_or_none()
+    existing = gateway_credential(session, merchant_id, gateway)
     row = existing or GatewayCredential(id=uuid.uuid4(), merchant_id=merchant_id, gateway=gateway)
     row.key_id, row.ciphertext, row.callback_secret_hash = key_id, blob, sha256_hex(secret)
     session.add(row)
@@ -126,20 +149,30 @@ def store_gateway_credentials(
     return secret
 
 
+def gateway_credential(
+    session: Session, merchant_id: uuid.UUID, gateway: str
+) -> GatewayCredential | None:
+    return session.scalars(
+        select(GatewayCredential).where(
+            GatewayCredential.merchant_id == merchant_id, GatewayCredential.gateway == gateway
+        )
+    ).one_or_none()
+
+
+def decrypt_credentials(cipher: CredentialCipher, row: GatewayCredential) -> dict[str, Any]:
+    return cipher.decrypt(
+        row.key_id, row.ciphertext, context=_context(row.merchant_id, row.gateway)
+    )
+
+
 def load_gateway_credentials(
     session: Session, cipher: CredentialCipher, merchant_id: uuid.UUID, gateway: str
 ) -> dict[str, Any] | None:
     """The decrypted credentials of an enabled gateway, or None."""
-    row = session.scalars(
-        select(GatewayCredential).where(
-            GatewayCredential.merchant_id == merchant_id,
-            GatewayCredential.gateway == gateway,
-            GatewayCredential.enabled.is_(True),
-        )
-    ).one_or_none()
-    if row is None:
+    row = gateway_credential(session, merchant_id, gateway)
+    if row is None or not row.enabled:
         return None
-    return cipher.decrypt(row.key_id, row.ciphertext, context=_context(merchant_id, gateway))
+    return decrypt_credentials(cipher, row)
 
 
 def gateway_enabled(session: Session, merchant_id: uuid.UUID, gateway: str) -> bool:
@@ -165,3 +198,64 @@ def credential_for_callback_secret(
             GatewayCredential.callback_secret_hash == sha256_hex(secret),
         )
     ).one_or_none()
+
+
+def set_callback_policy(
+    session: Session,
+    merchant_id: uuid.UUID,
+    gateway: str,
+    *,
+    require_signature: bool | None = None,
+    confirm_before_credit: bool | None = None,
+    enabled: bool | None = None,
+) -> GatewayCredential:
+    """Change how a merchant's callbacks are trusted; ``None`` leaves a setting as it is."""
+    row = gateway_credential(session, merchant_id, gateway)
+    if row is None:
+        raise LookupError(f"merchant {merchant_id} has no {gateway} credentials")
+    if require_signature is not None:
+        row.require_signature = require_signature
+    if confirm_before_credit is not None:
+        row.confirm_before_credit = confirm_before_credit
+    if enabled is not None:
+        row.enabled = enabled
+    session.flush()
+    return row
+
+
+def set_ip_allowlist(
+    session: Session, merchant_id: uuid.UUID, gateway: str, allowlist: list[str] | None
+) -> GatewayCredential:
+    """Only these sources may deliver the merchant's callbacks (``None``: any source)."""
+    row = set_callback_policy(session, merchant_id, gateway)
+    row.ip_allowlist = allowlist
+    session.flush()
+    return row
+
+
+def rotate_credentials(session: Session, cipher: CredentialCipher, batch: int = 100) -> int:
+    """Re-encrypt up to ``batch`` rows not under the active key; returns how many.
+
+    Rows are locked one batch at a time (``SKIP LOCKED``), so processes holding both
+    keys keep reading every row while it runs. Call until it returns 0.
+    """
+    rows = session.scalars(
+        select(GatewayCredential)
+        .where(GatewayCredential.key_id != cipher.active_key_id)
+        .limit(batch)
+        .with_for_update(skip_locked=True)
+    ).all()
+    for row in rows:
+        context = _context(row.merchant_id, row.gateway)
+        plain = cipher.decrypt(row.key_id, row.ciphertext, context=context)
+        row.key_id, row.ciphertext = cipher.encrypt(plain, context=context)
+    session.flush()
+    return len(rows)
+
+
+def credentials_by_key(session: Session) -> dict[str, int]:
+    """How many credential rows each key id encrypts."""
+    rows = session.execute(
+        select(GatewayCredential.key_id, func.count()).group_by(GatewayCredential.key_id)
+    )
+    return {str(key_id): int(count) for key_id, count in rows}

@@ -167,6 +167,12 @@ def broker_url_with_defaults(url: str) -> str:
     return urlunsplit(parts._replace(query=query))
 
 
+def current_log_options() -> dict[str, str]:
+    """The log-context values a message enqueued now would carry."""
+    bound = structlog.contextvars.get_contextvars()
+    return {key: str(bound[key]) for key in CONTEXT_OPTIONS if key in bound}
+
+
 class LogContext(Middleware):
     """Carry the log context across the broker and bind it around each message."""
 

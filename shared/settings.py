@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import sys
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -96,11 +97,37 @@ class Settings(BaseSettings):
         le=10,
         description="re-checks of an unmatched callback before it is an orphan",
     )
+    audit_seal_interval_s: float = Field(
+        default=5.0, gt=0, description="how often audit rows are chained"
+    )
     scheduler_sweep_interval_s: float = Field(default=15.0, gt=0)
 
     # Ingress behaviour.
     max_wait_s: int = Field(default=30, ge=0, le=30)
     max_body_bytes: int = Field(default=16_384, ge=1024)
+    max_json_depth: int = Field(default=10, ge=2, le=100)
+    max_header_bytes: int = Field(default=8_192, ge=256, description="per header line")
+    max_headers: int = Field(default=64, ge=8)
+    trusted_proxies: str = Field(
+        default="", description="CIDRs whose X-Forwarded-For is believed, comma-separated"
+    )
+    spool_dir: str = Field(default="var/spool", description="durable callback spool directory")
+
+    # Callback signatures (the generic HMAC scheme; see the README).
+    callback_signing_secret: SecretStr | None = None
+    callback_signature_tolerance_s: int = Field(default=300, ge=1, le=3600)
+    confirm_rechecks: int = Field(
+        default=10, ge=0, le=100, description="re-checks of an unconfirmable callback"
+    )
+
+    # Rate limits.
+    merchant_commands_per_minute: int = Field(default=600, ge=1)
+    phone_push_limit: int = Field(default=3, ge=1, description="pushes per phone per window")
+    phone_push_window_s: int = Field(default=600, ge=10)
+
+    # Redemptions (invoice use-once verification).
+    redeem_window_s: int = Field(default=7 * 86_400, ge=60)
+    redeem_tolerance_minor: int = Field(default=0, ge=0)
 
     # Logs.
     log_format: Literal["json", "console"] = "json"
@@ -117,6 +144,12 @@ class Settings(BaseSettings):
     @classmethod
     def _credentials_keys_parse(cls, value: SecretStr) -> SecretStr:
         parse_credentials_keys(value.get_secret_value())
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, value: str) -> str:
+        parse_networks(value)
         return value
 
     @field_validator("public_base_url", "daraja_base_url")
@@ -138,6 +171,9 @@ class Settings(BaseSettings):
             problems.append("MALIPO_PUBLIC_BASE_URL must be https:// in production")
         if self.daraja_base_url and not self.daraja_base_url.startswith("https://"):
             problems.append("MALIPO_DARAJA_BASE_URL must be https:// in production")
+        signing = self.callback_signing_secret
+        if signing is not None and looks_like_sandbox(signing.get_secret_value()):
+            problems.append("MALIPO_CALLBACK_SIGNING_SECRET looks like a sandbox value")
         if looks_like_sandbox(self.secret_key.get_secret_value()):
             problems.append("MALIPO_SECRET_KEY looks like a sandbox value")
         for key_id, _ in parse_credentials_keys(self.credentials_keys.get_secret_value()):
@@ -156,6 +192,17 @@ class Settings(BaseSettings):
     def callback_url(self, gateway: str, secret: str, attempt_ref: str) -> str:
         """Where a gateway should POST the result of one attempt."""
         return f"{self.public_base_url}/callbacks/{gateway}/{secret}/{attempt_ref}"
+
+
+def parse_networks(raw: str) -> list[IPv4Network | IPv6Network]:
+    """``"10.0.0.0/8, 192.0.2.7"`` → networks; a bad entry raises ValueError naming it."""
+    networks = []
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        try:
+            networks.append(ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or network") from None
+    return networks
 
 
 def parse_credentials_keys(raw: str) -> list[tuple[str, bytes]]:

@@ -40,9 +40,14 @@ FORBIDDEN = _code("forbidden", 403, "This API key may not do that.")
 NOT_FOUND = _code("not_found", 404, "No such resource.")
 METHOD_NOT_ALLOWED = _code("method_not_allowed", 405, "That method is not allowed here.")
 PAYLOAD_TOO_LARGE = _code("payload_too_large", 413, "The body is too large.")
+URI_TOO_LONG = _code("uri_too_long", 414, "The request URI is too long.")
 UNSUPPORTED_MEDIA_TYPE = _code(
-    "unsupported_media_type", 415, "Send Content-Type: application/json."
+    "unsupported_media_type", 415, "Send Content-Type: application/json (UTF-8)."
 )
+HEADERS_TOO_LARGE = _code(
+    "headers_too_large", 431, "The request has too many headers, or one is too large."
+)
+RATE_LIMITED = _code("rate_limited", 429, "Too many requests; retry after the Retry-After delay.")
 INVALID_AMOUNT = _code(
     "invalid_amount", 422, "The amount must be a positive integer of minor units."
 )
@@ -56,11 +61,28 @@ UNSUPPORTED_GATEWAY = _code("unsupported_gateway", 422, "There is no such gatewa
 GATEWAY_NOT_CONFIGURED = _code(
     "gateway_not_configured", 422, "The merchant has no credentials for this gateway."
 )
+GATEWAY_DISABLED = _code("gateway_disabled", 422, "This gateway is disabled for the merchant.")
+ACCOUNT_MISSING = _code(
+    "account_missing", 422, "The merchant accepts payments only from customers it registered."
+)
+KYC_REQUIRED = _code(
+    "kyc_required", 422, "The merchant requires this customer to complete KYC first."
+)
 IDEMPOTENCY_CONFLICT = _code(
     "idempotency_conflict", 409, "This Idempotency-Key was used with a different request."
 )
 DUPLICATE_PAYMENT = _code(
     "duplicate_payment", 409, "A payment for this reference is pending or already succeeded."
+)
+ALREADY_REDEEMED = _code(
+    "already_redeemed", 409, "This payment was already used for another order."
+)
+PAYMENT_NOT_REDEEMABLE = _code(
+    "payment_not_redeemable", 409, "Only a succeeded payment can be redeemed."
+)
+REDEMPTION_EXPIRED = _code("redemption_expired", 410, "The payment is too old to be redeemed.")
+AMOUNT_MISMATCH = _code(
+    "amount_mismatch", 422, "The payment's amount differs from the expected amount."
 )
 SERVICE_UNAVAILABLE = _code(
     "service_unavailable", 503, "The payment could not be queued safely; retry later."
@@ -122,6 +144,14 @@ class MalipoError(Exception):
     @property
     def code(self) -> str:
         return self.error.code
+
+
+class RateLimited(MalipoError):
+    """A ``rate_limited`` refusal that says when to come back."""
+
+    def __init__(self, retry_after_s: int, detail: str | None = None) -> None:
+        super().__init__(RATE_LIMITED, detail)
+        self.retry_after_s = retry_after_s
 
 
 class TransientError(Exception):
