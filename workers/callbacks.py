@@ -13,22 +13,42 @@ import base64
 import binascii
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import dramatiq
 import structlog
+from dramatiq.middleware import CurrentMessage
 from sqlalchemy.orm import Session
 
+import workers.broker  # noqa: F401  (sets the broker before the actors below are declared)
 from shared.crypto import sha256_hex
 from shared.db.models import PaymentAttempt, PaymentIntent
 from shared.domain.errors import PermanentError
 from shared.domain.phone import mask_phone_numbers
-from shared.gateways.base import CallbackEvent, CallbackMalformed, GatewayVerdict, Outcome
-from shared.messages import APPLY_CALLBACK, ApplyCallback, current_message_retries
+from shared.gateways.base import (
+    CallbackEvent,
+    CallbackMalformed,
+    GatewayAdapter,
+    GatewayUnavailable,
+    GatewayVerdict,
+    Outcome,
+    StatusResult,
+)
+from shared.merchants import gateway_credential, load_gateway_credentials
+from shared.messages import (
+    APPLY_CALLBACK,
+    RECORD_REFUSED_CALLBACK,
+    ApplyCallback,
+    RecordRefusedCallback,
+    current_message_retries,
+)
 from workers.outcomes import (
     GatewayWord,
     apply_word,
     attempt_for_gateway_ref,
+    flag_for_review,
     lock_intent,
+    query_word,
     record_event,
 )
 from workers.policies import POLICIES
@@ -75,14 +95,87 @@ class CallbackApplication:
             return
         structlog.contextvars.bind_contextvars(gateway_ref=event.gateway_ref)
         word = self._word(event)
-        now = datetime.now(UTC)
+        if event.verdict.outcome == Outcome.SUCCEEDED and self._confirmation_required():
+            self._apply_confirmed(adapter, event, word)
+            return
         with self.rt.db.transaction() as session:
             intent = self._match(session, event)
             if intent is None:
                 self._orphan(session, word)
                 return
             structlog.contextvars.bind_contextvars(payment_id=str(intent.id))
-            apply_word(session, intent, word, now)
+            apply_word(session, intent, word, datetime.now(UTC))
+
+    # -- confirm before credit -------------------------------------------------------------
+
+    def _confirmation_required(self) -> bool:
+        with self.rt.db.transaction() as session:
+            row = gateway_credential(session, self.merchant_id, self.message.gateway)
+            return row is not None and row.confirm_before_credit
+
+    def _apply_confirmed(
+        self, adapter: GatewayAdapter, event: CallbackEvent, word: GatewayWord
+    ) -> None:
+        """Credit a success callback only as far as the gateway's status API confirms it."""
+        with self.rt.db.transaction() as session:
+            intent = self._match(session, event)
+            if intent is None:
+                self._orphan(session, word)
+                return
+            payment_id = intent.id
+            stored = load_gateway_credentials(
+                session, self.rt.cipher, self.merchant_id, self.message.gateway
+            )
+        structlog.contextvars.bind_contextvars(payment_id=str(payment_id))
+        answer = self._ask_gateway(adapter, stored, event.gateway_ref)
+        with self.rt.db.transaction() as session:
+            intent = lock_intent(session, payment_id)
+            if intent is None:
+                return
+            if answer is None:
+                record_event(
+                    session,
+                    word,
+                    outcome="unconfirmed",
+                    intent_id=payment_id,
+                    detail="the status query could not confirm it; polling continues",
+                )
+            elif answer.verdict.outcome == Outcome.SUCCEEDED:
+                apply_word(session, intent, word, datetime.now(UTC))
+            else:
+                self._contradicted(session, intent, word, answer)
+
+    def _contradicted(
+        self, session: Session, intent: PaymentIntent, word: GatewayWord, answer: StatusResult
+    ) -> None:
+        """The gateway denies what the callback claims: keep it as suspicious, apply the gateway."""
+        said = answer.verdict.result_code
+        detail = f"status query says {said}"
+        if (
+            record_event(session, word, outcome="suspicious", intent_id=intent.id, detail=detail)
+            is None
+        ):
+            return  # this callback was already judged
+        flag_for_review(session, intent, "callback_contradicted", result_code=said)
+        now = datetime.now(UTC)
+        apply_word(session, intent, query_word(self.message.gateway, answer, now), now)
+
+    def _ask_gateway(
+        self, adapter: GatewayAdapter, stored: dict[str, Any] | None, gateway_ref: str
+    ) -> StatusResult | None:
+        """The gateway's final word; re-checks later while it has none; None when it never did."""
+        answer = None
+        if stored is not None:
+            try:
+                answer = adapter.query_status(adapter.credentials(stored), gateway_ref)
+            except GatewayUnavailable as exc:
+                log.info("confirmation query unavailable", error=str(exc))
+        if answer is not None and answer.verdict.outcome != Outcome.PENDING:
+            return answer
+        retries = current_message_retries()
+        if retries < self.rt.settings.confirm_rechecks:
+            raise dramatiq.Retry("no confirmation yet", delay=min(2000 * 2**retries, 30_000))
+        return None
 
     def _word(self, event: CallbackEvent) -> GatewayWord:
         headers = {k.lower(): v for k, v in self.message.headers.items()}
@@ -160,3 +253,34 @@ class CallbackApplication:
         with self.rt.db.transaction() as session:
             record_event(session, word, outcome="malformed", intent_id=None, detail=reason)
         log.warning("malformed callback kept for review", reason=reason)
+
+
+@dramatiq.actor(
+    actor_name=RECORD_REFUSED_CALLBACK.actor_name,
+    queue_name=RECORD_REFUSED_CALLBACK.queue_name,
+    **POLICIES[RECORD_REFUSED_CALLBACK.actor_name].actor_options(),
+)
+def record_refused_callback(**fields: object) -> None:
+    """Keep a refused callback for operators: reason, source, body hash — never the body."""
+    refused = RecordRefusedCallback.from_kwargs(fields)
+    message = CurrentMessage.get_current_message()
+    word = GatewayWord(
+        gateway=refused.gateway,
+        # One row per refused delivery: the message id survives redelivery, so it is recorded once.
+        event_key=f"refused:{message.message_id if message else uuid.uuid4()}",
+        source="callback",
+        gateway_ref=None,
+        verdict=GatewayVerdict(Outcome.PENDING, result_code=""),
+        received_at=datetime.fromisoformat(refused.received_at),
+        remote_addr=refused.remote_addr,
+        merchant_id=uuid.UUID(refused.merchant_id) if refused.merchant_id else None,
+    )
+    with runtime().db.transaction() as session:
+        record_event(
+            session,
+            word,
+            outcome="refused",
+            intent_id=None,
+            detail=refused.reason,
+            body_sha256=refused.body_sha256,
+        )

@@ -21,10 +21,11 @@ from datetime import UTC, datetime, timedelta
 
 import dramatiq
 import structlog
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+import workers.broker  # noqa: F401  (sets the broker before the actors below are declared)
 from shared.db.models import PaymentAttempt, PaymentIntent
 from shared.domain import errors
 from shared.domain.money import Money
@@ -37,6 +38,7 @@ from shared.gateways.base import (
 )
 from shared.merchants import load_gateway_credentials
 from shared.messages import INITIATE_PAYMENT, InitiatePayment, PollPayment
+from shared.preflight import payment_refusal
 from workers.outcomes import audit_payment, fail, lock_intent, mark_submitted
 from workers.policies import POLICIES
 from workers.runtime import Runtime, runtime
@@ -104,18 +106,15 @@ class PaymentInitiation:
                 last.status = "unknown"
                 mark_submitted(intent, None, now, self.rt.settings)
                 return last.id, None
+            refusal = payment_refusal(session, intent.merchant_id, intent.gateway, intent.phone)
+            refusal = refusal or self._phone_limit(session, intent.phone, now)
+            if refusal is not None:
+                fail(session, intent, refusal, refusal.message, now)
+                return None
             stored = load_gateway_credentials(
                 session, self.rt.cipher, intent.merchant_id, intent.gateway
             )
-            if stored is None:
-                fail(
-                    session,
-                    intent,
-                    errors.GATEWAY_NOT_CONFIGURED,
-                    errors.GATEWAY_NOT_CONFIGURED.message,
-                    now,
-                )
-                return None
+            assert stored is not None  # payment_refusal said the gateway is configured and enabled
             attempt = PaymentAttempt(
                 id=uuid.uuid4(),
                 intent_id=intent.id,
@@ -187,6 +186,27 @@ class PaymentInitiation:
             },
         )
         log.warning("idempotency conflict: request refused", code=errors.IDEMPOTENCY_CONFLICT.code)
+
+    def _phone_limit(self, session: Session, phone: str, now: datetime) -> errors.ErrorCode | None:
+        """``rate_limited`` when this phone was prompted too often lately (any merchant).
+
+        Serialised per phone with a transaction-scoped advisory lock, so that two
+        workers pushing to the same phone at once count each other.
+        """
+        settings = self.rt.settings
+        session.execute(select(func.pg_advisory_xact_lock(func.hashtext(f"phone:{phone}"))))
+        since = now - timedelta(seconds=settings.phone_push_window_s)
+        recent = session.scalar(
+            select(func.count())
+            .select_from(PaymentAttempt)
+            .join(PaymentIntent, PaymentIntent.id == PaymentAttempt.intent_id)
+            .where(
+                PaymentIntent.phone == phone,
+                PaymentAttempt.requested_at >= since,
+                PaymentAttempt.status.in_(("sending", "accepted", "unknown")),
+            )
+        )
+        return errors.RATE_LIMITED if (recent or 0) >= settings.phone_push_limit else None
 
     def _last_attempt(self, session: Session) -> PaymentAttempt | None:
         return session.scalars(

@@ -23,7 +23,7 @@ from shared.db.models import GatewayEvent, PaymentAttempt, PaymentIntent
 from shared.domain import errors
 from shared.domain.phone import mask_msisdn
 from shared.domain.states import PaymentStatus, Verdict, decide
-from shared.gateways.base import GatewayVerdict, Outcome
+from shared.gateways.base import GatewayVerdict, Outcome, StatusResult
 from shared.settings import Settings
 from workers.ledger import credit_collection
 
@@ -48,6 +48,18 @@ class GatewayWord:
     merchant_id: uuid.UUID | None = None
 
 
+def query_word(gateway: str, answer: StatusResult, now: datetime) -> GatewayWord:
+    """A status query's answer, as an event for the apply path."""
+    return GatewayWord(
+        gateway=gateway,
+        event_key=f"query:{answer.gateway_ref}:{answer.verdict.result_code}",
+        source="query",
+        gateway_ref=answer.gateway_ref,
+        verdict=answer.verdict,
+        received_at=now,
+    )
+
+
 def lock_intent(session: Session, intent_id: uuid.UUID) -> PaymentIntent | None:
     return session.get(PaymentIntent, intent_id, with_for_update=True, populate_existing=True)
 
@@ -59,6 +71,7 @@ def record_event(
     outcome: str,
     intent_id: uuid.UUID | None,
     detail: str | None = None,
+    body_sha256: str | None = None,
 ) -> int | None:
     """Store the event once; None when the gateway's event key was already recorded."""
     request_id = structlog.contextvars.get_contextvars().get("request_id")
@@ -76,6 +89,7 @@ def record_event(
             detail=detail[:300] if detail else None,
             headers=word.headers,
             body_masked=word.body_masked,
+            body_sha256=body_sha256,
             remote_addr=word.remote_addr,
             request_id=str(request_id) if request_id else None,
             received_at=word.received_at,

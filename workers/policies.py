@@ -55,7 +55,15 @@ POLICIES: dict[str, RetryPolicy] = {
     "poll_payment": RetryPolicy(
         max_retries=10, min_backoff_ms=2_000, max_backoff_ms=120_000, time_limit_ms=90_000
     ),
+    # Bookkeeping of refused callbacks: worth a few tries, not worth holding a queue for.
+    "record_refused_callback": RetryPolicy(
+        max_retries=5, min_backoff_ms=1_000, max_backoff_ms=60_000, time_limit_ms=30_000
+    ),
     "sweep_pending_payments": RetryPolicy(
         max_retries=2, min_backoff_ms=1_000, max_backoff_ms=10_000, time_limit_ms=60_000
+    ),
+    # Periodic and idempotent: the next scheduled run is the real retry.
+    "seal_audit_log": RetryPolicy(
+        max_retries=2, min_backoff_ms=1_000, max_backoff_ms=10_000, time_limit_ms=300_000
     ),
 }

@@ -19,13 +19,15 @@ import dramatiq
 import structlog
 from sqlalchemy import select
 
+import workers.broker  # noqa: F401  (sets the broker before the actors below are declared)
 from shared.db.models import PaymentIntent
 from shared.domain import errors
 from shared.domain.states import PaymentStatus
 from shared.gateways.base import GatewayUnavailable, GatewayVerdict, Outcome, StatusResult
 from shared.merchants import load_gateway_credentials
 from shared.messages import POLL_PAYMENT, SWEEP_PENDING, PollPayment, SweepPendingPayments
-from workers.outcomes import GatewayWord, apply_word, lock_intent
+from shared.ratelimit import forget_before
+from workers.outcomes import GatewayWord, apply_word, lock_intent, query_word
 from workers.policies import POLICIES
 from workers.runtime import Runtime, runtime
 
@@ -65,10 +67,10 @@ def poll(rt: Runtime, payment_id: uuid.UUID, round_: int) -> None:
     answer = _query(rt, gateway, gateway_ref, stored)
     now = datetime.now(UTC)
     if answer is not None and answer.verdict.outcome != Outcome.PENDING:
-        _apply(rt, payment_id, _query_word(gateway, answer, now))
+        _apply(rt, payment_id, query_word(gateway, answer, now))
         return
     if expires_at is not None and now >= expires_at:
-        _apply(rt, payment_id, _expiry_word(gateway, payment_id, gateway_ref, now))
+        _apply(rt, payment_id, expiry_word(gateway, payment_id, gateway_ref, now))
         return
     _poll_again(rt, payment_id, round_, now, expires_at)
 
@@ -87,18 +89,7 @@ def _query(
         return None
 
 
-def _query_word(gateway: str, answer: StatusResult, now: datetime) -> GatewayWord:
-    return GatewayWord(
-        gateway=gateway,
-        event_key=f"query:{answer.gateway_ref}:{answer.verdict.result_code}",
-        source="query",
-        gateway_ref=answer.gateway_ref,
-        verdict=answer.verdict,
-        received_at=now,
-    )
-
-
-def _expiry_word(
+def expiry_word(
     gateway: str, payment_id: uuid.UUID, gateway_ref: str | None, now: datetime
 ) -> GatewayWord:
     code = errors.EXPIRED if gateway_ref else errors.OUTCOME_UNKNOWN
@@ -154,6 +145,8 @@ def sweep(rt: Runtime) -> int:
         for intent in intents:
             intent.next_poll_at = now + timedelta(seconds=rt.settings.poll_max_interval_s)
         ids = [str(intent.id) for intent in intents]
+    with rt.db.transaction() as session:
+        forget_before(session, now - timedelta(days=1))
     for payment_id in ids:
         rt.publisher.send(PollPayment(payment_id))
     if ids:

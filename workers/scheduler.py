@@ -17,7 +17,13 @@ from sqlalchemy import Connection, text
 
 from shared.db.session import Database
 from shared.logging import configure_logging
-from shared.messages import Publisher, SweepPendingPayments, build_broker
+from shared.messages import (
+    MessageContract,
+    Publisher,
+    SealAuditLog,
+    SweepPendingPayments,
+    build_broker,
+)
 from shared.settings import Settings, settings_or_exit
 
 log = structlog.stdlib.get_logger(__name__)
@@ -60,34 +66,48 @@ class Scheduler:
         self.leadership = Leadership(db)
         self.publisher = publisher
 
-    def tick_sweep(self) -> bool:
-        """Enqueue one sweep if this process leads; True if it did."""
+    def jobs(self) -> list[tuple[MessageContract, float]]:
+        """Each periodic message and how often (seconds) it is enqueued."""
+        return [
+            (SweepPendingPayments(), self.settings.scheduler_sweep_interval_s),
+            (SealAuditLog(), self.settings.audit_seal_interval_s),
+        ]
+
+    def tick(self, message: MessageContract) -> bool:
+        """Enqueue ``message`` if this process leads; True if it did."""
         if not self.leadership.is_leader():
             return False
         try:
-            self.publisher.send(SweepPendingPayments())
+            self.publisher.send(message)
         except Exception as exc:  # noqa: BLE001 - the next tick tries again
-            log.warning("could not enqueue the sweep", error=str(exc))
+            log.warning(
+                "could not enqueue a periodic job", job=message.spec.actor_name, error=str(exc)
+            )
             return False
         return True
 
+    def tick_sweep(self) -> bool:
+        return self.tick(SweepPendingPayments())
+
     def run(self) -> None:
         scheduler = BlockingScheduler(timezone="UTC")
-        scheduler.add_job(
-            self.tick_sweep,
-            "interval",
-            seconds=self.settings.scheduler_sweep_interval_s,
-            id="sweep_pending_payments",
-            max_instances=1,
-            coalesce=True,
-        )
+        for message, interval_s in self.jobs():
+            scheduler.add_job(
+                self.tick,
+                "interval",
+                args=(message,),
+                seconds=interval_s,
+                id=message.spec.actor_name,
+                max_instances=1,
+                coalesce=True,
+            )
 
         def stop(signum: int, frame: FrameType | None) -> None:
             scheduler.shutdown(wait=False)
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-        log.info("scheduler started", sweep_interval_s=self.settings.scheduler_sweep_interval_s)
+        log.info("scheduler started", jobs={m.spec.actor_name: s for m, s in self.jobs()})
         scheduler.start()
         self.leadership.release()
         log.info("scheduler stopped")

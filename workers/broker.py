@@ -1,0 +1,22 @@
+"""The worker processes' broker, set once, before any actor is declared.
+
+Declaring an actor binds it to the current broker, and ``dramatiq.get_broker()``
+silently makes a localhost one if none was set. So every actor module imports
+this module first: whatever imports an actor (the worker entry point, a test, a
+tool), the actors land on this broker.
+"""
+
+from __future__ import annotations
+
+import dramatiq
+
+from shared.logging import configure_logging
+from shared.messages import build_broker
+from shared.settings import settings_or_exit
+from workers import runtime
+
+settings = settings_or_exit("workers")
+configure_logging(settings.log_format, settings.log_level)
+broker = build_broker(settings.broker_url.get_secret_value())
+dramatiq.set_broker(broker)
+runtime.configure(settings, broker)
