@@ -16,11 +16,18 @@ import structlog
 from ingress import errors
 from ingress.auth import Authenticator
 from ingress.resources.callbacks import CallbackResource
+from ingress.resources.customers import CustomerResource
 from ingress.resources.health import HealthResource, ReadinessResource
-from ingress.resources.payments import PaymentResource, PaymentsResource
+from ingress.resources.ops import OpsEventsResource
+from ingress.resources.payments import CommandLimits, PaymentResource, PaymentsResource
+from ingress.resources.redemptions import RedeemResource
+from ingress.spool import CallbackSpool
 from shared.db.session import Database
+from shared.domain import errors as errors_catalogue
+from shared.domain.errors import MalipoError
 from shared.gateways.registry import GatewayRegistry
 from shared.messages import Publisher
+from shared.redemptions import RedemptionRules
 from shared.settings import Settings
 
 log = structlog.stdlib.get_logger("ingress.access")
@@ -54,21 +61,62 @@ class RequestContext:
         structlog.contextvars.clear_contextvars()
 
 
+class RequestLimits:
+    """Refuse oversized requests with catalogue codes before any resource runs.
+
+    gunicorn's own limits are set above these (see gunicorn_conf), so that it is
+    this middleware, answering in JSON, that refuses a request that is merely too large.
+    """
+
+    def __init__(self, max_headers: int, max_header_bytes: int, max_uri_bytes: int = 4096) -> None:
+        self.max_headers = max_headers
+        self.max_header_bytes = max_header_bytes
+        self.max_uri_bytes = max_uri_bytes
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if len(req.relative_uri) > self.max_uri_bytes:
+            raise MalipoError(errors_catalogue.URI_TOO_LONG)
+        headers = req.headers
+        if len(headers) > self.max_headers:
+            raise MalipoError(
+                errors_catalogue.HEADERS_TOO_LARGE, f"at most {self.max_headers} headers"
+            )
+        if any(len(name) + len(value) > self.max_header_bytes for name, value in headers.items()):
+            raise MalipoError(
+                errors_catalogue.HEADERS_TOO_LARGE,
+                f"a header is longer than {self.max_header_bytes} bytes",
+            )
+
+
 def create_app(
-    settings: Settings, *, db: Database, publisher: Publisher, gateways: GatewayRegistry
+    settings: Settings,
+    *,
+    db: Database,
+    publisher: Publisher,
+    gateways: GatewayRegistry,
+    spool: CallbackSpool | None = None,
 ) -> falcon.App[falcon.Request, falcon.Response]:
-    app = falcon.App(middleware=[RequestContext()])
+    """The ingress; ``spool`` defaults to one in ``settings.spool_dir`` (drained by wsgi.py)."""
+    spool = spool or CallbackSpool(settings.spool_dir)
+    limits = RequestLimits(settings.max_headers, settings.max_header_bytes)
+    middleware: list[RequestContext | RequestLimits] = [RequestContext(), limits]
+    app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     errors.install(app)
     auth = Authenticator(db, settings.secret_key.get_secret_value().encode())
 
-    callbacks = CallbackResource(db, publisher, gateways)
+    callbacks = CallbackResource(db, publisher, gateways, spool, settings)
     app.add_route(
-        "/v1/payments", PaymentsResource(db, auth, publisher, gateways, settings.max_body_bytes)
+        "/v1/payments",
+        PaymentsResource(db, auth, publisher, gateways, CommandLimits.from_settings(settings)),
     )
     app.add_route("/v1/payments/{payment_id}", PaymentResource(db, auth, settings.max_wait_s))
+    rules = RedemptionRules(settings.redeem_window_s, settings.redeem_tolerance_minor)
+    app.add_route("/v1/payments/{payment_id}/redeem", RedeemResource(db, auth, rules))
+    app.add_route("/v1/customers/{phone}", CustomerResource(db, auth))
     app.add_route("/callbacks/{gateway}/{secret}", callbacks)
     app.add_route("/callbacks/{gateway}/{secret}/{attempt_ref}", callbacks)
+    app.add_route("/ops/events", OpsEventsResource(db, auth))
     app.add_route("/healthz", HealthResource())
-    app.add_route("/readyz", ReadinessResource(db, publisher))
+    app.add_route("/readyz", ReadinessResource(db, publisher, spool))
     return app

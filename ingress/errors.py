@@ -8,7 +8,7 @@ import falcon
 import structlog
 
 from shared.domain import errors
-from shared.domain.errors import ErrorCode, MalipoError
+from shared.domain.errors import ErrorCode, MalipoError, RateLimited
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -19,7 +19,9 @@ _BY_STATUS = {
     404: errors.NOT_FOUND,
     405: errors.METHOD_NOT_ALLOWED,
     413: errors.PAYLOAD_TOO_LARGE,
+    414: errors.URI_TOO_LONG,
     415: errors.UNSUPPORTED_MEDIA_TYPE,
+    431: errors.HEADERS_TOO_LARGE,
 }
 
 
@@ -36,7 +38,9 @@ def handle_malipo_error(
     req: falcon.Request, resp: falcon.Response, exc: MalipoError, params: dict[str, Any]
 ) -> None:
     respond_with(resp, exc.error, exc.detail)
-    if exc.error.http_status == 503:
+    if isinstance(exc, RateLimited):
+        resp.set_header("Retry-After", str(exc.retry_after_s))
+    elif exc.error.http_status == 503:
         resp.set_header("Retry-After", "5")
 
 

@@ -30,6 +30,10 @@ bind = f"{_settings.ingress_host}:{_settings.ingress_port}"
 workers = _settings.ingress_workers
 threads = _settings.ingress_threads
 worker_class = "gthread"
+# Above the ingress's own limits, so that it refuses oversized requests in JSON.
+limit_request_line = 8190
+limit_request_fields = max(128, _settings.max_headers * 2)
+limit_request_field_size = max(16_384, _settings.max_header_bytes * 2)
 # Long enough for GET ?wait=30 plus a slow database.
 timeout = 60
 graceful_timeout = 30

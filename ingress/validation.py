@@ -25,10 +25,11 @@ def idempotency_key(req: falcon.Request) -> str:
     return key
 
 
-def read_json_object(req: falcon.Request, max_bytes: int) -> dict[str, Any]:
-    """The body as a JSON object, within ``max_bytes``; refusals carry catalogue codes."""
-    content_type = (req.content_type or "").split(";", 1)[0].strip().lower()
-    if content_type != "application/json":
+def read_json_object(req: falcon.Request, max_bytes: int, max_depth: int = 10) -> dict[str, Any]:
+    """The body as a UTF-8 JSON object within ``max_bytes`` and ``max_depth`` levels of nesting;
+    refusals carry catalogue codes."""
+    media_type, _, parameters = (req.content_type or "").partition(";")
+    if media_type.strip().lower() != "application/json" or not _utf8_charset(parameters):
         raise MalipoError(errors.UNSUPPORTED_MEDIA_TYPE)
     if req.content_length is not None and req.content_length > max_bytes:
         raise MalipoError(errors.PAYLOAD_TOO_LARGE, f"the body must be at most {max_bytes} bytes")
@@ -36,12 +37,42 @@ def read_json_object(req: falcon.Request, max_bytes: int) -> dict[str, Any]:
     if len(raw) > max_bytes:
         raise MalipoError(errors.PAYLOAD_TOO_LARGE, f"the body must be at most {max_bytes} bytes")
     try:
-        document = json.loads(raw)
+        # Decoded as UTF-8 first: json.loads would otherwise guess UTF-16 or UTF-32.
+        document = json.loads(raw.decode("utf-8"))
     except (ValueError, RecursionError):
         raise MalipoError(errors.INVALID_JSON) from None
     if not isinstance(document, dict):
         raise MalipoError(errors.INVALID_JSON)
+    if nesting_depth(document) > max_depth:
+        raise MalipoError(errors.INVALID_JSON, f"the body nests deeper than {max_depth} levels")
     return document
+
+
+def _utf8_charset(parameters: str) -> bool:
+    for parameter in parameters.split(";"):
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in (
+            "utf-8",
+            "utf8",
+        ):
+            return False
+    return True
+
+
+def nesting_depth(document: Any) -> int:
+    """How many containers deep a parsed JSON value goes (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children: list[Any] = list(value.values())
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def payment_command(document: dict[str, Any], gateways: GatewayRegistry) -> dict[str, Any]:

@@ -1,8 +1,14 @@
-"""What gunicorn loads: read the environment once, build the collaborators, build the app."""
+"""What gunicorn loads: read the environment once, build the collaborators, build the app.
+
+Each gunicorn worker imports this after the fork, so engines, broker connections
+and the spool drainer thread belong to that worker process.
+"""
 
 from __future__ import annotations
 
 from ingress.app import create_app
+from ingress.resources.callbacks import publish_spooled
+from ingress.spool import CallbackSpool, SpoolDrainer
 from shared.db.session import Database
 from shared.gateways.registry import GatewayRegistry
 from shared.logging import configure_logging
@@ -12,6 +18,8 @@ from shared.settings import settings_or_exit
 settings = settings_or_exit("ingress")
 
 configure_logging(settings.log_format, settings.log_level)
+publisher = Publisher(build_broker(settings.broker_url.get_secret_value()))
+spool = CallbackSpool(settings.spool_dir)
 application = create_app(
     settings,
     db=Database(
@@ -19,6 +27,11 @@ application = create_app(
         pool_size=settings.ingress_threads,
         application_name="malipo-ingress",
     ),
-    publisher=Publisher(build_broker(settings.broker_url.get_secret_value())),
+    publisher=publisher,
     gateways=GatewayRegistry.from_settings(settings),
+    spool=spool,
 )
+# Its own publisher: the drainer thread must not share request threads' channels.
+drainer = SpoolDrainer(
+    spool, publish_spooled(Publisher(build_broker(settings.broker_url.get_secret_value())))
+).start()

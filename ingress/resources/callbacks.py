@@ -1,30 +1,89 @@
-"""``POST /callbacks/{gateway}/{secret}[/{attempt_ref}]``: authenticate, enqueue, acknowledge."""
+"""``POST /callbacks/{gateway}/{secret}[/{attempt_ref}]``: authenticate, enqueue, acknowledge.
+
+Checks, in order: the path secret (by its hash, in constant time), the
+merchant's source-IP allowlist (the socket peer, or what a trusted proxy says),
+the merchant's signature requirement. Every refusal is a bare 404 whatever the
+reason, and is recorded for operators. An accepted callback is acknowledged
+only once RabbitMQ confirmed it, or once it is fsynced in the local spool
+when RabbitMQ is down: Daraja never sends it again.
+"""
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from ipaddress import IPv4Network, IPv6Network
+from typing import Any
 
 import falcon
 import structlog
 
+from ingress.net import client_address
+from ingress.spool import CallbackSpool
+from shared.callback_auth import SIGNATURE_HEADER, Refusal, check_signature, ip_allowed
 from shared.db.session import Database
-from shared.domain.errors import SERVICE_UNAVAILABLE, MalipoError
-from shared.gateways.base import InboundCallback
+from shared.gateways.base import GatewayAdapter, InboundCallback
 from shared.gateways.registry import GatewayRegistry
 from shared.merchants import credential_for_callback_secret
-from shared.messages import ApplyCallback, BrokerUnavailable, Publisher
+from shared.messages import (
+    ActorSpec,
+    ApplyCallback,
+    BrokerUnavailable,
+    Publisher,
+    RecordRefusedCallback,
+    current_log_options,
+)
+from shared.settings import Settings, parse_networks
 
 log = structlog.stdlib.get_logger(__name__)
 MAX_CALLBACK_BYTES = 65_536
 _FORWARDED_HEADERS = ("content-type", "user-agent", "businessshortcode", "x-forwarded-for")
 
 
+@dataclass(frozen=True)
+class CallbackPolicy:
+    """What the ingress needs to know of the merchant behind a callback secret."""
+
+    merchant_id: Any
+    secret_hash: str
+    ip_allowlist: list[str] | None
+    require_signature: bool
+
+
+@dataclass(frozen=True)
+class SigningConfig:
+    secret: bytes | None
+    tolerance_s: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SigningConfig:
+        secret = settings.callback_signing_secret
+        return cls(
+            secret.get_secret_value().encode() if secret else None,
+            settings.callback_signature_tolerance_s,
+        )
+
+
 class CallbackResource:
-    def __init__(self, db: Database, publisher: Publisher, gateways: GatewayRegistry) -> None:
+    def __init__(
+        self,
+        db: Database,
+        publisher: Publisher,
+        gateways: GatewayRegistry,
+        spool: CallbackSpool,
+        settings: Settings,
+    ) -> None:
         self.db = db
         self.publisher = publisher
         self.gateways = gateways
+        self.spool = spool
+        self.signing = SigningConfig.from_settings(settings)
+        self.trusted_proxies: list[IPv4Network | IPv6Network] = parse_networks(
+            settings.trusted_proxies
+        )
 
     def on_post(
         self,
@@ -35,36 +94,129 @@ class CallbackResource:
         attempt_ref: str | None = None,
     ) -> None:
         received_at = datetime.now(UTC)
-        if gateway not in self.gateways.names() or len(secret) > 128:
+        body = req.bounded_stream.read(MAX_CALLBACK_BYTES + 1)
+        client_ip = client_address(
+            req.remote_addr, req.get_header("X-Forwarded-For"), self.trusted_proxies
+        )
+        if gateway not in self.gateways.names():
             raise falcon.HTTPNotFound()
         adapter = self.gateways.get(gateway)
-        with self.db.transaction() as session:
-            credential = credential_for_callback_secret(session, gateway, secret)
-            merchant_id = credential.merchant_id if credential else None
-            expected_hash = credential.callback_secret_hash if credential else "0" * 64
-        body = req.bounded_stream.read(MAX_CALLBACK_BYTES + 1)
-        headers = {k.lower(): v for k, v in req.headers.items() if k.lower() in _FORWARDED_HEADERS}
-        inbound = InboundCallback(
-            body=body, headers=headers, remote_addr=req.remote_addr, path_secret=secret
-        )
-        if merchant_id is None or not adapter.authenticate_callback(expected_hash, inbound):
-            log.warning("callback refused", gateway=gateway, remote_addr=req.remote_addr)
+        policy = self._policy(gateway, secret)
+        refusal = self._check(adapter, policy, secret, req, body, client_ip)
+        if refusal is not None:
+            self._refuse(gateway, refusal, body, client_ip, received_at, policy)
             raise falcon.HTTPNotFound()
-        if len(body) > MAX_CALLBACK_BYTES:
-            raise falcon.HTTPPayloadTooLarge()
+        assert policy is not None  # _check refuses an unknown secret
+        headers = {k.lower(): v for k, v in req.headers.items() if k.lower() in _FORWARDED_HEADERS}
         message = ApplyCallback(
             gateway=gateway,
-            merchant_id=str(merchant_id),
+            merchant_id=str(policy.merchant_id),
             body_b64=base64.b64encode(body).decode("ascii"),
             headers=headers,
             received_at=received_at.isoformat(),
-            remote_addr=req.remote_addr,
+            remote_addr=client_ip,
             attempt_ref=attempt_ref[:64] if attempt_ref else None,
         )
+        self._enqueue_or_spool(message)
+        resp.media = adapter.acknowledgement()
+
+    def _policy(self, gateway: str, secret: str) -> CallbackPolicy | None:
+        if len(secret) > 128:
+            return None
+        with self.db.transaction() as session:
+            row = credential_for_callback_secret(session, gateway, secret)
+            if row is None:
+                return None
+            return CallbackPolicy(
+                row.merchant_id, row.callback_secret_hash, row.ip_allowlist, row.require_signature
+            )
+
+    def _check(
+        self,
+        adapter: GatewayAdapter,
+        policy: CallbackPolicy | None,
+        secret: str,
+        req: falcon.Request,
+        body: bytes,
+        client_ip: str | None,
+    ) -> Refusal | None:
+        inbound = InboundCallback(body=body, headers={}, remote_addr=client_ip, path_secret=secret)
+        # Compare even for an unknown secret, so both answers take the same time.
+        secret_ok = adapter.authenticate_callback(
+            policy.secret_hash if policy else "0" * 64, inbound
+        )
+        if policy is None or not secret_ok:
+            return Refusal.UNKNOWN_SECRET
+        if len(body) > MAX_CALLBACK_BYTES:
+            return Refusal.BODY_TOO_LARGE
+        if policy.ip_allowlist is not None and not ip_allowed(client_ip, policy.ip_allowlist):
+            return Refusal.IP_NOT_ALLOWED
+        if policy.require_signature:
+            if self.signing.secret is None:
+                log.error("signed callbacks required, MALIPO_CALLBACK_SIGNING_SECRET unset")
+                return Refusal.SIGNING_NOT_CONFIGURED
+            return check_signature(
+                req.get_header(SIGNATURE_HEADER),
+                body,
+                self.signing.secret,
+                now=time.time(),
+                tolerance_s=self.signing.tolerance_s,
+            )
+        return None
+
+    def _refuse(
+        self,
+        gateway: str,
+        refusal: Refusal,
+        body: bytes,
+        client_ip: str | None,
+        received_at: datetime,
+        policy: CallbackPolicy | None,
+    ) -> None:
+        log.warning(
+            "callback refused", gateway=gateway, reason=refusal.value, remote_addr=client_ip
+        )
+        record = RecordRefusedCallback(
+            gateway=gateway,
+            reason=refusal.value,
+            body_sha256=hashlib.sha256(body).hexdigest(),
+            body_bytes=len(body),
+            received_at=received_at.isoformat(),
+            remote_addr=client_ip,
+            merchant_id=str(policy.merchant_id) if policy else None,
+        )
+        try:
+            self.publisher.send(record)
+        except BrokerUnavailable:
+            log.warning("refused callback not recorded: broker unavailable", reason=refusal.value)
+
+    def _enqueue_or_spool(self, message: ApplyCallback) -> None:
         try:
             self.publisher.send(message)
         except BrokerUnavailable as exc:
-            log.error("callback not enqueued: broker unavailable", gateway=gateway, error=str(exc))
-            raise MalipoError(SERVICE_UNAVAILABLE) from exc
-        log.info("callback accepted", gateway=gateway, bytes=len(body))
-        resp.media = adapter.acknowledgement()
+            self.spool.append(spool_entry(message.spec, message.to_kwargs()))
+            log.warning(
+                "broker unavailable: callback spooled", error=str(exc), depth=self.spool.depth()
+            )
+            return
+        log.info("callback accepted", gateway=message.gateway)
+
+
+def spool_entry(spec: ActorSpec, kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "actor": spec.actor_name,
+        "queue": spec.queue_name,
+        "kwargs": kwargs,
+        "options": current_log_options(),
+    }
+
+
+def publish_spooled(publisher: Publisher) -> Any:
+    """The drainer's publish function: re-enqueue a spool entry exactly as it was built."""
+
+    def publish(entry: dict[str, Any]) -> None:
+        publisher.enqueue(
+            ActorSpec(entry["actor"], entry["queue"]), entry["kwargs"], options=entry["options"]
+        )
+
+    return publish

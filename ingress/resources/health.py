@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import falcon
 
+from ingress.spool import CallbackSpool
 from shared.db.session import Database
 from shared.messages import Publisher
 
@@ -16,15 +17,21 @@ class HealthResource:
 
 
 class ReadinessResource:
-    def __init__(self, db: Database, publisher: Publisher) -> None:
+    def __init__(self, db: Database, publisher: Publisher, spool: CallbackSpool) -> None:
         self.db = db
         self.publisher = publisher
+        self.spool = spool
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         checks = {"database": _check(self.db.ping), "broker": _check(self.publisher.ping)}
         ready = all(value == "ok" for value in checks.values())
         resp.status = falcon.HTTP_200 if ready else falcon.HTTP_503
-        resp.media = {"status": "ready" if ready else "unavailable", "checks": checks}
+        resp.media = {
+            "status": "ready" if ready else "unavailable",
+            "checks": checks,
+            # Callbacks held locally while the broker was down, waiting to be published.
+            "spool_depth": self.spool.depth(),
+        }
 
 
 def _check(probe: Callable[[], None]) -> str:

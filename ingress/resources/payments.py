@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,15 +17,43 @@ from shared.crypto import payment_id_for, request_hash
 from shared.db.models import PaymentIntent
 from shared.db.session import Database
 from shared.domain import errors
-from shared.domain.errors import MalipoError
+from shared.domain.errors import MalipoError, RateLimited
 from shared.domain.phone import mask_msisdn
 from shared.domain.states import PaymentStatus
 from shared.gateways.registry import GatewayRegistry
-from shared.merchants import gateway_enabled
 from shared.messages import BrokerUnavailable, InitiatePayment, Publisher
+from shared.preflight import payment_refusal
+from shared.ratelimit import RateDecision, consume
+from shared.settings import Settings
 
 log = structlog.stdlib.get_logger(__name__)
 WAIT_STEP_S = 0.2
+
+
+@dataclass(frozen=True)
+class CommandLimits:
+    """How much a merchant command may be: body, nesting, rates."""
+
+    max_body_bytes: int
+    max_json_depth: int
+    merchant_commands_per_minute: int
+    phone_push_limit: int
+    phone_push_window_s: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CommandLimits:
+        return cls(
+            max_body_bytes=settings.max_body_bytes,
+            max_json_depth=settings.max_json_depth,
+            merchant_commands_per_minute=settings.merchant_commands_per_minute,
+            phone_push_limit=settings.phone_push_limit,
+            phone_push_window_s=settings.phone_push_window_s,
+        )
+
+
+def within(decision: RateDecision, what: str) -> None:
+    if not decision.allowed:
+        raise RateLimited(decision.retry_after_s, f"{what}: retry in {decision.retry_after_s} s")
 
 
 class PaymentsResource:
@@ -36,47 +65,86 @@ class PaymentsResource:
         auth: Authenticator,
         publisher: Publisher,
         gateways: GatewayRegistry,
-        max_body_bytes: int,
+        limits: CommandLimits,
     ) -> None:
         self.db = db
         self.auth = auth
         self.publisher = publisher
         self.gateways = gateways
-        self.max_body_bytes = max_body_bytes
+        self.limits = limits
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         merchant_id = self.auth.require_merchant(req, "payments:write")
         key = idempotency_key(req)
-        command = payment_command(read_json_object(req, self.max_body_bytes), self.gateways)
+        document = read_json_object(req, self.limits.max_body_bytes, self.limits.max_json_depth)
+        command = payment_command(document, self.gateways)
         fingerprint = request_hash(command)
         payment_id = payment_id_for(merchant_id, key)
         structlog.contextvars.bind_contextvars(payment_id=str(payment_id))
-
-        with self.db.transaction() as session:
-            existing = session.get(PaymentIntent, payment_id)
-            configured = gateway_enabled(session, merchant_id, command["gateway"])
-        if existing is not None and existing.request_hash != fingerprint:
-            raise MalipoError(errors.IDEMPOTENCY_CONFLICT)
-        if existing is None:
-            if not configured:
-                raise MalipoError(errors.GATEWAY_NOT_CONFIGURED)
-            message = InitiatePayment(
-                payment_id=str(payment_id),
-                merchant_id=str(merchant_id),
-                idempotency_key=key,
-                request=command,
-                request_hash=fingerprint,
-                accepted_at=datetime.now(UTC).isoformat(),
-            )
-            try:
-                self.publisher.send(message)
-            except BrokerUnavailable as exc:
-                log.warning("payment not accepted: broker unavailable", error=str(exc))
-                raise MalipoError(errors.SERVICE_UNAVAILABLE) from exc
-            log.info("payment accepted", amount=command["amount"], gateway=command["gateway"])
+        if self._is_new(merchant_id, payment_id, fingerprint, command):
+            self._enqueue(merchant_id, payment_id, key, command, fingerprint)
         resp.status = falcon.HTTP_202
         resp.location = f"/v1/payments/{payment_id}"
         resp.media = {"id": str(payment_id), "status": "accepted"}
+
+    def _is_new(
+        self,
+        merchant_id: uuid.UUID,
+        payment_id: uuid.UUID,
+        fingerprint: str,
+        command: dict[str, Any],
+    ) -> bool:
+        """False for a retry of a stored request; refuses conflicts, pre-flight rules, rates."""
+        now, limits = datetime.now(UTC), self.limits
+        with self.db.transaction() as session:
+            within(
+                consume(
+                    session, f"commands:{merchant_id}", limits.merchant_commands_per_minute, 60, now
+                ),
+                "too many commands for this merchant",
+            )
+            existing = session.get(PaymentIntent, payment_id)
+            if existing is not None:
+                if existing.request_hash != fingerprint:
+                    raise MalipoError(errors.IDEMPOTENCY_CONFLICT)
+                return False
+            refusal = payment_refusal(session, merchant_id, command["gateway"], command["phone"])
+            if refusal is not None:
+                raise MalipoError(refusal)
+            within(
+                consume(
+                    session,
+                    f"pushes:{command['phone']}",
+                    limits.phone_push_limit,
+                    limits.phone_push_window_s,
+                    now,
+                ),
+                "too many payment prompts to this phone",
+            )
+        return True
+
+    def _enqueue(
+        self,
+        merchant_id: uuid.UUID,
+        payment_id: uuid.UUID,
+        key: str,
+        command: dict[str, Any],
+        fingerprint: str,
+    ) -> None:
+        message = InitiatePayment(
+            payment_id=str(payment_id),
+            merchant_id=str(merchant_id),
+            idempotency_key=key,
+            request=command,
+            request_hash=fingerprint,
+            accepted_at=datetime.now(UTC).isoformat(),
+        )
+        try:
+            self.publisher.send(message)
+        except BrokerUnavailable as exc:
+            log.warning("payment not accepted: broker unavailable", error=str(exc))
+            raise MalipoError(errors.SERVICE_UNAVAILABLE) from exc
+        log.info("payment accepted", amount=command["amount"], gateway=command["gateway"])
 
 
 class PaymentResource:

@@ -1,0 +1,70 @@
+"""``POST /v1/payments/{id}/redeem``: use a succeeded payment for one order, once."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import falcon
+
+from ingress.auth import Authenticator
+from ingress.validation import read_json_object
+from shared.db.session import Database
+from shared.domain import errors
+from shared.domain.errors import MalipoError
+from shared.redemptions import AlreadyRedeemed, RedemptionRules, redeem
+
+ORDER_ID_MAX = 100
+
+
+class RedeemResource:
+    def __init__(self, db: Database, auth: Authenticator, rules: RedemptionRules) -> None:
+        self.db = db
+        self.auth = auth
+        self.rules = rules
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, payment_id: str) -> None:
+        merchant_id = self.auth.require_merchant(req, "payments:write")
+        order_id, expected = _parse(read_json_object(req, 4096))
+        try:
+            wanted = uuid.UUID(payment_id)
+        except ValueError:
+            raise MalipoError(errors.NOT_FOUND) from None
+        try:
+            with self.db.transaction() as session:
+                redemption = redeem(
+                    session, merchant_id, wanted, order_id, expected, self.rules, datetime.now(UTC)
+                )
+                view = {
+                    "payment_id": str(redemption.payment_id),
+                    "order_id": redemption.order_id,
+                    "redeemed_at": redemption.redeemed_at.isoformat(),
+                }
+        except AlreadyRedeemed as exc:
+            resp.status = falcon.HTTP_409
+            resp.media = {
+                "error": {"code": exc.code, "message": exc.detail, "order_id": exc.order_id}
+            }
+            return
+        resp.media = view
+
+
+def _parse(document: dict[str, Any]) -> tuple[str, int]:
+    unknown = sorted(set(document) - {"order_id", "expected_amount"})
+    if unknown:
+        raise MalipoError(errors.INVALID_REQUEST, f"unknown field(s): {', '.join(unknown)}")
+    order_id, expected = document.get("order_id"), document.get("expected_amount")
+    if (
+        not isinstance(order_id, str)
+        or not 1 <= len(order_id) <= ORDER_ID_MAX
+        or not order_id.isprintable()
+    ):
+        raise MalipoError(
+            errors.INVALID_REQUEST, f"order_id must be 1-{ORDER_ID_MAX} printable characters"
+        )
+    if isinstance(expected, bool) or not isinstance(expected, int) or expected <= 0:
+        raise MalipoError(
+            errors.INVALID_AMOUNT, "expected_amount must be a positive integer of minor units"
+        )
+    return order_id, expected
