@@ -244,7 +244,7 @@ def test_a_callback_with_the_right_secret_is_queued_raw_and_acknowledged(
     "path",
     ["/callbacks/mpesa/{wrong}", "/callbacks/mpesa/{wrong}/x", "/callbacks/intasend/{right}"],
 )
-def test_a_wrong_callback_secret_is_404_without_detail_and_nothing_is_queued(
+def test_a_wrong_callback_secret_is_404_without_detail_and_nothing_is_applied(
     client: falcon.testing.TestClient, merchant: MerchantAccount, broker: Any, path: str
 ) -> None:
     wrong = (merchant.callback_secret or "")[:-1] + (
@@ -259,7 +259,10 @@ def test_a_wrong_callback_secret_is_404_without_detail_and_nothing_is_queued(
 
     assert response.status_code == 404
     assert "secret" not in response.text.lower()
-    assert queued(broker, APPLY_CALLBACK.queue_name) == []
+    actors = [m["actor_name"] for m in queued(broker, APPLY_CALLBACK.queue_name)]
+    assert "apply_callback" not in actors
+    # A refused callback to a known gateway is recorded for operators, never applied.
+    assert actors == ([] if "intasend" in path else ["record_refused_callback"])
 
 
 def test_a_merchant_sees_only_its_own_payments(

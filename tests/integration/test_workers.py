@@ -223,3 +223,43 @@ def test_a_failure_after_success_does_not_overwrite_it(
     assert (intent.status, intent.failure_code) == ("succeeded", None)
     assert sorted(e.outcome for e in events_for(db, merchant)) == ["applied", "stale"]
     assert ledger_state(db, merchant.id).entries == 1
+
+
+def test_a_phone_prompted_too_often_fails_the_next_push_as_rate_limited(
+    publisher: Publisher,
+    merchant: MerchantAccount,
+    db: Database,
+    sim: Simulator,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given workers that allow one prompt per phone per window
+    from workers.runtime import runtime
+
+    rt = runtime()
+    monkeypatch.setattr(rt, "settings", rt.settings.model_copy(update={"phone_push_limit": 1}))
+    phone = f"2547{uuid.uuid4().int % 10**8:08d}"
+    first = initiate(merchant, "p-1", phone=phone, reference="P-1")
+    second = initiate(merchant, "p-2", phone=phone, reference="P-2")
+
+    # When two payments to that phone are initiated one after the other
+    publisher.send(first)
+    wait_until(
+        lambda: (i := load(db, first.payment_id)) and i.status == "submitted", what="the first push"
+    )
+    publisher.send(second)
+
+    # Then the second is not pushed: it fails as rate_limited
+    refused = wait_until(
+        lambda: (i := load(db, second.payment_id)) and i.status == "failed" and i, what="refusal"
+    )
+    assert refused.failure_code == "rate_limited"
+    assert (
+        len(
+            [
+                r
+                for r in sim.requests(kind="stkpush")
+                if r["body"].get("PhoneNumber") == phone and r["status"] == 200
+            ]
+        )
+        == 1
+    )
