@@ -44,6 +44,11 @@ POLL_PAYMENT = ActorSpec("poll_payment", "polls")
 SWEEP_PENDING = ActorSpec("sweep_pending_payments", "maintenance")
 SEAL_AUDIT_LOG = ActorSpec("seal_audit_log", "maintenance")
 RECORD_REFUSED_CALLBACK = ActorSpec("record_refused_callback", "callbacks")
+RETRY_PAYMENT = ActorSpec("retry_payment", "payments")
+NOTIFY_MERCHANT = ActorSpec("notify_merchant", "notifications")
+NOTIFY_CUSTOMER = ActorSpec("notify_customer", "notifications")
+RELAY_OUTBOX = ActorSpec("relay_outbox", "maintenance")
+DRAIN_DEAD_LETTERS = ActorSpec("drain_dead_letters", "maintenance")
 
 ALL_ACTORS = (
     INITIATE_PAYMENT,
@@ -52,6 +57,11 @@ ALL_ACTORS = (
     SWEEP_PENDING,
     SEAL_AUDIT_LOG,
     RECORD_REFUSED_CALLBACK,
+    RETRY_PAYMENT,
+    NOTIFY_MERCHANT,
+    NOTIFY_CUSTOMER,
+    RELAY_OUTBOX,
+    DRAIN_DEAD_LETTERS,
 )
 
 
@@ -140,6 +150,47 @@ class RecordRefusedCallback(MessageContract):
     received_at: str
     remote_addr: str | None = None
     merchant_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RetryPayment(MessageContract):
+    """A customer's retry of a failed, cancelled or expired payment: a new attempt, same payment."""
+
+    spec: ClassVar[ActorSpec] = RETRY_PAYMENT
+    payment_id: str
+    merchant_id: str
+    requested_at: str
+
+
+@dataclass(frozen=True)
+class NotifyMerchant(MessageContract):
+    """Deliver one webhook event; ``force`` re-sends one already delivered (operator resend)."""
+
+    spec: ClassVar[ActorSpec] = NOTIFY_MERCHANT
+    event_id: int
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class NotifyCustomer(MessageContract):
+    """Send one customer notification (SMS or e-mail)."""
+
+    spec: ClassVar[ActorSpec] = NOTIFY_CUSTOMER
+    notification_id: int
+
+
+@dataclass(frozen=True)
+class RelayOutbox(MessageContract):
+    """Publish outbox rows whose after-commit publish was lost."""
+
+    spec: ClassVar[ActorSpec] = RELAY_OUTBOX
+
+
+@dataclass(frozen=True)
+class DrainDeadLetters(MessageContract):
+    """Move RabbitMQ's dead-letter (.XQ) copies into the dead_letters archive."""
+
+    spec: ClassVar[ActorSpec] = DRAIN_DEAD_LETTERS
 
 
 # Log-context keys that travel in message options from producer to consumer.

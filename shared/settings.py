@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import sys
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Literal
@@ -129,6 +130,35 @@ class Settings(BaseSettings):
     redeem_window_s: int = Field(default=7 * 86_400, ge=60)
     redeem_tolerance_minor: int = Field(default=0, ge=0)
 
+    # Retry policies: JSON overrides of workers/policies.py, e.g.
+    # {"apply_callback": {"max_retries": 30, "max_backoff_ms": 600000}}.
+    retry_policies: str = Field(default="{}", description="per-actor retry policy overrides (JSON)")
+
+    # The outbox and merchant webhooks (Standard Webhooks).
+    outbox_relay_after_s: float = Field(
+        default=120.0, gt=0, description="re-publish outbox rows not picked up after this long"
+    )
+    outbox_relay_interval_s: float = Field(default=10.0, gt=0)
+    dead_letter_drain_interval_s: float = Field(default=60.0, gt=0)
+    webhook_timeout_s: float = Field(default=15.0, gt=0, le=30)
+    webhook_retry_schedule_s: str = Field(
+        default="5,300,1800,7200,18000,36000,36000",
+        description="delays between a failed delivery and the next attempt",
+    )
+    webhook_disable_after_s: int = Field(default=5 * 86_400, ge=60)
+
+    # Customer notifications: SMS through an Africa's Talking-style HTTP API, e-mail over SMTP.
+    sms_base_url: str | None = Field(default=None, description="overrides the SMS API base URL")
+    sms_username: str | None = None
+    sms_api_key: SecretStr | None = None
+    sms_sender_id: str | None = None
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = True
+    smtp_from: str | None = None
+
     # Logs.
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -152,7 +182,23 @@ class Settings(BaseSettings):
         parse_networks(value)
         return value
 
-    @field_validator("public_base_url", "daraja_base_url")
+    @field_validator("retry_policies")
+    @classmethod
+    def _policies_are_json(cls, value: str) -> str:
+        parsed = json.loads(value or "{}")
+        if not isinstance(parsed, dict) or not all(isinstance(v, dict) for v in parsed.values()):
+            raise ValueError('must be a JSON object of objects: {"actor": {"max_retries": 3}}')
+        return value or "{}"
+
+    @field_validator("webhook_retry_schedule_s")
+    @classmethod
+    def _schedule_is_delays(cls, value: str) -> str:
+        delays = [float(part) for part in value.split(",") if part.strip()]
+        if not delays or any(delay <= 0 for delay in delays):
+            raise ValueError("must be positive delays in seconds, comma-separated")
+        return value
+
+    @field_validator("public_base_url", "daraja_base_url", "sms_base_url")
     @classmethod
     def _absolute_http_url(cls, value: str | None) -> str | None:
         if value is None:
@@ -188,6 +234,17 @@ class Settings(BaseSettings):
         if gateway == "mpesa" and self.daraja_base_url:
             return self.daraja_base_url
         return GATEWAY_BASE_URLS[gateway][self.env]
+
+    def webhook_retry_delays(self) -> list[float]:
+        return [float(part) for part in self.webhook_retry_schedule_s.split(",") if part.strip()]
+
+    def sms_api_base_url(self) -> str:
+        if self.sms_base_url:
+            return self.sms_base_url
+        live = self.env == "production"
+        return (
+            "https://api.africastalking.com" if live else "https://api.sandbox.africastalking.com"
+        )
 
     def callback_url(self, gateway: str, secret: str, attempt_ref: str) -> str:
         """Where a gateway should POST the result of one attempt."""

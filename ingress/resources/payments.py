@@ -18,10 +18,10 @@ from shared.db.models import PaymentIntent
 from shared.db.session import Database
 from shared.domain import errors
 from shared.domain.errors import MalipoError, RateLimited
-from shared.domain.phone import mask_msisdn
 from shared.domain.states import PaymentStatus
 from shared.gateways.registry import GatewayRegistry
 from shared.messages import BrokerUnavailable, InitiatePayment, Publisher
+from shared.payments import payment_view
 from shared.preflight import payment_refusal
 from shared.ratelimit import RateDecision, consume
 from shared.settings import Settings
@@ -201,32 +201,3 @@ class PaymentResource:
             if intent is None or intent.merchant_id != merchant_id:
                 return None
             return payment_view(intent)
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment else None
-
-
-def payment_view(intent: PaymentIntent) -> dict[str, Any]:
-    failure = (
-        {"code": intent.failure_code, "message": intent.failure_message}
-        if intent.failure_code
-        else None
-    )
-    return {
-        "id": str(intent.id),
-        "status": intent.status,
-        "amount": intent.amount_minor,
-        "currency": intent.currency,
-        "phone": mask_msisdn(intent.phone),
-        "reference": intent.reference,
-        "description": intent.description,
-        "gateway": intent.gateway,
-        "failure": failure,
-        "receipt": intent.receipt,
-        "flags": list(intent.flags),
-        "created_at": _iso(intent.created_at),
-        "submitted_at": _iso(intent.submitted_at),
-        "finished_at": _iso(intent.finished_at),
-        "expires_at": _iso(intent.expires_at),
-    }

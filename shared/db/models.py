@@ -66,6 +66,8 @@ class Merchant(Base):
     name: Mapped[str] = mapped_column(String(200))
     # Payments only for customers the merchant registered (else ``account_missing``).
     require_registered_customers: Mapped[bool] = mapped_column(server_default=text("false"))
+    # Where malipo writes to the merchant itself (a disabled webhook endpoint, ...).
+    email: Mapped[str | None] = mapped_column(String(320))
     created_at: Mapped[datetime] = _now()
 
 
@@ -143,7 +145,12 @@ class PaymentIntent(Base):
     phone: Mapped[str] = mapped_column(String(16))
     reference: Mapped[str] = mapped_column(String(64))
     description: Mapped[str | None] = mapped_column(String(100))
+    customer_email: Mapped[str | None] = mapped_column(String(320))
     status: Mapped[str] = mapped_column(String(16), default=PaymentStatus.CREATED)
+    # 1 for the first push; a customer's retry starts the next cycle (new attempt, same payment).
+    cycle: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    # The gateway transaction whose success was credited (a second success is a double payment).
+    settled_ref: Mapped[str | None] = mapped_column(String(100))
     failure_code: Mapped[str | None] = mapped_column(String(40))
     failure_message: Mapped[str | None] = mapped_column(String(300))
     gateway_ref: Mapped[str | None] = mapped_column(String(100))
@@ -325,3 +332,154 @@ class AuditChainHead(Base):
     seq: Mapped[int] = mapped_column(BigInteger)
     hash: Mapped[str] = mapped_column(String(64))
     sealed_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+
+class DeadLetter(Base):
+    """A message that failed for good, archived before RabbitMQ's dead-letter TTL can drop it.
+
+    ``status``: ``dead`` (waiting for an operator), ``replayed`` (re-enqueued with
+    retries reset; replaying is idempotent because every actor is), ``discarded``
+    (with a reason). Every operator action is also in the audit log.
+    """
+
+    __tablename__ = "dead_letters"
+    __table_args__ = (
+        CheckConstraint("status IN ('dead', 'replayed', 'discarded')", name="status_known"),
+        Index("ix_dead_letters_status_last_failed_at", "status", "last_failed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(String(64), unique=True)
+    queue: Mapped[str] = mapped_column(String(100))
+    actor: Mapped[str] = mapped_column(String(100))
+    message: Mapped[dict[str, Any]]
+    error: Mapped[str] = mapped_column(Text)
+    traceback: Mapped[str | None] = mapped_column(Text)
+    retries: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    first_failed_at: Mapped[datetime]
+    last_failed_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16), server_default=text("'dead'"))
+    replay_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    replayed_at: Mapped[datetime | None]
+    discarded_at: Mapped[datetime | None]
+    discard_reason: Mapped[str | None] = mapped_column(String(500))
+    handled_by: Mapped[str | None] = mapped_column(String(100))
+
+
+class WebhookEndpoint(Base):
+    """Where a merchant receives signed events (Standard Webhooks), and whether it still does."""
+
+    __tablename__ = "webhook_endpoints"
+
+    merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id"), primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    # The whsec_ signing secrets, newest first, AES-GCM encrypted like gateway credentials.
+    key_id: Mapped[str] = mapped_column(String(64))
+    secrets_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    enabled: Mapped[bool] = mapped_column(server_default=text("true"))
+    disabled_reason: Mapped[str | None] = mapped_column(String(300))
+    failing_since: Mapped[datetime | None]
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+
+class WebhookEvent(Base):
+    """One event for a merchant, written in the transaction of the change it reports (the outbox).
+
+    ``status``: ``pending`` → ``delivered``, or ``failed`` once the retry schedule is
+    exhausted, or ``held`` while the merchant has no enabled endpoint.
+    """
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('pending', 'delivered', 'failed', 'held')", name="status_known"
+        ),
+        Index(
+            "ix_webhook_events_unpublished",
+            "created_at",
+            postgresql_where=text("published_at IS NULL"),
+        ),
+        Index("ix_webhook_events_merchant_created", "merchant_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    webhook_id: Mapped[str] = mapped_column(String(64), unique=True)
+    merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id"))
+    payment_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("payment_intents.id"))
+    event_type: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(16), server_default=text("'pending'"))
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    next_attempt_at: Mapped[datetime | None]
+    published_at: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = _now()
+
+
+class WebhookDelivery(Base):
+    """One HTTP attempt to deliver a webhook event."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("webhook_events.id"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    url: Mapped[str] = mapped_column(String(2000))
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[int | None] = mapped_column(Integer)
+    response_excerpt: Mapped[str | None] = mapped_column(String(500))
+    error: Mapped[str | None] = mapped_column(String(300))
+    succeeded: Mapped[bool]
+    attempted_at: Mapped[datetime] = _now()
+
+
+class CustomerNotification(Base):
+    """A notice to a customer (failure, cancellation, expiry) on one channel; also an outbox row."""
+
+    __tablename__ = "customer_notifications"
+    __table_args__ = (
+        UniqueConstraint("payment_id", "channel", "event"),
+        CheckConstraint("status IN ('pending', 'sent', 'failed')", name="status_known"),
+        Index(
+            "ix_customer_notifications_unpublished",
+            "created_at",
+            postgresql_where=text("published_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    payment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("payment_intents.id"))
+    merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id"))
+    channel: Mapped[str] = mapped_column(String(16))
+    event: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), server_default=text("'pending'"))
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    last_error: Mapped[str | None] = mapped_column(String(300))
+    provider_ref: Mapped[str | None] = mapped_column(String(100))
+    published_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = _now()
+
+
+class NotificationTemplate(Base):
+    """Editable wording of a customer notice; a merchant's row overrides the default one."""
+
+    __tablename__ = "notification_templates"
+    __table_args__ = (
+        Index(
+            "uq_notification_templates_scope",
+            text("coalesce(merchant_id, '00000000-0000-0000-0000-000000000000'::uuid)"),
+            "channel",
+            "event",
+            unique=True,
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    merchant_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("merchants.id"))
+    channel: Mapped[str] = mapped_column(String(16))
+    event: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str | None] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())

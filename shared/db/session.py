@@ -8,10 +8,11 @@ the whole unit may be retried); everything else propagates unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import psycopg
+import structlog
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -19,7 +20,20 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared.domain.errors import TransientError
 
+log = structlog.stdlib.get_logger(__name__)
 _TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57P01", "57P02", "57P03"})
+
+
+AFTER_COMMIT = "malipo.after_commit"
+
+
+def after_commit(session: Session, hook: Callable[[], None]) -> None:
+    """Run ``hook`` once ``session``'s unit of work has committed (never if it rolls back).
+
+    For follow-up messages (the outbox's fast path): a failing hook is logged, the
+    commit stands, and whatever the hook would have published is found by a relay.
+    """
+    session.info.setdefault(AFTER_COMMIT, []).append(hook)
 
 
 class DatabaseUnavailable(TransientError):
@@ -59,14 +73,20 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
-        """A unit of work: commit on success, roll back on error."""
+        """A unit of work: commit on success, roll back on error; then its after-commit hooks."""
         try:
             with self._sessions.begin() as session:
                 yield session
+                hooks: list[Callable[[], None]] = session.info.pop(AFTER_COMMIT, [])
         except DBAPIError as exc:
             if is_transient(exc):
                 raise DatabaseUnavailable(str(exc.orig or exc)) from exc
             raise
+        for hook in hooks:
+            try:
+                hook()
+            except Exception:  # the commit stands; the outbox relay catches up
+                log.warning("after-commit hook failed", exc_info=True)
 
     def ping(self) -> None:
         with self.transaction() as session:
