@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import dramatiq
 
-import workers.broker  # noqa: F401  (sets the broker before the actors below are declared)
 from shared.audit import seal_pending
 from shared.messages import SEAL_AUDIT_LOG, SealAuditLog
-from workers.policies import POLICIES
+from workers.broker import POLICIES
 from workers.runtime import runtime
 
 

@@ -8,15 +8,24 @@ tool), the actors land on this broker.
 
 from __future__ import annotations
 
+import sys
+
 import dramatiq
 
 from shared.logging import configure_logging
 from shared.messages import build_broker
-from shared.settings import settings_or_exit
+from shared.settings import ConfigurationError, settings_or_exit
 from workers import runtime
+from workers.policies import effective_policies
 
 settings = settings_or_exit("workers")
 configure_logging(settings.log_format, settings.log_level)
+try:
+    # Read once, here: actors take their retry policy when they are declared.
+    POLICIES = effective_policies(settings.retry_policies)
+except ConfigurationError as exc:
+    sys.stderr.write(f"malipo workers: {exc}\n")
+    raise SystemExit(2) from None
 broker = build_broker(settings.broker_url.get_secret_value())
 dramatiq.set_broker(broker)
 runtime.configure(settings, broker)

@@ -20,7 +20,6 @@ import structlog
 from dramatiq.middleware import CurrentMessage
 from sqlalchemy.orm import Session
 
-import workers.broker  # noqa: F401  (sets the broker before the actors below are declared)
 from shared.crypto import sha256_hex
 from shared.db.models import PaymentAttempt, PaymentIntent
 from shared.domain.errors import PermanentError
@@ -42,6 +41,7 @@ from shared.messages import (
     RecordRefusedCallback,
     current_message_retries,
 )
+from workers.broker import POLICIES
 from workers.outcomes import (
     GatewayWord,
     apply_word,
@@ -51,7 +51,6 @@ from workers.outcomes import (
     query_word,
     record_event,
 )
-from workers.policies import POLICIES
 from workers.runtime import Runtime, runtime
 
 log = structlog.stdlib.get_logger(__name__)

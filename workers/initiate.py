@@ -25,7 +25,6 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-import workers.broker  # noqa: F401  (sets the broker before the actors below are declared)
 from shared.db.models import PaymentAttempt, PaymentIntent
 from shared.domain import errors
 from shared.domain.money import Money
@@ -39,8 +38,9 @@ from shared.gateways.base import (
 from shared.merchants import load_gateway_credentials
 from shared.messages import INITIATE_PAYMENT, InitiatePayment, PollPayment
 from shared.preflight import payment_refusal
+from workers.broker import POLICIES
+from workers.outbox import record_payment_change
 from workers.outcomes import audit_payment, fail, lock_intent, mark_submitted
-from workers.policies import POLICIES
 from workers.runtime import Runtime, runtime
 
 log = structlog.stdlib.get_logger(__name__)
@@ -161,6 +161,7 @@ class PaymentInitiation:
             )
             session.add(intent)
             session.flush()
+            record_payment_change(session, intent, now)
             log.info("duplicate payment refused", reference=request["reference"])
         audit_payment(
             session,

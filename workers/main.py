@@ -1,8 +1,11 @@
-"""Worker entry point (``dramatiq workers.main``): the broker, then every actor."""
+"""Worker entry point (``dramatiq workers.main``): the broker, then every actor.
+
+(Each actor module imports ``workers.broker`` first, so the order here does not matter.)
+"""
 
 from __future__ import annotations
 
-from workers import audit, callbacks, initiate, polling
+from workers import audit, callbacks, initiate, outbox, polling
 from workers.broker import broker
 
-__all__ = ["audit", "broker", "callbacks", "initiate", "polling"]
+__all__ = ["audit", "broker", "callbacks", "initiate", "outbox", "polling"]

@@ -26,6 +26,7 @@ from shared.domain.states import PaymentStatus, Verdict, decide
 from shared.gateways.base import GatewayVerdict, Outcome, StatusResult
 from shared.settings import Settings
 from workers.ledger import credit_collection
+from workers.outbox import record_payment_change
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -112,7 +113,7 @@ def apply_word(
             "duplicate gateway event ignored", event_key=word.event_key, payment_id=str(intent.id)
         )
         return None
-    outcome, detail = settle(session, intent, word.verdict, now)
+    outcome, detail = settle(session, intent, word.verdict, now, gateway_ref=word.gateway_ref)
     session.execute(
         update(GatewayEvent)
         .where(GatewayEvent.id == event_id)
@@ -138,7 +139,12 @@ _TARGETS = {
 
 
 def settle(
-    session: Session, intent: PaymentIntent, verdict: GatewayVerdict, now: datetime
+    session: Session,
+    intent: PaymentIntent,
+    verdict: GatewayVerdict,
+    now: datetime,
+    *,
+    gateway_ref: str | None = None,
 ) -> tuple[str, str | None]:
     """Move the intent as the verdict and the state machine allow; (event outcome, detail)."""
     if verdict.outcome == Outcome.PENDING:
@@ -153,6 +159,10 @@ def settle(
         flag_for_review(session, intent, "conflicting_result", result_code=verdict.result_code)
         return "conflict", f"gateway said {verdict.result_code} after {intent.status}"
     if not decision.moves:
+        if _paid_again(intent, verdict, gateway_ref):
+            # Two pushes (a customer's retry) both paid: one credit, and a refund to review.
+            flag_for_review(session, intent, "duplicate_collection", gateway_ref=str(gateway_ref))
+            return "duplicate_collection", f"{gateway_ref} succeeded after {intent.settled_ref}"
         return decision.verdict.value, f"payment already {intent.status}"
 
     previous = intent.status
@@ -162,6 +172,7 @@ def settle(
     if decision.target == PaymentStatus.SUCCEEDED:
         intent.failure_code = intent.failure_message = None
         intent.receipt = verdict.receipt or intent.receipt
+        intent.settled_ref = gateway_ref or intent.gateway_ref
         if decision.verdict == Verdict.LATE_SUCCESS:
             flag_for_review(session, intent, "late_success", result_code=verdict.result_code)
         credit_collection(session, intent, verdict.receipt)
@@ -180,7 +191,18 @@ def settle(
             "late": decision.verdict == Verdict.LATE_SUCCESS,
         },
     )
+    record_payment_change(session, intent, now)
     return decision.verdict.value if decision.verdict == Verdict.LATE_SUCCESS else "applied", None
+
+
+def _paid_again(intent: PaymentIntent, verdict: GatewayVerdict, gateway_ref: str | None) -> bool:
+    return (
+        verdict.outcome == Outcome.SUCCEEDED
+        and intent.status == PaymentStatus.SUCCEEDED
+        and gateway_ref is not None
+        and intent.settled_ref is not None
+        and gateway_ref != intent.settled_ref
+    )
 
 
 def cross_check(intent: PaymentIntent, verdict: GatewayVerdict) -> str | None:
@@ -254,6 +276,7 @@ def fail(
     intent.finished_at = now
     intent.next_poll_at = None
     audit_payment(session, intent.id, "payment.failed", {"from": previous, "code": code.code})
+    record_payment_change(session, intent, now)
     log.info("payment failed", payment_id=str(intent.id), failure_code=code.code, reason=message)
 
 

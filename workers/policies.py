@@ -9,13 +9,15 @@ once and goes to the dead-letter queue for an operator.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import dramatiq
 
 from shared.domain.errors import MalipoError, PermanentError, TransientError
 from shared.messages import current_message_retries
+from shared.settings import ConfigurationError
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ class RetryPolicy:
         }
 
 
-POLICIES: dict[str, RetryPolicy] = {
+DEFAULT_POLICIES: dict[str, RetryPolicy] = {
     # A push goes stale fast (the customer is at the checkout): a few quick retries.
     "initiate_payment": RetryPolicy(
         max_retries=6, min_backoff_ms=1_000, max_backoff_ms=20_000, time_limit_ms=120_000
@@ -59,6 +61,9 @@ POLICIES: dict[str, RetryPolicy] = {
     "record_refused_callback": RetryPolicy(
         max_retries=5, min_backoff_ms=1_000, max_backoff_ms=60_000, time_limit_ms=30_000
     ),
+    "relay_outbox": RetryPolicy(
+        max_retries=2, min_backoff_ms=1_000, max_backoff_ms=10_000, time_limit_ms=60_000
+    ),
     "sweep_pending_payments": RetryPolicy(
         max_retries=2, min_backoff_ms=1_000, max_backoff_ms=10_000, time_limit_ms=60_000
     ),
@@ -67,3 +72,19 @@ POLICIES: dict[str, RetryPolicy] = {
         max_retries=2, min_backoff_ms=1_000, max_backoff_ms=10_000, time_limit_ms=300_000
     ),
 }
+
+
+def effective_policies(overrides_json: str) -> dict[str, RetryPolicy]:
+    """Defaults with ``MALIPO_RETRY_POLICIES`` applied; an unknown actor or field is an error."""
+    policies = dict(DEFAULT_POLICIES)
+    names = {field.name for field in fields(RetryPolicy)}
+    for actor, changes in json.loads(overrides_json or "{}").items():
+        if actor not in policies:
+            raise ConfigurationError(f"MALIPO_RETRY_POLICIES names no actor {actor!r}")
+        unknown = sorted(set(changes) - names)
+        if unknown or not all(isinstance(v, int) and v >= 0 for v in changes.values()):
+            raise ConfigurationError(
+                f"MALIPO_RETRY_POLICIES[{actor!r}] takes non-negative integers for {sorted(names)}"
+            )
+        policies[actor] = replace(policies[actor], **changes)
+    return policies

@@ -19,7 +19,6 @@ import dramatiq
 import structlog
 from sqlalchemy import select
 
-import workers.broker  # noqa: F401  (sets the broker before the actors below are declared)
 from shared.db.models import PaymentIntent
 from shared.domain import errors
 from shared.domain.states import PaymentStatus
@@ -27,8 +26,8 @@ from shared.gateways.base import GatewayUnavailable, GatewayVerdict, Outcome, St
 from shared.merchants import load_gateway_credentials
 from shared.messages import POLL_PAYMENT, SWEEP_PENDING, PollPayment, SweepPendingPayments
 from shared.ratelimit import forget_before
+from workers.broker import POLICIES
 from workers.outcomes import GatewayWord, apply_word, lock_intent, query_word
-from workers.policies import POLICIES
 from workers.runtime import Runtime, runtime
 
 log = structlog.stdlib.get_logger(__name__)

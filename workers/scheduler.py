@@ -18,8 +18,10 @@ from sqlalchemy import Connection, text
 from shared.db.session import Database
 from shared.logging import configure_logging
 from shared.messages import (
+    DrainDeadLetters,
     MessageContract,
     Publisher,
+    RelayOutbox,
     SealAuditLog,
     SweepPendingPayments,
     build_broker,
@@ -71,6 +73,8 @@ class Scheduler:
         return [
             (SweepPendingPayments(), self.settings.scheduler_sweep_interval_s),
             (SealAuditLog(), self.settings.audit_seal_interval_s),
+            (RelayOutbox(), self.settings.outbox_relay_interval_s),
+            (DrainDeadLetters(), self.settings.dead_letter_drain_interval_s),
         ]
 
     def tick(self, message: MessageContract) -> bool:
