@@ -26,7 +26,7 @@ def test_the_error_table_is_the_catalogue() -> None:
 
 
 def test_the_retry_table_is_the_policies() -> None:
-    from workers.policies import POLICIES
+    from workers.policies import DEFAULT_POLICIES as POLICIES
 
     for actor, policy in POLICIES.items():
         row = re.search(rf"^\| `{actor}` \| (\d+) \|", README, flags=re.MULTILINE)

@@ -183,7 +183,8 @@ class PaymentResource:
             raise MalipoError(errors.INVALID_REQUEST, "until must be 'change' or 'final'")
         if raw is None:
             return 0.0, False
-        if not raw.isdigit() or int(raw) > self.max_wait_s:
+        # ASCII digits only: str.isdigit() also says yes to '²', which int() refuses.
+        if not raw.isascii() or not raw.isdigit() or int(raw) > self.max_wait_s:
             raise MalipoError(errors.INVALID_REQUEST, f"wait must be 0-{self.max_wait_s} seconds")
         return float(raw), until == "final"
 
