@@ -116,7 +116,7 @@ def create_app(
     app.add_route("/v1/customers/{phone}", CustomerResource(db, auth))
     app.add_route("/callbacks/{gateway}/{secret}", callbacks)
     app.add_route("/callbacks/{gateway}/{secret}/{attempt_ref}", callbacks)
-    app.add_route("/ops/events", OpsEventsResource(db, auth))
+    app.add_route("/ops/events", OpsEventsResource(db, auth, gateways.names()))
     app.add_route("/healthz", HealthResource())
     app.add_route("/readyz", ReadinessResource(db, publisher, spool))
     return app

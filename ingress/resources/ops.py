@@ -32,18 +32,20 @@ REVIEW_OUTCOMES = (
     "late_success",
 )
 MAX_LIMIT = 500
+BIGINT_MAX = 2**63 - 1
 
 
 class OpsEventsResource:
-    def __init__(self, db: Database, auth: Authenticator) -> None:
+    def __init__(self, db: Database, auth: Authenticator, gateway_names: list[str]) -> None:
         self.db = db
         self.auth = auth
+        self.gateway_names = gateway_names
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = self.auth.require(req, "ops:read")
         outcomes = self._outcomes(req)
         limit = req.get_param_as_int("limit", min_value=1, max_value=MAX_LIMIT) or 100
-        before_id = req.get_param_as_int("before_id", min_value=1)
+        before_id = req.get_param_as_int("before_id", min_value=1, max_value=BIGINT_MAX)
         since = self._since(req)
 
         query = select(GatewayEvent).where(GatewayEvent.outcome.in_(outcomes))
@@ -52,6 +54,10 @@ class OpsEventsResource:
         if since is not None:
             query = query.where(GatewayEvent.recorded_at >= since)
         gateway = req.get_param("gateway")
+        if gateway is not None and gateway not in self.gateway_names:
+            raise MalipoError(
+                errors.INVALID_REQUEST, f"gateway must be one of {', '.join(self.gateway_names)}"
+            )
         if gateway:
             query = query.where(GatewayEvent.gateway == gateway)
         with self.db.transaction() as session:

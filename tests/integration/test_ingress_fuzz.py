@@ -273,10 +273,6 @@ def _signature_timestamps(request: FuzzRequest) -> list[str]:
 
 def known_bug(request: FuzzRequest) -> str | None:
     """The reported bug this request would hit (each has an xfail test below), or None."""
-    if any("\x00" in v for v in _query_values(request, "gateway")):
-        return "ops gateway filter with NUL reaches PostgreSQL (ingress/resources/ops.py)"
-    if any(_beyond_bigint(v) for v in _query_values(request, "before_id")):
-        return "ops before_id beyond bigint reaches PostgreSQL (ingress/resources/ops.py)"
     if request.method == "POST" and _surrogate_field_name(request.body):
         return "unknown field name with a lone surrogate echoed in the error (validation.py)"
     if any(_unparseable_digits(t) for t in _signature_timestamps(request)):
@@ -505,11 +501,6 @@ def test_a_superscript_digit_in_wait_is_refused_not_a_500(app: FuzzApp, logs: Lo
     assert logs.unhandled(logged_before) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: GET /ops/events?gateway=%00 sends the NUL to PostgreSQL: psycopg DataError "
-    "-> 500 + 'unhandled error' (ingress/resources/ops.py:54-57)",
-)
 def test_a_nul_in_the_ops_gateway_filter_is_refused_not_a_500(
     app: FuzzApp, logs: LogCapture
 ) -> None:
@@ -523,11 +514,6 @@ def test_a_nul_in_the_ops_gateway_filter_is_refused_not_a_500(
     assert logs.unhandled(logged_before) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: GET /ops/events?before_id=9223372036854775808 (> bigint) reaches PostgreSQL: "
-    "NumericValueOutOfRange -> 500 + 'unhandled error' (ingress/resources/ops.py:46,59)",
-)
 def test_an_ops_before_id_beyond_bigint_is_refused_not_a_500(
     app: FuzzApp, logs: LogCapture
 ) -> None:
