@@ -6,6 +6,8 @@ at test resources; ``wsgi.py`` builds them from the environment for gunicorn.
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 import time
 import uuid
@@ -102,6 +104,9 @@ def create_app(
     middleware: list[RequestContext | RequestLimits] = [RequestContext(), limits]
     app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
+    # ASCII-only JSON: any text echoed back (a field name, say) is escaped, whatever it holds.
+    json_handler = falcon.media.JSONHandler(dumps=functools.partial(json.dumps, ensure_ascii=True))
+    app.resp_options.media_handlers[falcon.MEDIA_JSON] = json_handler
     errors.install(app)
     auth = Authenticator(db, settings.secret_key.get_secret_value().encode())
 

@@ -79,7 +79,7 @@ def payment_command(document: dict[str, Any], gateways: GatewayRegistry) -> dict
     """The normalised payment request (phone canonical, gateway named) or a refusal."""
     unknown = sorted(set(document) - PAYMENT_FIELDS)
     if unknown:
-        raise MalipoError(errors.INVALID_REQUEST, f"unknown field(s): {', '.join(unknown)}")
+        raise MalipoError(errors.INVALID_REQUEST, f"unknown field(s): {field_names(unknown)}")
     for name in ("amount", "currency", "phone", "reference"):
         if name not in document:
             raise MalipoError(errors.INVALID_REQUEST, f"{name} is required")
@@ -113,3 +113,9 @@ def payment_command(document: dict[str, Any], gateways: GatewayRegistry) -> dict
         "description": description,
         "gateway": adapter.name,
     }
+
+
+def field_names(names: list[str], limit: int = 5) -> str:
+    """Names from the caller, quoted and escaped for a message (never raw text echoed back)."""
+    shown = ", ".join(json.dumps(name[:40]) for name in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")

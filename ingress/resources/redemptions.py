@@ -9,7 +9,7 @@ from typing import Any
 import falcon
 
 from ingress.auth import Authenticator
-from ingress.validation import read_json_object
+from ingress.validation import field_names, read_json_object
 from shared.db.session import Database
 from shared.domain import errors
 from shared.domain.errors import MalipoError
@@ -53,7 +53,7 @@ class RedeemResource:
 def _parse(document: dict[str, Any]) -> tuple[str, int]:
     unknown = sorted(set(document) - {"order_id", "expected_amount"})
     if unknown:
-        raise MalipoError(errors.INVALID_REQUEST, f"unknown field(s): {', '.join(unknown)}")
+        raise MalipoError(errors.INVALID_REQUEST, f"unknown field(s): {field_names(unknown)}")
     order_id, expected = document.get("order_id"), document.get("expected_amount")
     if (
         not isinstance(order_id, str)
