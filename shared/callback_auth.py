@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Iterable
 from enum import StrEnum
 from ipaddress import ip_address, ip_network
 
 SIGNATURE_HEADER = "X-Malipo-Signature"
+_UNIX_SECONDS = re.compile(r"[0-9]{1,12}")  # ASCII digits: str.isdigit() also accepts '²'.
 
 
 class Refusal(StrEnum):
@@ -69,7 +71,7 @@ def check_signature(
             timestamp = value
         elif key == "v1":
             candidates.append(value)
-    if timestamp is None or not timestamp.isdigit() or not candidates or len(timestamp) > 12:
+    if timestamp is None or not _UNIX_SECONDS.fullmatch(timestamp) or not candidates:
         return Refusal.SIGNATURE_INVALID
     expected = _mac(secret, timestamp, body)
     # Compare every candidate (no early exit), in constant time each.

@@ -11,10 +11,7 @@ a proxy, so generated ``X-Forwarded-For`` headers are parsed, and it spools into
 directory of its own, so "nothing was spooled" is exact. A smaller part sends raw
 bytes to the real gunicorn ingress.
 
-Known bugs (see the ``xfail`` tests at the end) are kept out of the fuzz by
-:func:`known_bug`, so that the fuzz keeps guarding everything else; when one is
-fixed, its ``xfail`` turns into a failure (strict) and its line in ``known_bug``
-goes with it.
+The tests at the end reproduce defects the fuzz once found, so they stay fixed.
 """
 
 from __future__ import annotations
@@ -37,8 +34,7 @@ from urllib.parse import urlsplit
 
 import falcon.testing
 import pytest
-from falcon.uri import parse_query_string
-from hypothesis import HealthCheck, assume, given
+from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
@@ -231,53 +227,6 @@ def app(
 # --- sending and judging one request ---------------------------------------------------------
 
 
-def _query_values(request: FuzzRequest, name: str) -> list[str]:
-    value = parse_query_string(request.query, keep_blank=True).get(name, [])
-    return [value] if isinstance(value, str) else list(value)
-
-
-def _unparseable_digits(value: str) -> bool:
-    """Digits to ``str.isdigit()`` that ``int()`` refuses (superscripts, circled digits...)."""
-    return value.isdigit() and not value.isdecimal()
-
-
-def _beyond_bigint(value: str) -> bool:
-    try:
-        return int(value) > 2**63 - 1
-    except ValueError:
-        return False
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _surrogate_field_name(body: bytes | None) -> bool:
-    """A JSON object body with a field name UTF-8 cannot encode (a lone surrogate)."""
-    try:
-        document = json.loads((body or b"").decode("utf-8"))
-    except (ValueError, RecursionError):
-        return False
-    return isinstance(document, dict) and not all(_encodable(key) for key in document)
-
-
-def _signature_timestamps(request: FuzzRequest) -> list[str]:
-    header = request.header(fuzz.SIGNATURE_HEADER) or ""
-    parts = (part.strip().partition("=") for part in header.split(","))
-    return [value for key, _, value in parts if key == "t"]
-
-
-def known_bug(request: FuzzRequest) -> str | None:
-    """The reported bug this request would hit (each has an xfail test below), or None."""
-    if any(_unparseable_digits(t) for t in _signature_timestamps(request)):
-        return "signature t: str.isdigit() then int() (shared/callback_auth.py)"
-    return None
-
-
 def send(app: FuzzApp, request: FuzzRequest) -> falcon.testing.Result:
     return app.client.simulate_request(
         request.method,
@@ -316,7 +265,6 @@ def assert_answered_properly(request: FuzzRequest, result: falcon.testing.Result
 
 def fuzz_one(app: FuzzApp, logs: LogCapture, request: FuzzRequest, test: str) -> None:
     """Send one generated request; judge the answer and what it logged."""
-    assume(known_bug(request) is None)
     logged_before = len(logs.lines)
 
     result = send(app, request)
@@ -475,7 +423,7 @@ def test_raw_malformed_http_never_gets_a_5xx_from_the_ingress_process(
     assert sorted(Path(settings.spool_dir).glob("*.json")) == spooled_before
 
 
-# --- known bugs, reproduced (each kept out of the fuzz by known_bug) ---------------------------
+# --- defects the fuzz found, kept fixed ---------------------------------------------------------
 
 
 def _auth(key: str) -> dict[str, str]:
@@ -548,11 +496,6 @@ def test_an_unknown_field_with_a_lone_surrogate_is_refused_not_a_500(
     assert logs.unhandled(logged_before) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: check_signature accepts t=² (str.isdigit()) and, once the MAC matches, calls "
-    "int('²') -> ValueError -> 500 + 'unhandled error' (shared/callback_auth.py:72,81)",
-)
 def test_a_signed_callback_with_a_superscript_timestamp_is_refused_not_a_500(
     app: FuzzApp, logs: LogCapture
 ) -> None:
