@@ -16,8 +16,12 @@ _VALID = re.compile(r"254[71]\d{8}")
 _SEPARATORS = re.compile(r"[ \-]")
 # Kenyan MSISDNs in any written form inside free text — 2547XXXXXXXX, +2541XXXXXXXX,
 # 07XXXXXXXX, 7XXXXXXXX, with or without spaces or dashes between digits — but not
-# digits inside longer numbers (ids, timestamps).
-_MSISDN_IN_TEXT = re.compile(r"(?<!\d)(?:\+?254[ -]?|0)?([17](?:[ -]?\d){8})(?!\d)")
+# digits inside longer numbers (timestamps, ids).
+_MSISDN_IN_TEXT = re.compile(r"(?<![0-9])(?:\+?254[ -]?|0)?([17](?:[ -]?[0-9]){8})(?![0-9])")
+# Identifiers whose digit runs only look like phone numbers: UUIDs and 32-hex ids.
+_HEX_IDS = re.compile(
+    r"(?i)(?<![0-9a-z])(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32})(?![0-9a-z])"
+)
 
 
 def normalise_ke_msisdn(raw: object) -> str:
@@ -46,5 +50,18 @@ def mask_msisdn(msisdn: str) -> str:
 
 
 def mask_phone_numbers(text: str) -> str:
-    """Mask every Kenyan mobile number in free text (logs, stored callback bodies)."""
+    """Mask every Kenyan mobile number in free text (logs, stored callback bodies).
+
+    UUIDs and 32-hex ids are left whole, so that log lines can still be joined on them.
+    """
+    pieces, last = [], 0
+    for match in _HEX_IDS.finditer(text):
+        pieces.append(_mask_run(text[last : match.start()]))
+        pieces.append(match.group(0))
+        last = match.end()
+    pieces.append(_mask_run(text[last:]))
+    return "".join(pieces)
+
+
+def _mask_run(text: str) -> str:
     return _MSISDN_IN_TEXT.sub(lambda m: mask_msisdn("254" + _SEPARATORS.sub("", m.group(1))), text)

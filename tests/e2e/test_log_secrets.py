@@ -338,14 +338,6 @@ def base64_decoded(logs: dict[str, str]) -> dict[str, str]:
     return decoded
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: at DEBUG the worker logs every apply_callback message whole, with the raw "
-    "callback body base64-encoded (body_b64): dramatiq's 'Received message apply_callback(...)' "
-    "(dramatiq.worker.WorkerThread) and 'Received args=() kwargs={...}' "
-    "(workers.callbacks.apply_callback). Decoded, it holds the full MSISDN (PhoneNumber), "
-    "receipt and amount; shared/logging.py masks text only, base64 passes through.",
-)
 def test_no_log_line_holds_a_full_phone_number_even_base64_encoded(
     stack: Stack,
     sim: Simulator,
