@@ -8,7 +8,7 @@ import falcon
 import structlog
 
 from shared.domain import errors
-from shared.domain.errors import ErrorCode, MalipoError, RateLimited
+from shared.domain.errors import ErrorCode, MalipoError, RateLimited, TransientError
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -57,6 +57,15 @@ def handle_http_error(
     resp.set_headers(exc.headers or {})
 
 
+def handle_transient(
+    req: falcon.Request, resp: falcon.Response, exc: TransientError, params: dict[str, Any]
+) -> None:
+    """PostgreSQL or RabbitMQ unreachable for now: nothing was done; the caller retries."""
+    log.warning("request refused: a dependency is unavailable", error=str(exc)[:300])
+    respond_with(resp, errors.SERVICE_UNAVAILABLE)
+    resp.set_header("Retry-After", "5")
+
+
 def handle_unexpected(
     req: falcon.Request, resp: falcon.Response, exc: Exception, params: dict[str, Any]
 ) -> None:
@@ -69,3 +78,4 @@ def install(app: falcon.App[falcon.Request, falcon.Response]) -> None:
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(falcon.HTTPError, handle_http_error)
     app.add_error_handler(MalipoError, handle_malipo_error)
+    app.add_error_handler(TransientError, handle_transient)

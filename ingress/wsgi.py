@@ -18,7 +18,7 @@ from shared.settings import settings_or_exit
 settings = settings_or_exit("ingress")
 
 configure_logging(settings.log_format, settings.log_level)
-publisher = Publisher(build_broker(settings.broker_url.get_secret_value()))
+publisher = Publisher(build_broker(settings.broker_url.get_secret_value(), publish_only=True))
 spool = CallbackSpool(settings.spool_dir)
 application = create_app(
     settings,
@@ -26,6 +26,8 @@ application = create_app(
         settings.database_url.get_secret_value(),
         pool_size=settings.ingress_threads,
         application_name="malipo-ingress",
+        lock_timeout_ms=settings.db_lock_timeout_ms,
+        statement_timeout_ms=settings.db_statement_timeout_ms,
     ),
     publisher=publisher,
     gateways=GatewayRegistry.from_settings(settings),
@@ -33,5 +35,8 @@ application = create_app(
 )
 # Its own publisher: the drainer thread must not share request threads' channels.
 drainer = SpoolDrainer(
-    spool, publish_spooled(Publisher(build_broker(settings.broker_url.get_secret_value())))
+    spool,
+    publish_spooled(
+        Publisher(build_broker(settings.broker_url.get_secret_value(), publish_only=True))
+    ),
 ).start()

@@ -210,11 +210,18 @@ class BrokerUnavailable(TransientError):
     """RabbitMQ did not confirm the message: it may not have been stored."""
 
 
-def broker_url_with_defaults(url: str) -> str:
-    """Add fail-fast pika parameters to an AMQP URL unless it already sets them."""
+def broker_url_with_defaults(url: str, *, publish_only: bool = False) -> str:
+    """Add fail-fast pika parameters to an AMQP URL unless it already sets them.
+
+    ``publish_only``: connections that only publish from request threads sit idle
+    between requests and cannot answer heartbeats; with heartbeats RabbitMQ would
+    drop them every minute (dramatiq reconnects, but logs a scary traceback), so
+    they ask for none. Consumers keep heartbeats: they service them while waiting.
+    """
     parts = urlsplit(url)
     given = dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p)
-    query = urlencode({**_PIKA_DEFAULTS, **given})
+    defaults = {**_PIKA_DEFAULTS, "heartbeat": "0"} if publish_only else _PIKA_DEFAULTS
+    query = urlencode({**defaults, **given})
     return urlunsplit(parts._replace(query=query))
 
 
@@ -248,11 +255,12 @@ class LogContext(Middleware):
     after_skip_message = after_process_message
 
 
-def build_broker(broker_url: str) -> RabbitmqBroker:
+def build_broker(broker_url: str, *, publish_only: bool = False) -> RabbitmqBroker:
     """The one RabbitMQ broker of a process, with publisher confirms and mandatory routing.
 
     Call once per process (the worker entry point, ``create_app``'s caller) and, in
     workers, pass it to ``dramatiq.set_broker`` before any actor is declared.
+    ``publish_only`` for processes that never consume (ingress, scheduler, tools).
     """
     middleware = [
         AgeLimit(),
@@ -265,7 +273,9 @@ def build_broker(broker_url: str) -> RabbitmqBroker:
         LogContext(),
     ]
     return RabbitmqBroker(
-        url=broker_url_with_defaults(broker_url), confirm_delivery=True, middleware=middleware
+        url=broker_url_with_defaults(broker_url, publish_only=publish_only),
+        confirm_delivery=True,
+        middleware=middleware,
     )
 
 

@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     worker_threads: int = Field(default=8, ge=1, le=256)
     gateway_connect_timeout_s: float = Field(default=5.0, gt=0)
     gateway_read_timeout_s: float = Field(default=30.0, gt=0)
+    db_lock_timeout_ms: int = Field(default=10_000, ge=0, description="0: wait for locks forever")
+    db_statement_timeout_ms: int = Field(default=60_000, ge=0, description="0: no limit")
     initiation_window_s: int = Field(
         default=120, ge=5, description="a push not sent within this time of acceptance fails"
     )
@@ -111,6 +113,9 @@ class Settings(BaseSettings):
     max_headers: int = Field(default=64, ge=8)
     trusted_proxies: str = Field(
         default="", description="CIDRs whose X-Forwarded-For is believed, comma-separated"
+    )
+    callback_policy_cache_s: float = Field(
+        default=30.0, ge=0, description="how long the ingress trusts a cached callback policy"
     )
     spool_dir: str = Field(default="var/spool", description="durable callback spool directory")
 

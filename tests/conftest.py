@@ -23,12 +23,14 @@ from tests.support.env import DARAJA_APP, DARAJA_PASSKEY, DARAJA_SHORTCODE, buil
 TEST_ENV = build_test_env(spool_dir=tempfile.mkdtemp(prefix="malipo-spool-"))
 os.environ.update(TEST_ENV)
 
+from sandbox.smtp import SmtpSink  # noqa: E402
 from shared.crypto import CredentialCipher  # noqa: E402
 from shared.db.session import Database  # noqa: E402
 from shared.merchants import create_merchant, issue_api_key, store_gateway_credentials  # noqa: E402
 from shared.messages import ALL_ACTORS  # noqa: E402
 from shared.settings import Settings, load_settings, parse_credentials_keys  # noqa: E402
 from tests.support.processes import ManagedProcess, ingress_process, sandbox_process  # noqa: E402
+from tests.support.rabbit import Rabbit  # noqa: E402
 from tests.support.services import (  # noqa: E402
     delete_vhost,
     drop_database,
@@ -88,6 +90,12 @@ def broker(db: Database) -> Iterator[Any]:
     delete_vhost(TEST_ENV["MALIPO_BROKER_URL"])
 
 
+@pytest.fixture(scope="session")
+def rabbit(broker: Any) -> Rabbit:
+    """Questions to RabbitMQ about this run's vhost, each on a fresh connection."""
+    return Rabbit(TEST_ENV["MALIPO_BROKER_URL"])
+
+
 @pytest.fixture(scope="module")
 def worker(broker: Any) -> Iterator[Any]:
     """Dramatiq workers in this test process, consuming every queue, for a test module."""
@@ -113,6 +121,13 @@ def sim(sandbox_server: ManagedProcess, test_env: dict[str, str]) -> Simulator:
     simulator = Simulator(test_env["MALIPO_DARAJA_BASE_URL"])
     simulator.reset()
     return simulator
+
+
+@pytest.fixture(scope="session")
+def smtp_sink(test_env: dict[str, str]) -> Iterator[SmtpSink]:
+    """The SMTP sink ``MALIPO_SMTP_HOST``/``MALIPO_SMTP_PORT`` point at, in this process."""
+    with SmtpSink(test_env["MALIPO_SMTP_HOST"], int(test_env["MALIPO_SMTP_PORT"])) as sink:
+        yield sink
 
 
 @pytest.fixture(scope="session")

@@ -35,6 +35,8 @@ def configure(settings: Settings, broker: RabbitmqBroker) -> Runtime:
             settings.database_url.get_secret_value(),
             pool_size=pool,
             application_name="malipo-worker",
+            lock_timeout_ms=settings.db_lock_timeout_ms,
+            statement_timeout_ms=settings.db_statement_timeout_ms,
         ),
         gateways=GatewayRegistry.from_settings(settings),
         cipher=CredentialCipher(

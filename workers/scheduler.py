@@ -123,7 +123,7 @@ def main() -> None:
     db = Database(
         settings.database_url.get_secret_value(), pool_size=1, application_name="malipo-scheduler"
     )
-    publisher = Publisher(build_broker(settings.broker_url.get_secret_value()))
+    publisher = Publisher(build_broker(settings.broker_url.get_secret_value(), publish_only=True))
     Scheduler(settings, db, publisher).run()
 
 

@@ -22,6 +22,7 @@ import falcon
 import structlog
 
 from ingress.net import client_address
+from ingress.policy_cache import StaleWhileUnavailableCache
 from ingress.spool import CallbackSpool
 from shared.callback_auth import SIGNATURE_HEADER, Refusal, check_signature, ip_allowed
 from shared.db.session import Database
@@ -81,6 +82,9 @@ class CallbackResource:
         self.gateways = gateways
         self.spool = spool
         self.signing = SigningConfig.from_settings(settings)
+        self.policies: StaleWhileUnavailableCache[CallbackPolicy | None] = (
+            StaleWhileUnavailableCache(ttl_s=settings.callback_policy_cache_s)
+        )
         self.trusted_proxies: list[IPv4Network | IPv6Network] = parse_networks(
             settings.trusted_proxies
         )
@@ -123,6 +127,10 @@ class CallbackResource:
     def _policy(self, gateway: str, secret: str) -> CallbackPolicy | None:
         if len(secret) > 128:
             return None
+        key = (gateway, hashlib.sha256(secret.encode()).hexdigest())
+        return self.policies.get(key, lambda: self._load_policy(gateway, secret))
+
+    def _load_policy(self, gateway: str, secret: str) -> CallbackPolicy | None:
         with self.db.transaction() as session:
             row = credential_for_callback_secret(session, gateway, secret)
             if row is None:

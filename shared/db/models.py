@@ -186,6 +186,7 @@ class PaymentAttempt(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     intent_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("payment_intents.id"))
     number: Mapped[int] = mapped_column(Integer)
+    cycle: Mapped[int] = mapped_column(Integer, server_default=text("1"))
     gateway: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16))
     gateway_ref: Mapped[str | None] = mapped_column(String(100))
@@ -439,7 +440,7 @@ class CustomerNotification(Base):
 
     __tablename__ = "customer_notifications"
     __table_args__ = (
-        UniqueConstraint("payment_id", "channel", "event"),
+        UniqueConstraint("payment_id", "cycle", "channel", "event"),
         CheckConstraint("status IN ('pending', 'sent', 'failed')", name="status_known"),
         Index(
             "ix_customer_notifications_unpublished",
@@ -453,6 +454,7 @@ class CustomerNotification(Base):
     merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id"))
     channel: Mapped[str] = mapped_column(String(16))
     event: Mapped[str] = mapped_column(String(32))
+    cycle: Mapped[int] = mapped_column(Integer, server_default=text("1"))
     status: Mapped[str] = mapped_column(String(16), server_default=text("'pending'"))
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     last_error: Mapped[str | None] = mapped_column(String(300))

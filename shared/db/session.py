@@ -21,7 +21,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.domain.errors import TransientError
 
 log = structlog.stdlib.get_logger(__name__)
-_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57P01", "57P02", "57P03"})
+# Serialisation failure, deadlock, lock timeout, statement timeout, server shutting down.
+_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57014", "57P01", "57P02", "57P03"})
 
 
 AFTER_COMMIT = "malipo.after_commit"
@@ -60,14 +61,35 @@ def is_transient(exc: BaseException) -> bool:
 class Database:
     """One engine per process (create it after fork), and units of work over it."""
 
-    def __init__(self, url: str, *, pool_size: int = 5, application_name: str = "malipo") -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 5,
+        application_name: str = "malipo",
+        lock_timeout_ms: int | None = None,
+        statement_timeout_ms: int | None = None,
+    ) -> None:
+        # A lock or statement that waits too long fails as transient (SQLSTATE 55P03/57014
+        # are retried by the unit of work's caller) instead of holding a worker forever.
+        options = []
+        if lock_timeout_ms:
+            options.append(f"-c lock_timeout={int(lock_timeout_ms)}")
+        if statement_timeout_ms:
+            options.append(f"-c statement_timeout={int(statement_timeout_ms)}")
+        connect_args: dict[str, object] = {
+            "application_name": application_name,
+            "connect_timeout": 5,
+        }
+        if options:
+            connect_args["options"] = " ".join(options)
         self.engine: Engine = create_engine(
             sqlalchemy_url(url),
             pool_size=pool_size,
             max_overflow=pool_size,
             pool_pre_ping=True,
             pool_recycle=1800,
-            connect_args={"application_name": application_name, "connect_timeout": 5},
+            connect_args=connect_args,
         )
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 

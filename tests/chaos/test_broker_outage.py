@@ -14,6 +14,7 @@ from shared.db.session import Database
 from shared.settings import Settings
 from tests.conftest import DARAJA_CREDENTIALS, make_merchant
 from tests.support.processes import ManagedProcess, worker_process
+from tests.support.rabbit import Rabbit
 from tests.support.seed import (
     ledger_state,
     seed_submitted_payments,
@@ -32,6 +33,7 @@ def rabbitmq(action: str) -> None:
 
 
 def test_callbacks_during_an_outage_are_spooled_then_applied_exactly_once(
+    rabbit: Rabbit,
     db: Database,
     settings: Settings,
     cipher: Any,
@@ -91,9 +93,7 @@ def test_callbacks_during_an_outage_are_spooled_then_applied_exactly_once(
             timeout_s=60,
             what="every payment to succeed",
         )
-        wait_until(
-            lambda: broker.get_queue_message_counts("callbacks")[0] == 0, what="queue drained"
-        )
+        wait_until(lambda: rabbit.counts("callbacks")[0] == 0, what="queue drained")
     finally:
         worker.stop()
     ledger = ledger_state(db, merchant.id)

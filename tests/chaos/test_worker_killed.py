@@ -15,6 +15,7 @@ from shared.db.session import Database
 from shared.settings import Settings
 from tests.conftest import DARAJA_CREDENTIALS, make_merchant
 from tests.support.processes import ManagedProcess, worker_process
+from tests.support.rabbit import Rabbit
 from tests.support.seed import (
     ledger_state,
     seed_submitted_payments,
@@ -48,6 +49,7 @@ def post_callbacks(base_url: str, secret: str, bodies: list[bytes]) -> None:
 
 
 def test_sigkill_mid_batch_loses_nothing_and_credits_once(
+    rabbit: Rabbit,
     db: Database,
     settings: Settings,
     cipher: Any,
@@ -89,7 +91,7 @@ def test_sigkill_mid_batch_loses_nothing_and_credits_once(
             what="every payment to succeed",
         )
         wait_until(
-            lambda: broker.get_queue_message_counts("callbacks")[0] == 0,
+            lambda: rabbit.counts("callbacks")[0] == 0,
             timeout_s=60,
             what="the callbacks queue to drain",
         )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -18,12 +17,15 @@ from shared.gateways.registry import GatewayRegistry
 from shared.messages import APPLY_CALLBACK, INITIATE_PAYMENT, Publisher, build_broker
 from shared.settings import Settings
 from tests.conftest import MerchantAccount, make_merchant
+from tests.support.rabbit import Rabbit
 
 UNREACHABLE_BROKER = "amqp://guest:guest@127.0.0.1:1/%2F"
 
 
 @pytest.fixture
-def client(settings: Settings, db: Database, broker: Any) -> Iterator[falcon.testing.TestClient]:
+def client(
+    rabbit: Rabbit, settings: Settings, db: Database, broker: Any
+) -> Iterator[falcon.testing.TestClient]:
     publisher = Publisher(build_broker(settings.broker_url.get_secret_value()))
     app = create_app(
         settings, db=db, publisher=publisher, gateways=GatewayRegistry.from_settings(settings)
@@ -31,17 +33,7 @@ def client(settings: Settings, db: Database, broker: Any) -> Iterator[falcon.tes
     yield falcon.testing.TestClient(app)
     publisher.close()
     for spec in (INITIATE_PAYMENT, APPLY_CALLBACK):  # nobody consumes here: leave nothing behind
-        broker.channel.queue_purge(spec.queue_name)
-
-
-def queued(broker: Any, queue_name: str) -> list[dict[str, Any]]:
-    """Take every message off a queue (acked) and return their bodies."""
-    bodies = []
-    while True:
-        method, _, body = broker.channel.basic_get(queue_name, auto_ack=True)
-        if method is None:
-            return bodies
-        bodies.append(json.loads(body))
+        rabbit.purge(spec.queue_name)
 
 
 def payment_body(**overrides: Any) -> dict[str, Any]:
@@ -65,7 +57,7 @@ def post_payment(
 
 
 def test_an_accepted_payment_is_confirmed_by_rabbitmq_before_202(
-    client: falcon.testing.TestClient, merchant: MerchantAccount, broker: Any
+    rabbit: Rabbit, client: falcon.testing.TestClient, merchant: MerchantAccount, broker: Any
 ) -> None:
     response = post_payment(
         client, merchant, payment_body(phone="+254 712-345-678", description="Shoes")
@@ -75,7 +67,7 @@ def test_an_accepted_payment_is_confirmed_by_rabbitmq_before_202(
     assert response.status_code == 202
     assert response.json == {"id": expected_id, "status": "accepted"}
     assert response.headers["Location"] == f"/v1/payments/{expected_id}"
-    [message] = queued(broker, INITIATE_PAYMENT.queue_name)
+    [message] = rabbit.take_all(INITIATE_PAYMENT.queue_name)
     assert message["actor_name"] == "initiate_payment"
     assert message["kwargs"]["request"] == {
         "amount": 1000,
@@ -84,6 +76,7 @@ def test_an_accepted_payment_is_confirmed_by_rabbitmq_before_202(
         "reference": "INV-1",
         "description": "Shoes",
         "gateway": "mpesa",
+        "customer_email": None,
     }
     assert message["options"]["request_id"] == response.headers["X-Request-ID"]
 
@@ -111,6 +104,7 @@ def test_an_accepted_payment_is_confirmed_by_rabbitmq_before_202(
     ],
 )
 def test_bad_input_is_refused_with_its_code_and_nothing_is_queued(
+    rabbit: Rabbit,
     client: falcon.testing.TestClient,
     merchant: MerchantAccount,
     broker: Any,
@@ -123,7 +117,7 @@ def test_bad_input_is_refused_with_its_code_and_nothing_is_queued(
     assert response.status_code == status
     assert response.json["error"]["code"] == code
     assert response.json["error"]["message"]
-    assert queued(broker, INITIATE_PAYMENT.queue_name) == []
+    assert rabbit.take_all(INITIATE_PAYMENT.queue_name) == []
 
 
 def test_malformed_json_wrong_type_and_oversized_bodies_are_refused(
@@ -222,7 +216,7 @@ def test_readiness_reports_a_dead_broker(settings: Settings, db: Database) -> No
 
 
 def test_a_callback_with_the_right_secret_is_queued_raw_and_acknowledged(
-    client: falcon.testing.TestClient, merchant: MerchantAccount, broker: Any
+    rabbit: Rabbit, client: falcon.testing.TestClient, merchant: MerchantAccount, broker: Any
 ) -> None:
     body = b'{"Body": {"stkCallback": {"CheckoutRequestID": "ws_CO_1", "ResultCode": 1032}}}'
 
@@ -234,7 +228,7 @@ def test_a_callback_with_the_right_secret_is_queued_raw_and_acknowledged(
 
     assert response.status_code == 200
     assert response.json == {"ResultCode": 0, "ResultDesc": "Accepted"}
-    [message] = queued(broker, APPLY_CALLBACK.queue_name)
+    [message] = rabbit.take_all(APPLY_CALLBACK.queue_name)
     assert base64.b64decode(message["kwargs"]["body_b64"]) == body
     assert message["kwargs"]["merchant_id"] == str(merchant.id)
     assert "authorization" not in message["kwargs"]["headers"]
@@ -245,7 +239,11 @@ def test_a_callback_with_the_right_secret_is_queued_raw_and_acknowledged(
     ["/callbacks/mpesa/{wrong}", "/callbacks/mpesa/{wrong}/x", "/callbacks/intasend/{right}"],
 )
 def test_a_wrong_callback_secret_is_404_without_detail_and_nothing_is_applied(
-    client: falcon.testing.TestClient, merchant: MerchantAccount, broker: Any, path: str
+    rabbit: Rabbit,
+    client: falcon.testing.TestClient,
+    merchant: MerchantAccount,
+    broker: Any,
+    path: str,
 ) -> None:
     wrong = (merchant.callback_secret or "")[:-1] + (
         "A" if not (merchant.callback_secret or "").endswith("A") else "B"
@@ -259,7 +257,7 @@ def test_a_wrong_callback_secret_is_404_without_detail_and_nothing_is_applied(
 
     assert response.status_code == 404
     assert "secret" not in response.text.lower()
-    actors = [m["actor_name"] for m in queued(broker, APPLY_CALLBACK.queue_name)]
+    actors = [m["actor_name"] for m in rabbit.take_all(APPLY_CALLBACK.queue_name)]
     assert "apply_callback" not in actors
     # A refused callback to a known gateway is recorded for operators, never applied.
     assert actors == ([] if "intasend" in path else ["record_refused_callback"])

@@ -52,6 +52,7 @@ from tests.conftest import DARAJA_CREDENTIALS, make_merchant
 from tests.support import fuzz
 from tests.support.fuzz import FuzzRequest, FuzzTargets
 from tests.support.processes import ManagedProcess
+from tests.support.rabbit import Rabbit
 
 MIN_EXAMPLES = 5_000
 RAW_EXAMPLES = 320
@@ -200,6 +201,7 @@ def build_targets(db: Database, settings: Settings, cipher: CredentialCipher) ->
 
 @pytest.fixture(scope="module")
 def app(
+    rabbit: Rabbit,
     settings: Settings,
     db: Database,
     broker: Any,
@@ -221,7 +223,7 @@ def app(
     yield FuzzApp(falcon.testing.TestClient(ingress), build_targets(db, settings, cipher), spool)
     publisher.close()
     for spec in (INITIATE_PAYMENT, APPLY_CALLBACK):  # nobody consumes here: leave nothing behind
-        broker.channel.queue_purge(spec.queue_name)
+        rabbit.purge(spec.queue_name)
 
 
 # --- sending and judging one request ---------------------------------------------------------

@@ -15,13 +15,14 @@ from shared.merchants import set_callback_policy
 from shared.settings import Settings
 from tests.conftest import MerchantAccount
 from tests.support.app import ingress_client
+from tests.support.rabbit import Rabbit
 from tests.support.seed import seed_submitted_payments
 
 
 @pytest.fixture(autouse=True)
-def _empty_queues(broker: Any) -> Any:
+def _empty_queues(rabbit: Rabbit, broker: Any) -> Any:
     yield
-    broker.channel.queue_purge("payments")  # nobody consumes here
+    rabbit.purge("payments")  # nobody consumes here
 
 
 def payment(phone: str = "0712345678", reference: str | None = None) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from shared.db.models import GatewayEvent, PaymentIntent
 from shared.db.session import Database
 from shared.messages import ApplyCallback, Publisher
 from tests.conftest import MerchantAccount
+from tests.support.rabbit import Rabbit
 from tests.support.seed import (
     SeededPayment,
     failure_callback,
@@ -87,6 +88,7 @@ def events(db: Database, payment: SeededPayment) -> list[str]:
     ],
 )
 def test_every_order_of_two_words_ends_in_the_right_state(
+    rabbit: Rabbit,
     broker: Any,
     db: Database,
     merchant: MerchantAccount,
@@ -106,9 +108,7 @@ def test_every_order_of_two_words_ends_in_the_right_state(
     expected_events = len(outcomes)
     wait_until(lambda: len(events(db, payment)) == expected_events, what="the second word recorded")
     if first == second:  # a duplicate is never recorded: give it time to be (wrongly) applied
-        wait_until(
-            lambda: broker.get_queue_message_counts("callbacks")[0] == 0, what="queue drained"
-        )
+        wait_until(lambda: rabbit.counts("callbacks")[0] == 0, what="queue drained")
 
     with db.transaction() as session:
         intent = session.get(PaymentIntent, payment.id)

@@ -10,6 +10,7 @@ from shared.db.session import Database
 from shared.messages import SWEEP_PENDING, Publisher
 from shared.settings import Settings
 from tests.conftest import MerchantAccount
+from tests.support.rabbit import Rabbit
 from tests.support.seed import seed_submitted_payments
 from tests.support.waiting import wait_until
 from workers.scheduler import Scheduler
@@ -21,9 +22,9 @@ def scheduler(settings: Settings, broker: Any) -> Scheduler:
 
 
 def test_two_schedulers_enqueue_one_sweep_per_tick_and_the_survivor_takes_over(
-    settings: Settings, broker: Any, db: Database
+    rabbit: Rabbit, settings: Settings, broker: Any, db: Database
 ) -> None:
-    broker.channel.queue_purge(SWEEP_PENDING.queue_name)
+    rabbit.purge(SWEEP_PENDING.queue_name)
     first, second = scheduler(settings, broker), scheduler(settings, broker)
 
     ticks = [(first.tick_sweep(), second.tick_sweep()) for _ in range(3)]
@@ -32,13 +33,13 @@ def test_two_schedulers_enqueue_one_sweep_per_tick_and_the_survivor_takes_over(
     wait_until(second.tick_sweep, timeout_s=10, interval_s=0.2, what="the second scheduler to lead")
 
     assert ticks == [(True, False)] * 3
-    assert broker.get_queue_message_counts(SWEEP_PENDING.queue_name)[0] == 4
+    assert rabbit.counts(SWEEP_PENDING.queue_name)[0] == 4
     second.leadership.release()
-    broker.channel.queue_purge(SWEEP_PENDING.queue_name)
+    rabbit.purge(SWEEP_PENDING.queue_name)
 
 
 def test_the_sweep_polls_payments_whose_poll_is_overdue(
-    settings: Settings, broker: Any, db: Database, merchant: MerchantAccount
+    rabbit: Rabbit, settings: Settings, broker: Any, db: Database, merchant: MerchantAccount
 ) -> None:
     from workers.polling import sweep
     from workers.runtime import runtime
@@ -48,11 +49,11 @@ def test_the_sweep_polls_payments_whose_poll_is_overdue(
         session.get(PaymentIntent, overdue.id).next_poll_at = datetime.now(UTC) - timedelta(
             minutes=5
         )  # type: ignore[union-attr]
-    broker.channel.queue_purge("polls")
+    rabbit.purge("polls")
 
     assert sweep(runtime()) == 1
 
     with db.transaction() as session:
         assert session.get(PaymentIntent, overdue.id).next_poll_at > datetime.now(UTC)  # type: ignore[union-attr]
-    assert broker.get_queue_message_counts("polls")[0] == 1
-    broker.channel.queue_purge("polls")
+    assert rabbit.counts("polls")[0] == 1
+    rabbit.purge("polls")

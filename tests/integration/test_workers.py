@@ -17,6 +17,7 @@ from shared.db.session import Database
 from shared.messages import ApplyCallback, InitiatePayment, Publisher
 from shared.settings import Settings
 from tests.conftest import MerchantAccount
+from tests.support.rabbit import Rabbit
 from tests.support.seed import (
     failure_callback,
     ledger_state,
@@ -123,15 +124,13 @@ def test_a_command_older_than_the_initiation_window_fails_without_a_push(
 
 
 def test_a_malformed_message_fails_at_once_into_the_dead_letter_queue(
-    publisher: Publisher, broker: Any
+    rabbit: Rabbit, publisher: Publisher, broker: Any
 ) -> None:
-    before = broker.get_queue_message_counts("payments")[2]
+    before = rabbit.counts("payments")[2]
 
     publisher.enqueue(InitiatePayment.spec, {"payment_id": "not enough fields"})
 
-    wait_until(
-        lambda: broker.get_queue_message_counts("payments")[2] == before + 1, what="the dead letter"
-    )
+    wait_until(lambda: rabbit.counts("payments")[2] == before + 1, what="the dead letter")
 
 
 def callback_message(

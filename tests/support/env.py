@@ -12,6 +12,11 @@ TEST_CREDENTIALS_KEY = base64.b64encode(b"sandbox-test-credentials-key-32b").dec
 DARAJA_APP = {"consumer_key": "malipo-sandbox-key", "consumer_secret": "malipo-sandbox-secret"}
 DARAJA_SHORTCODE = "174379"
 DARAJA_PASSKEY = "bfb279f9aa9bdbcf158e97dd71a467cd2e0c893059b10f78e6b72ada1ed2c919"
+# The SMS simulator's built-in account (sandbox/sms/state.py).
+SMS_USERNAME = "sandbox"
+SMS_API_KEY = "malipo-sandbox-sms-key"
+SMS_SENDER_ID = "MALIPO"
+SMTP_FROM = "payments@malipo.test"
 
 
 def free_port() -> int:
@@ -21,7 +26,7 @@ def free_port() -> int:
 
 
 def build_test_env(spool_dir: str) -> dict[str, str]:
-    ingress_port, sandbox_port = free_port(), free_port()
+    ingress_port, sandbox_port, smtp_port = free_port(), free_port(), free_port()
     return {
         "MALIPO_ENV": "sandbox",
         "MALIPO_DATABASE_URL": database_url(),
@@ -51,9 +56,19 @@ def build_test_env(spool_dir: str) -> dict[str, str]:
         "MALIPO_MERCHANT_COMMANDS_PER_MINUTE": "100000",
         "MALIPO_PHONE_PUSH_LIMIT": "100000",
         "MALIPO_CONFIRM_RECHECKS": "3",
+        "MALIPO_CALLBACK_POLICY_CACHE_S": "0",
         "MALIPO_LOG_FORMAT": "json",
         "MALIPO_LOG_LEVEL": "INFO",
         "SANDBOX_CALLBACK_DELAY_S": "0.3",
+        # Customer notifications: the sandbox's SMS simulator and the ``smtp_sink`` fixture.
+        "MALIPO_SMS_BASE_URL": f"http://127.0.0.1:{sandbox_port}",
+        "MALIPO_SMS_USERNAME": SMS_USERNAME,
+        "MALIPO_SMS_API_KEY": SMS_API_KEY,
+        "MALIPO_SMS_SENDER_ID": SMS_SENDER_ID,
+        "MALIPO_SMTP_HOST": "127.0.0.1",
+        "MALIPO_SMTP_PORT": str(smtp_port),
+        "MALIPO_SMTP_STARTTLS": "false",
+        "MALIPO_SMTP_FROM": SMTP_FROM,
         # Dead letters are archived by malipo; RabbitMQ keeps its own copy only briefly in tests.
         "dramatiq_dead_message_ttl": str(3_600_000),
     }

@@ -118,6 +118,7 @@ def upgrade() -> None:
         sa.Column("merchant_id", sa.Uuid(), nullable=False),
         sa.Column("channel", sa.String(length=16), nullable=False),
         sa.Column("event", sa.String(length=32), nullable=False),
+        sa.Column("cycle", sa.Integer(), server_default=sa.text("1"), nullable=False),
         sa.Column(
             "status", sa.String(length=16), server_default=sa.text("'pending'"), nullable=False
         ),
@@ -149,9 +150,10 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_customer_notifications")),
         sa.UniqueConstraint(
             "payment_id",
+            "cycle",
             "channel",
             "event",
-            name=op.f("uq_customer_notifications_payment_id_channel_event"),
+            name=op.f("uq_customer_notifications_payment_id_cycle_channel_event"),
         ),
     )
     op.create_index(
@@ -246,9 +248,14 @@ def upgrade() -> None:
         sa.Column("cycle", sa.Integer(), server_default=sa.text("1"), nullable=False),
     )
     op.add_column("payment_intents", sa.Column("settled_ref", sa.String(length=100), nullable=True))
+    op.add_column(
+        "payment_attempts",
+        sa.Column("cycle", sa.Integer(), server_default=sa.text("1"), nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_column("payment_attempts", "cycle")
     op.drop_column("payment_intents", "settled_ref")
     op.drop_column("payment_intents", "cycle")
     op.drop_column("payment_intents", "customer_email")
