@@ -1,4 +1,8 @@
-"""``malipo sandbox`` / ``python -m sandbox``: serve the Daraja simulator with gunicorn."""
+"""``malipo sandbox`` / ``python -m sandbox``: serve the simulators with gunicorn.
+
+One process serves the Daraja and SMS simulators, and the SMTP sink when asked
+(``--smtp-port``, passed on to the app as ``SANDBOX_SMTP_PORT``).
+"""
 
 from __future__ import annotations
 
@@ -42,7 +46,16 @@ def gunicorn_argv(host: str, port: int) -> list[str]:
     show_default=True,
     help="Port to bind (env MALIPO_SANDBOX_PORT).",
 )
-def sandbox(host: str, port: int) -> None:
-    """Run the M-Pesa Daraja simulator (replaces this process with gunicorn)."""
+@click.option(
+    "--smtp-port",
+    envvar="SANDBOX_SMTP_PORT",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Also run the SMTP sink on this port; mails at /_sim/smtp (env SANDBOX_SMTP_PORT).",
+)
+def sandbox(host: str, port: int, smtp_port: int | None) -> None:
+    """Run the Daraja and SMS simulators (replaces this process with gunicorn)."""
+    if smtp_port is not None:
+        os.environ["SANDBOX_SMTP_PORT"] = str(smtp_port)
     argv = gunicorn_argv(host, port)
     os.execvp(argv[0], argv)  # noqa: S606 - fixed argv, no shell involved
