@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime
 from typing import Any
 
 import falcon
@@ -13,7 +14,12 @@ from shared.domain.errors import MalipoError
 from shared.domain.money import Money
 from shared.gateways.registry import DEFAULT_GATEWAY, GatewayRegistry
 
-PAYMENT_FIELDS = frozenset({"amount", "currency", "phone", "reference", "description", "gateway"})
+PAYMENT_FIELDS = frozenset(
+    {"amount", "currency", "phone", "reference", "description", "gateway", "customer_email"}
+)
+_EMAIL = re.compile(
+    r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+"
+)
 _REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.:/#-]{0,63}")
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 
@@ -105,6 +111,11 @@ def payment_command(document: dict[str, Any], gateways: GatewayRegistry) -> dict
         or not description.isprintable()
     ):
         raise MalipoError(errors.INVALID_REQUEST, "description must be 1-100 printable characters")
+    email = document.get("customer_email")
+    if email is not None and (
+        not isinstance(email, str) or len(email) > 254 or not _EMAIL.fullmatch(email)
+    ):
+        raise MalipoError(errors.INVALID_REQUEST, "customer_email must be an e-mail address")
     return {
         "amount": amount.amount_minor,
         "currency": amount.currency,
@@ -112,6 +123,7 @@ def payment_command(document: dict[str, Any], gateways: GatewayRegistry) -> dict
         "reference": reference,
         "description": description,
         "gateway": adapter.name,
+        "customer_email": email,
     }
 
 
@@ -119,3 +131,17 @@ def field_names(names: list[str], limit: int = 5) -> str:
     """Names from the caller, quoted and escaped for a message (never raw text echoed back)."""
     shown = ", ".join(json.dumps(name[:40]) for name in names[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def time_param(req: falcon.Request, name: str = "since") -> datetime | None:
+    """An ISO-8601 time with a zone from the query string, or None when absent."""
+    raw = req.get_param(name)
+    if raw is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise MalipoError(errors.INVALID_REQUEST, f"{name} must be an ISO-8601 time") from None
+    if moment.tzinfo is None:
+        raise MalipoError(errors.INVALID_REQUEST, f"{name} needs a time zone (e.g. Z)")
+    return moment

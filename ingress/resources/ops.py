@@ -7,7 +7,6 @@ named no merchant at all.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import falcon
@@ -15,6 +14,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from ingress.auth import Authenticator
+from ingress.validation import time_param
 from shared.db.models import GatewayEvent
 from shared.db.session import Database
 from shared.domain import errors
@@ -46,7 +46,7 @@ class OpsEventsResource:
         outcomes = self._outcomes(req)
         limit = req.get_param_as_int("limit", min_value=1, max_value=MAX_LIMIT) or 100
         before_id = req.get_param_as_int("before_id", min_value=1, max_value=BIGINT_MAX)
-        since = self._since(req)
+        since = time_param(req)
 
         query = select(GatewayEvent).where(GatewayEvent.outcome.in_(outcomes))
         if principal.merchant_id is not None:
@@ -84,19 +84,6 @@ class OpsEventsResource:
                 errors.INVALID_REQUEST, f"outcome must be among {', '.join(REVIEW_OUTCOMES)}"
             )
         return wanted
-
-    @staticmethod
-    def _since(req: falcon.Request) -> datetime | None:
-        raw = req.get_param("since")
-        if raw is None:
-            return None
-        try:
-            moment = datetime.fromisoformat(raw)
-        except ValueError:
-            raise MalipoError(errors.INVALID_REQUEST, "since must be an ISO-8601 time") from None
-        if moment.tzinfo is None:
-            raise MalipoError(errors.INVALID_REQUEST, "since needs a time zone (e.g. Z)")
-        return moment
 
 
 def _counts(session: Session, query: Select[Any]) -> dict[str, int]:

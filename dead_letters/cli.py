@@ -1,0 +1,214 @@
+"""``malipo dlq``: what operators do with dead-lettered messages.
+
+list, show, replay (one, several, or everything a filter selects, with a
+progress bar), discard (a reason is required) and drain (archive what sits in
+RabbitMQ's ``.XQ`` queues now). Every replay and discard is audited with the
+operator's name and reason.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import click
+
+from shared.archive import (
+    Filters,
+    NotReplayable,
+    archive,
+    discard,
+    drain_dead_letter_queues,
+    list_dead_letters,
+    replay,
+    select_dead_letters,
+    view,
+)
+from shared.db.models import DeadLetter
+from shared.db.session import Database
+from shared.messages import ALL_ACTORS, Publisher, build_broker
+from shared.settings import ConfigurationError, Settings, load_settings
+
+STATUSES = ("dead", "replayed", "discarded", "all")
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@contextmanager
+def _database(settings: Settings) -> Iterator[Database]:
+    db = Database(
+        settings.database_url.get_secret_value(), pool_size=1, application_name="malipo-dlq"
+    )
+    try:
+        yield db
+    finally:
+        db.dispose()
+
+
+@contextmanager
+def _publisher(settings: Settings) -> Iterator[Publisher]:
+    publisher = Publisher(build_broker(settings.broker_url.get_secret_value(), publish_only=True))
+    try:
+        yield publisher
+    finally:
+        publisher.close()
+
+
+def _filters(
+    queue: str | None, actor: str | None, since: datetime | None, error: str | None, status: str
+) -> Filters:
+    return Filters(
+        queue=queue,
+        actor=actor,
+        since=since,
+        error=error,
+        status=None if status == "all" else status,
+    )
+
+
+def filter_options(command: Any) -> Any:
+    for option in reversed(
+        [
+            click.option("--queue", default=None, help="only this queue"),
+            click.option("--actor", default=None, help="only this actor"),
+            click.option(
+                "--since", type=click.DateTime(), default=None, help="last failed at or after"
+            ),
+            click.option("--error", default=None, help="error text contains"),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+@click.group("dlq")
+def dlq() -> None:
+    """Dead-lettered messages: list, show, replay, discard, drain."""
+
+
+@dlq.command("list")
+@filter_options
+@click.option("--status", type=click.Choice(STATUSES), default="dead", show_default=True)
+@click.option("--limit", default=100, show_default=True)
+def dlq_list(
+    queue: str | None,
+    actor: str | None,
+    since: datetime | None,
+    error: str | None,
+    status: str,
+    limit: int,
+) -> None:
+    """One line per dead letter: id, status, actor, retries, last failure, error."""
+    settings = _settings()
+    with _database(settings) as db, db.transaction() as session:
+        rows = list_dead_letters(session, _filters(queue, actor, since, error, status), limit=limit)
+        lines = [_line(row) for row in rows]
+    for line in lines:
+        click.echo(line)
+    click.echo(f"{len(lines)} dead letter(s)", err=True)
+
+
+def _line(row: DeadLetter) -> str:
+    return (
+        f"{row.id:>6}  {row.status:9} {row.actor:24} retries={row.retries:<3} "
+        f"{row.last_failed_at:%Y-%m-%d %H:%M:%S}  {view(row)['error'][:90]}"
+    )
+
+
+@dlq.command("show")
+@click.argument("dead_letter_id", type=int)
+def dlq_show(dead_letter_id: int) -> None:
+    """Everything about one dead letter, traceback included (phones masked)."""
+    settings = _settings()
+    with _database(settings) as db, db.transaction() as session:
+        row = session.get(DeadLetter, dead_letter_id)
+        if row is None:
+            raise click.ClickException(f"no dead letter {dead_letter_id}")
+        shown = view(row, full=True)
+    click.echo(json.dumps(shown, indent=2))
+
+
+@dlq.command("replay")
+@click.argument("ids", type=int, nargs=-1)
+@click.option("--all", "replay_all", is_flag=True, help="every dead letter the filters select")
+@filter_options
+@click.option("--operator", default=getpass.getuser, show_default="your user name")
+@click.option("--reason", default="manual replay", show_default=True)
+def dlq_replay(
+    ids: tuple[int, ...],
+    replay_all: bool,
+    queue: str | None,
+    actor: str | None,
+    since: datetime | None,
+    error: str | None,
+    operator: str,
+    reason: str,
+) -> None:
+    """Re-enqueue dead letters on their queues with retries reset (safe to repeat)."""
+    if bool(ids) == replay_all:
+        raise click.UsageError("give dead-letter ids, or --all (with filters)")
+    settings = _settings()
+    with _database(settings) as db, _publisher(settings) as publisher:
+        if replay_all:
+            with db.transaction() as session:
+                query = select_dead_letters(_filters(queue, actor, since, error, "dead"))
+                ids = tuple(session.scalars(query.with_only_columns(DeadLetter.id)))
+        replayed = missing = 0
+        with click.progressbar(ids, label="replaying", show_pos=True) as bar:
+            for dead_letter_id in bar:
+                try:
+                    with db.transaction() as session:
+                        found = replay(
+                            session, publisher, dead_letter_id, operator=operator, reason=reason
+                        )
+                except NotReplayable as exc:
+                    click.echo(f"\n{exc}", err=True)
+                    continue
+                replayed += found
+                missing += not found
+    click.echo(
+        f"replayed {replayed} dead letter(s)" + (f"; {missing} not found" if missing else "")
+    )
+
+
+@dlq.command("discard")
+@click.argument("ids", type=int, nargs=-1, required=True)
+@click.option("--reason", required=True, help="why this message will not be processed")
+@click.option("--operator", default=getpass.getuser, show_default="your user name")
+def dlq_discard(ids: tuple[int, ...], reason: str, operator: str) -> None:
+    """Give up on dead letters, saying why (audited)."""
+    if not reason.strip():
+        raise click.UsageError("--reason must say why")
+    settings = _settings()
+    with _database(settings) as db:
+        done = 0
+        for dead_letter_id in ids:
+            with db.transaction() as session:
+                done += discard(session, dead_letter_id, operator=operator, reason=reason)
+    click.echo(f"discarded {done} dead letter(s)")
+
+
+@dlq.command("drain")
+def dlq_drain() -> None:
+    """Archive now whatever sits in RabbitMQ's dead-letter (.XQ) queues."""
+    settings = _settings()
+    with _database(settings) as db, _publisher(settings) as publisher:
+
+        def store(failure: Any) -> None:
+            with db.transaction() as session:
+                archive(session, failure, refresh=False)
+
+        queues = sorted({spec.queue_name for spec in ALL_ACTORS})
+        for queue in queues:
+            publisher.broker.declare_queue(queue, ensure=True)
+        drained = drain_dead_letter_queues(publisher.broker.channel, queues, store, limit=1_000_000)
+    click.echo(f"archived {drained} message(s) from the dead-letter queues")
