@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import dramatiq
 import structlog
@@ -28,7 +29,7 @@ from sqlalchemy.orm import Session
 from shared.db.models import PaymentAttempt, PaymentIntent
 from shared.domain import errors
 from shared.domain.money import Money
-from shared.domain.states import PaymentStatus
+from shared.domain.states import PaymentStatus, can_retry
 from shared.gateways.base import (
     GatewayOutcomeUnknown,
     GatewayUnavailable,
@@ -36,7 +37,13 @@ from shared.gateways.base import (
     PaymentRequest,
 )
 from shared.merchants import load_gateway_credentials
-from shared.messages import INITIATE_PAYMENT, InitiatePayment, PollPayment
+from shared.messages import (
+    INITIATE_PAYMENT,
+    RETRY_PAYMENT,
+    InitiatePayment,
+    PollPayment,
+    RetryPayment,
+)
 from shared.preflight import payment_refusal
 from workers.broker import POLICIES
 from workers.outbox import record_payment_change
@@ -99,7 +106,11 @@ class PaymentInitiation:
                 )
                 return None
             last = self._last_attempt(session)
-            if last is not None and last.status in ("sending", "unknown"):
+            if (
+                last is not None
+                and last.cycle == intent.cycle
+                and last.status in ("sending", "unknown")
+            ):
                 log.warning(
                     "earlier push has no known outcome; not re-sending", attempt=str(last.id)
                 )
@@ -119,6 +130,7 @@ class PaymentInitiation:
                 id=uuid.uuid4(),
                 intent_id=intent.id,
                 number=(last.number + 1) if last else 1,
+                cycle=intent.cycle,
                 gateway=intent.gateway,
                 status="sending",
             )
@@ -138,6 +150,7 @@ class PaymentInitiation:
             "phone": request["phone"],
             "reference": request["reference"],
             "description": request.get("description"),
+            "customer_email": request.get("customer_email"),
             "accepted_at": datetime.fromisoformat(self.command.accepted_at),
         }
         try:
@@ -312,3 +325,84 @@ class PaymentInitiation:
             )
         except errors.TransientError as exc:
             log.warning("could not schedule the poll; the sweep will find it", error=str(exc))
+
+
+@dramatiq.actor(
+    actor_name=RETRY_PAYMENT.actor_name,
+    queue_name=RETRY_PAYMENT.queue_name,
+    **POLICIES[RETRY_PAYMENT.actor_name].actor_options(),
+)
+def retry_payment(**fields: object) -> None:
+    """A customer's retry: a new cycle of the same payment (same id and reference), new push."""
+    message = RetryPayment.from_kwargs(fields)
+    structlog.contextvars.bind_contextvars(payment_id=message.payment_id)
+    command = start_new_cycle(runtime(), message)
+    if command is not None:
+        PaymentInitiation(runtime(), command).run()
+
+
+def start_new_cycle(rt: Runtime, message: RetryPayment) -> InitiatePayment | None:
+    """Move a failed, cancelled or expired payment back to ``created``; the command to push it.
+
+    None when there is nothing to retry: the payment moved on (a duplicate retry request
+    finds it created or submitted), or its reference has another live payment meanwhile.
+    """
+    with rt.db.transaction() as session:
+        intent = lock_intent(session, uuid.UUID(message.payment_id))
+        if intent is None or str(intent.merchant_id) != message.merchant_id:
+            return None
+        requested_at = datetime.fromisoformat(message.requested_at)
+        if intent.status == PaymentStatus.CREATED and intent.accepted_at == requested_at:
+            return command_for(intent, message)  # this retry's own cycle, redelivered: go on
+        if not can_retry(PaymentStatus(intent.status)):
+            log.info("retry ignored: payment is not retryable now", status=intent.status)
+            return None
+        previous = intent.status
+        try:
+            with session.begin_nested():
+                reopen(intent, requested_at)
+                session.flush()
+        except IntegrityError:
+            audit_payment(
+                session, intent.id, "payment.retry_refused", {"code": "duplicate_payment"}
+            )
+            log.warning("retry refused: the reference has another live payment")
+            return None
+        audit_payment(
+            session, intent.id, "payment.retried", {"from": previous, "cycle": intent.cycle}
+        )
+        return command_for(intent, message)
+
+
+def command_for(intent: PaymentIntent, message: RetryPayment) -> InitiatePayment:
+    return InitiatePayment(
+        payment_id=str(intent.id),
+        merchant_id=str(intent.merchant_id),
+        idempotency_key=intent.idempotency_key,
+        request=request_of(intent),
+        request_hash=intent.request_hash,
+        accepted_at=message.requested_at,
+    )
+
+
+def reopen(intent: PaymentIntent, requested_at: datetime) -> None:
+    """Start the next cycle: the payment is as if just accepted, under the same id and reference."""
+    intent.cycle += 1
+    intent.status = PaymentStatus.CREATED
+    intent.failure_code = intent.failure_message = None
+    intent.gateway_ref = None
+    intent.finished_at = intent.submitted_at = intent.expires_at = intent.next_poll_at = None
+    intent.accepted_at = requested_at
+
+
+def request_of(intent: PaymentIntent) -> dict[str, Any]:
+    """The normalised request a payment was made from (what its request hash covers)."""
+    return {
+        "amount": intent.amount_minor,
+        "currency": intent.currency,
+        "phone": intent.phone,
+        "reference": intent.reference,
+        "description": intent.description,
+        "gateway": intent.gateway,
+        "customer_email": intent.customer_email,
+    }

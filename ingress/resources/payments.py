@@ -10,6 +10,7 @@ from typing import Any
 
 import falcon
 import structlog
+from sqlalchemy import select
 
 from ingress.auth import Authenticator
 from ingress.validation import idempotency_key, payment_command, read_json_object
@@ -18,9 +19,9 @@ from shared.db.models import PaymentIntent
 from shared.db.session import Database
 from shared.domain import errors
 from shared.domain.errors import MalipoError, RateLimited
-from shared.domain.states import PaymentStatus
+from shared.domain.states import LIVE_STATES, PaymentStatus, can_retry
 from shared.gateways.registry import GatewayRegistry
-from shared.messages import BrokerUnavailable, InitiatePayment, Publisher
+from shared.messages import BrokerUnavailable, InitiatePayment, Publisher, RetryPayment
 from shared.payments import payment_view
 from shared.preflight import payment_refusal
 from shared.ratelimit import RateDecision, consume
@@ -202,3 +203,76 @@ class PaymentResource:
             if intent is None or intent.merchant_id != merchant_id:
                 return None
             return payment_view(intent)
+
+
+class RetryResource:
+    """``POST /v1/payments/{id}/retry``: the customer tries again, under the same payment.
+
+    Checks what it can now (the payment is the merchant's and failed, cancelled or
+    expired; its reference has no other live payment; pre-flight rules; the
+    per-phone prompt limit) and enqueues the retry; the worker starts the new
+    cycle and sends a new push.
+    """
+
+    def __init__(
+        self, db: Database, auth: Authenticator, publisher: Publisher, limits: CommandLimits
+    ) -> None:
+        self.db = db
+        self.auth = auth
+        self.publisher = publisher
+        self.limits = limits
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, payment_id: str) -> None:
+        merchant_id = self.auth.require_merchant(req, "payments:write")
+        try:
+            wanted = uuid.UUID(payment_id)
+        except ValueError:
+            raise MalipoError(errors.NOT_FOUND) from None
+        now = datetime.now(UTC)
+        with self.db.transaction() as session:
+            intent = session.get(PaymentIntent, wanted)
+            if intent is None or intent.merchant_id != merchant_id:
+                raise MalipoError(errors.NOT_FOUND)
+            if not can_retry(PaymentStatus(intent.status)):
+                raise MalipoError(errors.PAYMENT_NOT_RETRYABLE, f"the payment is {intent.status}")
+            if live_payment_for_reference(session, merchant_id, intent.reference, wanted):
+                raise MalipoError(errors.DUPLICATE_PAYMENT)
+            refusal = payment_refusal(session, merchant_id, intent.gateway, intent.phone)
+            if refusal is not None:
+                raise MalipoError(refusal)
+            within(
+                consume(
+                    session,
+                    f"pushes:{intent.phone}",
+                    self.limits.phone_push_limit,
+                    self.limits.phone_push_window_s,
+                    now,
+                ),
+                "too many payment prompts to this phone",
+            )
+        message = RetryPayment(
+            payment_id=str(wanted), merchant_id=str(merchant_id), requested_at=now.isoformat()
+        )
+        try:
+            self.publisher.send(message)
+        except BrokerUnavailable as exc:
+            raise MalipoError(errors.SERVICE_UNAVAILABLE) from exc
+        resp.status = falcon.HTTP_202
+        resp.location = f"/v1/payments/{wanted}"
+        resp.media = {"id": str(wanted), "status": "retrying"}
+
+
+def live_payment_for_reference(
+    session: Any, merchant_id: uuid.UUID, reference: str, other_than: uuid.UUID
+) -> bool:
+    return (
+        session.scalar(
+            select(PaymentIntent.id).where(
+                PaymentIntent.merchant_id == merchant_id,
+                PaymentIntent.reference == reference,
+                PaymentIntent.id != other_than,
+                PaymentIntent.status.in_([str(s) for s in LIVE_STATES]),
+            )
+        )
+        is not None
+    )

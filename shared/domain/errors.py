@@ -84,6 +84,9 @@ REDEMPTION_EXPIRED = _code("redemption_expired", 410, "The payment is too old to
 AMOUNT_MISMATCH = _code(
     "amount_mismatch", 422, "The payment's amount differs from the expected amount."
 )
+PAYMENT_NOT_RETRYABLE = _code(
+    "payment_not_retryable", 409, "Only a failed, cancelled or expired payment can be retried."
+)
 SERVICE_UNAVAILABLE = _code(
     "service_unavailable", 503, "The payment could not be queued safely; retry later."
 )

@@ -56,6 +56,19 @@ class Decision:
         return self.verdict in (Verdict.APPLY, Verdict.LATE_SUCCESS)
 
 
+# A customer may try again (a new push, same payment) after these; never after a success.
+RETRYABLE_STATES = frozenset({PaymentStatus.FAILED, PaymentStatus.CANCELLED, PaymentStatus.EXPIRED})
+
+
+def can_retry(current: PaymentStatus) -> bool:
+    """Whether a customer's retry may start a new cycle (``→ created``) from ``current``.
+
+    Within a cycle the machine only moves forward; a retry is the one way back,
+    and only from a failure, a cancellation or an expiry.
+    """
+    return current in RETRYABLE_STATES
+
+
 def decide(current: PaymentStatus, target: PaymentStatus) -> Decision:
     """What to do when something says a payment in ``current`` is now ``target``."""
     if current == target:
