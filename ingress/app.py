@@ -19,10 +19,21 @@ from ingress import errors
 from ingress.auth import Authenticator
 from ingress.resources.callbacks import CallbackResource
 from ingress.resources.customers import CustomerResource
+from ingress.resources.dead_letters import DeadLettersResource
 from ingress.resources.health import HealthResource, ReadinessResource
 from ingress.resources.ops import OpsEventsResource
-from ingress.resources.payments import CommandLimits, PaymentResource, PaymentsResource
+from ingress.resources.payments import (
+    CommandLimits,
+    PaymentResource,
+    PaymentsResource,
+    RetryResource,
+)
 from ingress.resources.redemptions import RedeemResource
+from ingress.resources.webhooks import (
+    OpsWebhooksResource,
+    WebhookReplayResource,
+    WebhookResendResource,
+)
 from ingress.spool import CallbackSpool
 from shared.db.session import Database
 from shared.domain import errors as errors_catalogue
@@ -118,10 +129,26 @@ def create_app(
     app.add_route("/v1/payments/{payment_id}", PaymentResource(db, auth, settings.max_wait_s))
     rules = RedemptionRules(settings.redeem_window_s, settings.redeem_tolerance_minor)
     app.add_route("/v1/payments/{payment_id}/redeem", RedeemResource(db, auth, rules))
+    app.add_route(
+        "/v1/payments/{payment_id}/retry",
+        RetryResource(db, auth, publisher, CommandLimits.from_settings(settings)),
+    )
     app.add_route("/v1/customers/{phone}", CustomerResource(db, auth))
     app.add_route("/callbacks/{gateway}/{secret}", callbacks)
     app.add_route("/callbacks/{gateway}/{secret}/{attempt_ref}", callbacks)
     app.add_route("/ops/events", OpsEventsResource(db, auth, gateways.names()))
+    app.add_route("/ops/webhooks", OpsWebhooksResource(db, auth))
+    app.add_route(
+        "/ops/webhooks/replay",
+        WebhookReplayResource(db, auth, publisher, settings.max_body_bytes),
+    )
+    app.add_route("/ops/webhooks/{event_id}/resend", WebhookResendResource(db, auth, publisher))
+    dead_letters = DeadLettersResource(db, auth, publisher)
+    one = "/ops/dead-letters/{dead_letter_id:int(min=1, max=9223372036854775807)}"
+    app.add_route("/ops/dead-letters", dead_letters)
+    app.add_route(one, dead_letters, suffix="one")
+    app.add_route(f"{one}/replay", dead_letters, suffix="replay")
+    app.add_route(f"{one}/discard", dead_letters, suffix="discard")
     app.add_route("/healthz", HealthResource())
     app.add_route("/readyz", ReadinessResource(db, publisher, spool))
     return app

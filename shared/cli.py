@@ -18,6 +18,8 @@ from shared.commands.db import db
 from shared.commands.keys import keys
 from shared.commands.merchants import merchant, operator
 from shared.commands.reference import dev, errors_command
+from shared.commands.templates import template
+from shared.commands.webhooks import webhook
 
 
 class PluginGroup(click.Group):
@@ -42,7 +44,7 @@ def main() -> None:
     """malipo: mobile-money payments pipeline."""
 
 
-for command in (db, merchant, operator, audit, keys, errors_command, dev):
+for command in (db, merchant, operator, audit, keys, errors_command, dev, template, webhook):
     main.add_command(command)
 
 

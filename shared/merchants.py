@@ -25,7 +25,7 @@ from shared.crypto import (
     sha256_hex,
     split_api_key,
 )
-from shared.db.models import ApiKey, GatewayCredential, Merchant
+from shared.db.models import ApiKey, GatewayCredential, Merchant, WebhookEndpoint
 from shared.settings import looks_like_sandbox
 
 SCOPES = ("payments:write", "payments:read", "ops:read", "ops:write")
@@ -254,8 +254,9 @@ def rotate_credentials(session: Session, cipher: CredentialCipher, batch: int = 
 
 
 def credentials_by_key(session: Session) -> dict[str, int]:
-    """How many credential rows each key id encrypts."""
-    rows = session.execute(
-        select(GatewayCredential.key_id, func.count()).group_by(GatewayCredential.key_id)
-    )
-    return {str(key_id): int(count) for key_id, count in rows}
+    """How many encrypted rows (gateway credentials, webhook secrets) each key id encrypts."""
+    counts: dict[str, int] = {}
+    for column in (GatewayCredential.key_id, WebhookEndpoint.key_id):
+        for key_id, count in session.execute(select(column, func.count()).group_by(column)):
+            counts[str(key_id)] = counts.get(str(key_id), 0) + int(count)
+    return counts

@@ -5,7 +5,26 @@
 
 from __future__ import annotations
 
-from workers import audit, callbacks, initiate, outbox, polling
+from workers import (
+    audit,
+    callbacks,
+    dead_letters,
+    initiate,
+    notifications,
+    outbox,
+    polling,
+    webhooks,
+)
 from workers.broker import broker
 
-__all__ = ["audit", "broker", "callbacks", "initiate", "outbox", "polling"]
+__all__ = [
+    "audit",
+    "broker",
+    "callbacks",
+    "dead_letters",
+    "initiate",
+    "notifications",
+    "outbox",
+    "polling",
+    "webhooks",
+]

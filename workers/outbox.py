@@ -64,9 +64,10 @@ def record_payment_change(session: Session, intent: PaymentIntent, now: datetime
                 merchant_id=intent.merchant_id,
                 channel=channel,
                 event=intent.status,
+                cycle=intent.cycle,
                 published_at=now,
             )
-            .on_conflict_do_nothing(index_elements=["payment_id", "channel", "event"])
+            .on_conflict_do_nothing(index_elements=["payment_id", "cycle", "channel", "event"])
             .returning(CustomerNotification.id)
         ).scalar_one_or_none()
         if notification_id is not None:

@@ -61,8 +61,25 @@ DEFAULT_POLICIES: dict[str, RetryPolicy] = {
     "record_refused_callback": RetryPolicy(
         max_retries=5, min_backoff_ms=1_000, max_backoff_ms=60_000, time_limit_ms=30_000
     ),
+    # A notice is worth sending only while the customer still cares: about two minutes of
+    # retries, then it is recorded failed (it never touches the payment).
+    "notify_customer": RetryPolicy(
+        max_retries=6, min_backoff_ms=1_000, max_backoff_ms=60_000, time_limit_ms=120_000
+    ),
+    # Delivery retries follow webhook_retry_delays(), not these: these retry only our own
+    # transient failures (database, broker) and wait out another worker's open attempt.
+    "notify_merchant": RetryPolicy(
+        max_retries=10, min_backoff_ms=1_000, max_backoff_ms=300_000, time_limit_ms=120_000
+    ),
     "relay_outbox": RetryPolicy(
         max_retries=2, min_backoff_ms=1_000, max_backoff_ms=10_000, time_limit_ms=60_000
+    ),
+    "drain_dead_letters": RetryPolicy(
+        max_retries=2, min_backoff_ms=1_000, max_backoff_ms=10_000, time_limit_ms=120_000
+    ),
+    # A customer's retry: the same rules as a first push.
+    "retry_payment": RetryPolicy(
+        max_retries=6, min_backoff_ms=1_000, max_backoff_ms=20_000, time_limit_ms=120_000
     ),
     "sweep_pending_payments": RetryPolicy(
         max_retries=2, min_backoff_ms=1_000, max_backoff_ms=10_000, time_limit_ms=60_000

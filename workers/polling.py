@@ -61,6 +61,7 @@ def poll(rt: Runtime, payment_id: uuid.UUID, round_: int) -> None:
         if intent is None or intent.status != PaymentStatus.SUBMITTED:
             return
         gateway, gateway_ref, expires_at = intent.gateway, intent.gateway_ref, intent.expires_at
+        cycle = intent.cycle
         stored = load_gateway_credentials(session, rt.cipher, intent.merchant_id, gateway)
 
     answer = _query(rt, gateway, gateway_ref, stored)
@@ -69,7 +70,7 @@ def poll(rt: Runtime, payment_id: uuid.UUID, round_: int) -> None:
         _apply(rt, payment_id, query_word(gateway, answer, now))
         return
     if expires_at is not None and now >= expires_at:
-        _apply(rt, payment_id, expiry_word(gateway, payment_id, gateway_ref, now))
+        _apply(rt, payment_id, expiry_word(gateway, payment_id, gateway_ref, now, cycle))
         return
     _poll_again(rt, payment_id, round_, now, expires_at)
 
@@ -89,13 +90,13 @@ def _query(
 
 
 def expiry_word(
-    gateway: str, payment_id: uuid.UUID, gateway_ref: str | None, now: datetime
+    gateway: str, payment_id: uuid.UUID, gateway_ref: str | None, now: datetime, cycle: int = 1
 ) -> GatewayWord:
     code = errors.EXPIRED if gateway_ref else errors.OUTCOME_UNKNOWN
     verdict = GatewayVerdict(Outcome.EXPIRED, "local_expiry", code.code, code.message)
     return GatewayWord(
         gateway=gateway,
-        event_key=f"expiry:{payment_id}",
+        event_key=f"expiry:{payment_id}:{cycle}",
         source="local",
         gateway_ref=gateway_ref,
         verdict=verdict,

@@ -1,4 +1,7 @@
-"""``malipo keys``: rotate the keys that encrypt gateway credentials, without downtime.
+"""``malipo keys``: rotate the keys that encrypt secrets at rest, without downtime.
+
+Gateway credentials and merchants' webhook signing secrets are both encrypted
+with ``MALIPO_CREDENTIALS_KEYS``; rotation re-encrypts both.
 
 Rotation, step by step:
 1. put the new key first in ``MALIPO_CREDENTIALS_KEYS`` (``new:…,old:…``) and restart
@@ -16,6 +19,7 @@ import click
 from shared.commands.base import cli_cipher, cli_database, cli_settings
 from shared.crypto import CredentialKeyMissing
 from shared.merchants import credentials_by_key, rotate_credentials
+from shared.webhooks import reencrypt_endpoints
 
 
 @click.group("keys")
@@ -45,6 +49,7 @@ def keys_rotate(batch: int) -> None:
             try:
                 with database.transaction() as session:
                     done = rotate_credentials(session, cipher, batch)
+                    done += reencrypt_endpoints(session, cipher, batch)
             except CredentialKeyMissing as exc:
                 raise click.ClickException(
                     f"a row is encrypted with key {exc.args[0]!r}, which MALIPO_CREDENTIALS_KEYS "
@@ -53,4 +58,4 @@ def keys_rotate(batch: int) -> None:
             if not done:
                 break
             total += done
-    click.echo(f"re-encrypted {total} credential row(s) with key {cipher.active_key_id!r}")
+    click.echo(f"re-encrypted {total} row(s) with key {cipher.active_key_id!r}")

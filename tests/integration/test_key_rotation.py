@@ -55,7 +55,7 @@ def test_rotation_re_encrypts_every_row_and_keeps_them_readable(
         rows = all_rows(db)
         assert {row.key_id for row in rows} == {"rotated"}
         assert {row.id: decrypt_credentials(only_new, row) for row in rows} == before
-        assert f"re-encrypted {len(before)} credential row(s)" in output
+        assert f"re-encrypted {len(before)} row(s)" in output
         status = json.loads(run(["keys", "status"], f"{NEW_KEY},{current}").output)
         assert status == {"active": "rotated", "rows_by_key": {"rotated": len(before)}}
     finally:
