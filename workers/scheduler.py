@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import threading
 from types import FrameType
 
 import structlog
+from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 from sqlalchemy import Connection, text
 
@@ -38,8 +40,14 @@ class Leadership:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._conn: Connection | None = None
+        # One connection, so one user at a time (jobs can come due together).
+        self._lock = threading.Lock()
 
     def is_leader(self) -> bool:
+        with self._lock:
+            return self._is_leader()
+
+    def _is_leader(self) -> bool:
         try:
             if self._conn is None or self._conn.closed:
                 self._conn = self.db.engine.connect()
@@ -49,11 +57,15 @@ class Leadership:
             self._conn.commit()
             return bool(held)
         except Exception as exc:  # noqa: BLE001 - any failure means "not leader this tick"
-            log.warning("scheduler cannot reach PostgreSQL; skipping this tick", error=str(exc))
-            self.release()
+            log.warning("scheduler cannot reach PostgreSQL; skipping this tick", error=repr(exc))
+            self._release()
             return False
 
     def release(self) -> None:
+        with self._lock:
+            self._release()
+
+    def _release(self) -> None:
         if self._conn is not None:
             # Invalidate, not close: a pooled connection would keep the session lock alive.
             with contextlib.suppress(Exception):
@@ -90,11 +102,9 @@ class Scheduler:
             return False
         return True
 
-    def tick_sweep(self) -> bool:
-        return self.tick(SweepPendingPayments())
-
     def run(self) -> None:
-        scheduler = BlockingScheduler(timezone="UTC")
+        # One thread: ticks are short, and each must finish (or fail) before the next.
+        scheduler = BlockingScheduler(timezone="UTC", executors={"default": ThreadPoolExecutor(1)})
         for message, interval_s in self.jobs():
             scheduler.add_job(
                 self.tick,

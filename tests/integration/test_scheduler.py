@@ -7,7 +7,7 @@ from typing import Any
 
 from shared.db.models import PaymentIntent
 from shared.db.session import Database
-from shared.messages import SWEEP_PENDING, Publisher
+from shared.messages import SWEEP_PENDING, Publisher, SweepPendingPayments
 from shared.settings import Settings
 from tests.conftest import MerchantAccount
 from tests.support.rabbit import Rabbit
@@ -21,21 +21,27 @@ def scheduler(settings: Settings, broker: Any) -> Scheduler:
     return Scheduler(settings, db, Publisher(broker))
 
 
-def test_two_schedulers_enqueue_one_sweep_per_tick_and_the_survivor_takes_over(
+def test_two_schedulers_enqueue_each_periodic_job_once_per_period_and_the_survivor_takes_over(
     rabbit: Rabbit, settings: Settings, broker: Any, db: Database
 ) -> None:
+    # Given two schedulers running side by side
     rabbit.purge(SWEEP_PENDING.queue_name)
     first, second = scheduler(settings, broker), scheduler(settings, broker)
+    jobs = [message for message, _ in first.jobs()]
+    assert {job.spec.queue_name for job in jobs} == {"maintenance"}
 
-    ticks = [(first.tick_sweep(), second.tick_sweep()) for _ in range(3)]
+    # When every periodic job comes due three times in both
+    ticks = [(first.tick(job), second.tick(job)) for _ in range(3) for job in jobs]
     first.leadership.release()  # the leader's process dies: its session lock goes with it
     # PostgreSQL frees the lock once it notices the disconnect; the next ticks take over.
-    wait_until(second.tick_sweep, timeout_s=10, interval_s=0.2, what="the second scheduler to lead")
+    sweep = SweepPendingPayments()
+    wait_until(lambda: second.tick(sweep), timeout_s=10, interval_s=0.2, what="the second to lead")
 
-    assert ticks == [(True, False)] * 3
-    assert rabbit.counts(SWEEP_PENDING.queue_name)[0] == 4
+    # Then each job was enqueued once per period, by the leader only
+    assert ticks == [(True, False)] * (3 * len(jobs))
+    assert rabbit.counts("maintenance")[0] == 3 * len(jobs) + 1
     second.leadership.release()
-    rabbit.purge(SWEEP_PENDING.queue_name)
+    rabbit.purge("maintenance")
 
 
 def test_the_sweep_polls_payments_whose_poll_is_overdue(
