@@ -28,30 +28,12 @@ from shared.archive import (
     select_dead_letters,
     view,
 )
+from shared.commands.base import cli_database, cli_settings
 from shared.db.models import DeadLetter
-from shared.db.session import Database
 from shared.messages import ALL_ACTORS, Publisher, build_broker
-from shared.settings import ConfigurationError, Settings, load_settings
+from shared.settings import Settings
 
 STATUSES = ("dead", "replayed", "discarded", "all")
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except ConfigurationError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-@contextmanager
-def _database(settings: Settings) -> Iterator[Database]:
-    db = Database(
-        settings.database_url.get_secret_value(), pool_size=1, application_name="malipo-dlq"
-    )
-    try:
-        yield db
-    finally:
-        db.dispose()
 
 
 @contextmanager
@@ -108,8 +90,8 @@ def dlq_list(
     limit: int,
 ) -> None:
     """One line per dead letter: id, status, actor, retries, last failure, error."""
-    settings = _settings()
-    with _database(settings) as db, db.transaction() as session:
+    settings = cli_settings()
+    with cli_database(settings) as db, db.transaction() as session:
         rows = list_dead_letters(session, _filters(queue, actor, since, error, status), limit=limit)
         lines = [_line(row) for row in rows]
     for line in lines:
@@ -128,8 +110,8 @@ def _line(row: DeadLetter) -> str:
 @click.argument("dead_letter_id", type=int)
 def dlq_show(dead_letter_id: int) -> None:
     """Everything about one dead letter, traceback included (phones masked)."""
-    settings = _settings()
-    with _database(settings) as db, db.transaction() as session:
+    settings = cli_settings()
+    with cli_database(settings) as db, db.transaction() as session:
         row = session.get(DeadLetter, dead_letter_id)
         if row is None:
             raise click.ClickException(f"no dead letter {dead_letter_id}")
@@ -156,8 +138,8 @@ def dlq_replay(
     """Re-enqueue dead letters on their queues with retries reset (safe to repeat)."""
     if bool(ids) == replay_all:
         raise click.UsageError("give dead-letter ids, or --all (with filters)")
-    settings = _settings()
-    with _database(settings) as db, _publisher(settings) as publisher:
+    settings = cli_settings()
+    with cli_database(settings) as db, _publisher(settings) as publisher:
         if replay_all:
             with db.transaction() as session:
                 query = select_dead_letters(_filters(queue, actor, since, error, "dead"))
@@ -188,8 +170,8 @@ def dlq_discard(ids: tuple[int, ...], reason: str, operator: str) -> None:
     """Give up on dead letters, saying why (audited)."""
     if not reason.strip():
         raise click.UsageError("--reason must say why")
-    settings = _settings()
-    with _database(settings) as db:
+    settings = cli_settings()
+    with cli_database(settings) as db:
         done = 0
         for dead_letter_id in ids:
             with db.transaction() as session:
@@ -200,8 +182,8 @@ def dlq_discard(ids: tuple[int, ...], reason: str, operator: str) -> None:
 @dlq.command("drain")
 def dlq_drain() -> None:
     """Archive now whatever sits in RabbitMQ's dead-letter (.XQ) queues."""
-    settings = _settings()
-    with _database(settings) as db, _publisher(settings) as publisher:
+    settings = cli_settings()
+    with cli_database(settings) as db, _publisher(settings) as publisher:
 
         def store(failure: Any) -> None:
             with db.transaction() as session:

@@ -105,40 +105,8 @@ def relay(rt: Runtime) -> int:
     now = datetime.now(UTC)
     stale = now - timedelta(seconds=rt.settings.outbox_relay_after_s)
     with rt.db.transaction() as session:
-        events = session.scalars(
-            update(WebhookEvent)
-            .where(
-                WebhookEvent.id.in_(
-                    select(WebhookEvent.id)
-                    .where(
-                        WebhookEvent.status == "pending",
-                        WebhookEvent.attempts == 0,
-                        WebhookEvent.published_at < stale,
-                    )
-                    .limit(RELAY_BATCH)
-                    .with_for_update(skip_locked=True)
-                )
-            )
-            .values(published_at=now)
-            .returning(WebhookEvent.id)
-        ).all()
-        notices = session.scalars(
-            update(CustomerNotification)
-            .where(
-                CustomerNotification.id.in_(
-                    select(CustomerNotification.id)
-                    .where(
-                        CustomerNotification.status == "pending",
-                        CustomerNotification.attempts == 0,
-                        CustomerNotification.published_at < stale,
-                    )
-                    .limit(RELAY_BATCH)
-                    .with_for_update(skip_locked=True)
-                )
-            )
-            .values(published_at=now)
-            .returning(CustomerNotification.id)
-        ).all()
+        events = _claim_unpicked(session, WebhookEvent, stale, now)
+        notices = _claim_unpicked(session, CustomerNotification, stale, now)
     for event_id in events:
         rt.publisher.send(NotifyMerchant(event_id=event_id))
     for notification_id in notices:
@@ -146,3 +114,22 @@ def relay(rt: Runtime) -> int:
     if events or notices:
         log.info("outbox rows re-published", events=len(events), customer_notices=len(notices))
     return len(events) + len(notices)
+
+
+def _claim_unpicked(
+    session: Session,
+    model: type[WebhookEvent] | type[CustomerNotification],
+    stale: datetime,
+    now: datetime,
+) -> list[int]:
+    """Pending rows never attempted and published before ``stale``: mark them published now."""
+    unpicked = (
+        select(model.id)
+        .where(model.status == "pending", model.attempts == 0, model.published_at < stale)
+        .limit(RELAY_BATCH)
+        .with_for_update(skip_locked=True)
+    )
+    claimed = session.scalars(
+        update(model).where(model.id.in_(unpicked)).values(published_at=now).returning(model.id)
+    )
+    return list(claimed)
