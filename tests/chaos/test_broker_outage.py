@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import requests
 from shared.db.session import Database
 from shared.settings import Settings
 from tests.conftest import DARAJA_CREDENTIALS, make_merchant
+from tests.support.chaos import rabbitmq
 from tests.support.processes import ManagedProcess, worker_process
 from tests.support.rabbit import Rabbit
 from tests.support.seed import (
@@ -26,10 +26,6 @@ from tests.support.waiting import wait_until
 pytestmark = pytest.mark.chaos
 
 PAYMENTS = 60
-
-
-def rabbitmq(action: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", action], check=True, capture_output=True, timeout=120)
 
 
 def test_callbacks_during_an_outage_are_spooled_then_applied_exactly_once(
@@ -68,8 +64,7 @@ def test_callbacks_during_an_outage_are_spooled_then_applied_exactly_once(
         ready = requests.get(f"{base}/readyz", timeout=30)
     finally:
         rabbitmq("start_app")
-        subprocess.run(["rabbitmqctl", "-q", "await_startup"], check=True, timeout=120)
-        del broker.connection
+        rabbitmq("await_startup")
 
     # Then every callback was acknowledged in Daraja's form and held in the spool,
     # while a merchant command was told to come back later
