@@ -43,19 +43,23 @@ def keys_rotate(batch: int) -> None:
     """Re-encrypt every credential row with the active (first) key."""
     settings = cli_settings()
     cipher = cli_cipher(settings)
-    total = 0
+    credentials = endpoints = 0
     with cli_database(settings) as database:
         while True:
             try:
                 with database.transaction() as session:
-                    done = rotate_credentials(session, cipher, batch)
-                    done += reencrypt_endpoints(session, cipher, batch)
+                    done_credentials = rotate_credentials(session, cipher, batch)
+                    done_endpoints = reencrypt_endpoints(session, cipher, batch)
             except CredentialKeyMissing as exc:
                 raise click.ClickException(
                     f"a row is encrypted with key {exc.args[0]!r}, which MALIPO_CREDENTIALS_KEYS "
                     f"does not hold: add it (after the new key) and rotate again"
                 ) from None
-            if not done:
+            if not done_credentials and not done_endpoints:
                 break
-            total += done
-    click.echo(f"re-encrypted {total} row(s) with key {cipher.active_key_id!r}")
+            credentials += done_credentials
+            endpoints += done_endpoints
+    click.echo(
+        f"re-encrypted {credentials} gateway credential row(s) and {endpoints} webhook "
+        f"endpoint row(s) with key {cipher.active_key_id!r}"
+    )

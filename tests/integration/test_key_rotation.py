@@ -12,10 +12,11 @@ from sqlalchemy import select
 
 from shared.cli import main
 from shared.crypto import CredentialCipher
-from shared.db.models import GatewayCredential
+from shared.db.models import GatewayCredential, WebhookEndpoint
 from shared.db.session import Database
 from shared.merchants import decrypt_credentials
 from shared.settings import Settings, parse_credentials_keys
+from shared.webhooks import endpoint_secrets, set_endpoint
 from tests.conftest import DARAJA_CREDENTIALS, make_merchant
 
 NEW_KEY = "rotated:" + base64.b64encode(b"a-brand-new-32-byte-key-for-test").decode()
@@ -26,8 +27,23 @@ def all_rows(db: Database) -> list[GatewayCredential]:
         return list(session.scalars(select(GatewayCredential)))
 
 
+def all_endpoints(db: Database) -> list[WebhookEndpoint]:
+    with db.transaction() as session:
+        return list(session.scalars(select(WebhookEndpoint)))
+
+
 def readable_by(cipher: CredentialCipher, rows: list[GatewayCredential]) -> bool:
     return all(decrypt_credentials(cipher, row)["consumer_key"] for row in rows)
+
+
+def plain_text(cipher: CredentialCipher, db: Database) -> dict[str, Any]:
+    """Every secret the database holds, decrypted, by table and row."""
+    return {
+        "credentials": {row.id: decrypt_credentials(cipher, row) for row in all_rows(db)},
+        "endpoints": {
+            row.merchant_id: endpoint_secrets(cipher, row) for row in all_endpoints(db)
+        },
+    }
 
 
 def run(args: list[str], keys: str) -> Any:
@@ -39,11 +55,15 @@ def run(args: list[str], keys: str) -> Any:
 def test_rotation_re_encrypts_every_row_and_keeps_them_readable(
     db: Database, settings: Settings, cipher: CredentialCipher
 ) -> None:
-    # Given credentials encrypted with the current key
+    # Given gateway credentials and webhook secrets encrypted with the current key
     for _ in range(3):
-        make_merchant(db, settings, cipher, daraja=dict(DARAJA_CREDENTIALS))
+        account = make_merchant(db, settings, cipher, daraja=dict(DARAJA_CREDENTIALS))
+        with db.transaction() as session:
+            set_endpoint(
+                session, cipher, account.id, "https://merchant.test/hooks", production=False
+            )
     current = settings.credentials_keys.get_secret_value()
-    before = {row.id: decrypt_credentials(cipher, row) for row in all_rows(db)}
+    before = plain_text(cipher, db)
     both = CredentialCipher(parse_credentials_keys(f"{NEW_KEY},{current}"))
     only_new = CredentialCipher(parse_credentials_keys(NEW_KEY))
     try:
@@ -51,17 +71,21 @@ def test_rotation_re_encrypts_every_row_and_keeps_them_readable(
         assert readable_by(both, all_rows(db))  # during the roll-out, processes read both
         output = run(["keys", "rotate", "--batch", "2"], f"{NEW_KEY},{current}").output
 
-        # Then every row is under the new key, readable with the new key alone, unchanged
-        rows = all_rows(db)
-        assert {row.key_id for row in rows} == {"rotated"}
-        assert {row.id: decrypt_credentials(only_new, row) for row in rows} == before
-        assert f"re-encrypted {len(before)} row(s)" in output
+        # Then every row of both tables is under the new key, readable with it alone, unchanged
+        assert {row.key_id for row in all_rows(db)} == {"rotated"}
+        assert {row.key_id for row in all_endpoints(db)} == {"rotated"}
+        assert plain_text(only_new, db) == before
+        credentials, endpoints = len(before["credentials"]), len(before["endpoints"])
+        assert (
+            f"re-encrypted {credentials} gateway credential row(s) and {endpoints} webhook "
+            f"endpoint row(s) with key 'rotated'"
+        ) in output
         status = json.loads(run(["keys", "status"], f"{NEW_KEY},{current}").output)
-        assert status == {"active": "rotated", "rows_by_key": {"rotated": len(before)}}
+        assert status == {"active": "rotated", "rows_by_key": {"rotated": credentials + endpoints}}
     finally:
         # Leave the suite's database under the key its processes hold.
         run(["keys", "rotate"], f"{current},{NEW_KEY}")
-    assert readable_by(cipher, all_rows(db))
+    assert plain_text(cipher, db) == before
 
 
 def test_a_row_under_a_removed_key_is_reported_not_guessed(
