@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from shared.db.models import Balance, LedgerEntry, PaymentIntent
 from shared.db.session import Database
 from tests.conftest import ApiClient, MerchantAccount
+from tests.support.rabbit import Rabbit
 from tests.support.sim import Simulator
 from tests.support.waiting import wait_until
 
@@ -115,24 +116,29 @@ def ledger_total(db: Database, merchant: MerchantAccount) -> int:
 
 
 def test_a_callback_delivered_twice_credits_once(
-    api: ApiClient, merchant: MerchantAccount, sim: Simulator, db: Database
+    api: ApiClient, merchant: MerchantAccount, sim: Simulator, db: Database, rabbit: Rabbit
 ) -> None:
     payment_id = start_payment(
         api, merchant, phone="254700009998", amount=700
     )  # the simulator sends it twice
 
     view = final_view(api, merchant, payment_id)
-    checkout_id = intent(db, payment_id).gateway_ref
-    wait_until(
-        lambda: len([c for c in sim.callbacks() if checkout_id in str(c)]) >= 2,
-        what="second callback",
-    )
-    sim.resend(str(checkout_id))  # and a third copy, for good measure
-    wait_until(lambda: len(events(db, payment_id)) >= 1, what="event stored")
+    checkout_id = str(intent(db, payment_id).gateway_ref)
+    wait_until(lambda: len(accepted_copies(sim, checkout_id)) >= 2, what="second callback")
+    sim.resend(checkout_id)  # and a third copy, for good measure
+    wait_until(lambda: len(accepted_copies(sim, checkout_id)) >= 3, what="third callback")
+    rabbit.wait_settled("callbacks")  # every copy the ingress accepted has been processed
 
     assert view["status"] == "succeeded"
     assert ledger_total(db, merchant) == 700
     assert [e.outcome for e in events(db, payment_id) if e.source == "callback"] == ["applied"]
+
+
+def accepted_copies(sim: Simulator, checkout_id: str) -> list[dict[str, Any]]:
+    """Deliveries of this payment's callback that the ingress acknowledged (so enqueued)."""
+    return [
+        c for c in sim.callbacks() if c["checkout_request_id"] == checkout_id and c["status"] == 200
+    ]
 
 
 def pushes(sim: Simulator, **match: str) -> list[dict[str, Any]]:

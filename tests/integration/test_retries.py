@@ -26,6 +26,7 @@ from shared.db.session import Database
 from shared.settings import Settings
 from tests.conftest import ApiClient, MerchantAccount
 from tests.support.processes import ManagedProcess, worker_process
+from tests.support.rabbit import Rabbit
 from tests.support.seed import ledger_state, seed_submitted_payments, success_callback
 from tests.support.sim import Simulator
 from tests.support.waiting import wait_until
@@ -115,6 +116,7 @@ def test_an_exhausted_message_is_archived_and_replaying_it_twice_applies_once(
     merchant: MerchantAccount,
     test_env: dict[str, str],
     impatient_worker: ManagedProcess,
+    rabbit: Rabbit,
 ) -> None:
     # Given a submitted payment whose row another transaction keeps locked
     [payment] = seed_submitted_payments(db, merchant.id, 1, tag=f"x{uuid.uuid4().hex[:8]}")
@@ -157,8 +159,7 @@ def test_an_exhausted_message_is_archived_and_replaying_it_twice_applies_once(
             main, ["dlq", "replay", str(row.id), "--reason", "lock released"], env=dict(os.environ)
         )
         assert replayed.exit_code == 0, replayed.output
-    wait_until(lambda: ledger_state(db, merchant.id).entries == 1, timeout_s=30, what="the credit")
-    wait_until(lambda: applied_events(db, payment.id) == 1, what="the event")
+    rabbit.wait_settled("callbacks")  # both replayed copies have been processed
     with db.transaction() as session:
         archived = session.get(DeadLetter, row.id)
         assert archived is not None
