@@ -78,8 +78,12 @@ def hash_api_secret(pepper: bytes, secret: str) -> str:
 
 
 def new_callback_secret() -> str:
-    """An unguessable, URL-safe path segment (256 bits)."""
-    return secrets.token_urlsafe(32)
+    """An unguessable path segment (256 bits).
+
+    Hex, because base64 letters can spell words (``exe``, ``cmd``, ``SQL``) that make
+    Safaricom refuse the CallBackURL; hex digits spell none of them.
+    """
+    return secrets.token_hex(32)
 
 
 class CredentialCipher:

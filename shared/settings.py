@@ -27,6 +27,20 @@ GATEWAY_BASE_URLS: dict[str, dict[str, str]] = {
     },
 }
 
+# Safaricom refuses a CallBackURL containing any of these words (case-insensitive), so a
+# gateway's public callback path never spells its own name: Daraja's is /callbacks/daraja/.
+CALLBACK_URL_FORBIDDEN_WORDS = (
+    "m-pesa",
+    "mpesa",
+    "safaricom",
+    "exe",
+    "exec",
+    "cmd",
+    "sql",
+    "query",
+)
+CALLBACK_PATH_SEGMENTS = {"mpesa": "daraja"}
+
 # Values that only make sense against a gateway's public sandbox or a laptop.
 # Production refuses credentials and keys containing any of them.
 SANDBOX_MARKERS = ("sandbox", "test", "demo", "example", "changeme", "dummy")
@@ -214,6 +228,16 @@ class Settings(BaseSettings):
         return value.rstrip("/")
 
     @model_validator(mode="after")
+    def _callback_urls_are_acceptable(self) -> Settings:
+        words = forbidden_callback_words(self.public_base_url)
+        if words:
+            raise ValueError(
+                f"MALIPO_PUBLIC_BASE_URL contains {', '.join(map(repr, words))}: Safaricom "
+                "refuses callback URLs with these words"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _production_is_strict(self) -> Settings:
         if self.env != "production":
             return self
@@ -251,9 +275,28 @@ class Settings(BaseSettings):
             "https://api.africastalking.com" if live else "https://api.sandbox.africastalking.com"
         )
 
+    def merchant_callback_url(self, gateway: str, secret: str) -> str:
+        """A merchant's callback URL for a gateway (what ``malipo merchant create`` shows)."""
+        segment = CALLBACK_PATH_SEGMENTS.get(gateway, gateway)
+        return f"{self.public_base_url}/callbacks/{segment}/{secret}"
+
     def callback_url(self, gateway: str, secret: str, attempt_ref: str) -> str:
         """Where a gateway should POST the result of one attempt."""
-        return f"{self.public_base_url}/callbacks/{gateway}/{secret}/{attempt_ref}"
+        return f"{self.merchant_callback_url(gateway, secret)}/{attempt_ref}"
+
+
+def gateway_for_callback_path(segment: str) -> str:
+    """The gateway a ``/callbacks/<segment>/…`` path is for: its public segment or its name."""
+    for gateway, public in CALLBACK_PATH_SEGMENTS.items():
+        if segment == public:
+            return gateway
+    return segment
+
+
+def forbidden_callback_words(url: str) -> list[str]:
+    """The words in ``url`` that make Safaricom refuse it as a CallBackURL."""
+    lowered = url.lower()
+    return [word for word in CALLBACK_URL_FORBIDDEN_WORDS if word in lowered]
 
 
 def parse_networks(raw: str) -> list[IPv4Network | IPv6Network]:

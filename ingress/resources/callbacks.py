@@ -1,5 +1,8 @@
 """``POST /callbacks/{gateway}/{secret}[/{attempt_ref}]``: authenticate, enqueue, acknowledge.
 
+``{gateway}`` is the gateway's public path segment (``daraja``: Safaricom refuses
+CallBackURLs that say ``mpesa``) or its name (``mpesa``), which stays accepted.
+
 Checks, in order: the path secret (by its hash, in constant time), the
 merchant's source-IP allowlist (the socket peer, or what a trusted proxy says),
 the merchant's signature requirement. Every refusal is a bare 404 whatever the
@@ -37,7 +40,7 @@ from shared.messages import (
     RecordRefusedCallback,
     current_log_options,
 )
-from shared.settings import Settings, parse_networks
+from shared.settings import Settings, gateway_for_callback_path, parse_networks
 
 log = structlog.stdlib.get_logger(__name__)
 MAX_CALLBACK_BYTES = 65_536
@@ -102,6 +105,7 @@ class CallbackResource:
         client_ip = client_address(
             req.remote_addr, req.get_header("X-Forwarded-For"), self.trusted_proxies
         )
+        gateway = gateway_for_callback_path(gateway)
         if gateway not in self.gateways.names():
             raise falcon.HTTPNotFound()
         adapter = self.gateways.get(gateway)

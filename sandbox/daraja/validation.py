@@ -29,6 +29,8 @@ _MSISDN = re.compile(r"254[71][0-9]{8}")
 _SHORTCODE = re.compile(r"[0-9]{5,7}")
 _TIMESTAMP = re.compile(r"[0-9]{14}")
 _WHITESPACE = re.compile(r"\s")
+# Daraja refuses a CallBackURL containing any of these words, in any case.
+FORBIDDEN_CALLBACK_WORDS = ("m-pesa", "mpesa", "safaricom", "exe", "exec", "cmd", "sql", "query")
 
 
 class InvalidField(ValueError):
@@ -196,6 +198,8 @@ def _callback_url(body: Mapping[str, object]) -> str:
     except ValueError:
         raise InvalidField("CallBackURL") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidField("CallBackURL")
+    if any(word in value.lower() for word in FORBIDDEN_CALLBACK_WORDS):
         raise InvalidField("CallBackURL")
     return value
 

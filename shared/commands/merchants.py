@@ -87,7 +87,7 @@ def merchant_create(
                     stored,
                     production=settings.env == "production",
                 )
-                output["callback_url"] = f"{settings.public_base_url}/callbacks/mpesa/{secret}"
+                output["callback_url"] = settings.merchant_callback_url("mpesa", secret)
     except CredentialsRefused as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(output, indent=2))

@@ -60,7 +60,7 @@ class CallbackReceiver:
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"http://{host!s}:{port}/mpesa-callback/secret"
+        return f"http://{host!s}:{port}/payment-callback/secret"
 
     def wait_for(self, count: int, timeout_s: float = WAIT_S) -> list[Received]:
         with self.cond:

@@ -29,7 +29,7 @@ def test_success_callback_has_daraja_shape(daraja: Daraja, receiver: CallbackRec
 
     (received,) = receiver.wait_for(1)
 
-    assert received.path == "/mpesa-callback/secret"
+    assert received.path == "/payment-callback/secret"
     assert received.headers["Content-Type"] == "application/json;charset=UTF-8"
     stk = received.body["Body"]["stkCallback"]
     assert stk["MerchantRequestID"] == push["MerchantRequestID"]

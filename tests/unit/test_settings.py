@@ -11,7 +11,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.settings import ConfigurationError, Settings, load_settings
+from shared.crypto import new_callback_secret
+from shared.settings import (
+    CALLBACK_URL_FORBIDDEN_WORDS,
+    ConfigurationError,
+    Settings,
+    forbidden_callback_words,
+    gateway_for_callback_path,
+    load_settings,
+)
 from tests.unit.properties import PROPERTY
 
 SANDBOX_URL = "https://sandbox.safaricom.co.ke"
@@ -198,7 +206,8 @@ def test_a_proper_production_configuration_loads(env: pytest.MonkeyPatch) -> Non
     assert loaded.env == "production"
     assert loaded.gateway_base_url("mpesa") == PRODUCTION_URL
     assert (
-        loaded.callback_url("mpesa", "s3", "a1") == "https://pay.malipo.co.ke/callbacks/mpesa/s3/a1"
+        loaded.callback_url("mpesa", "s3", "a1")
+        == "https://pay.malipo.co.ke/callbacks/daraja/s3/a1"
     )
 
 
@@ -262,6 +271,45 @@ def test_the_same_values_are_fine_in_the_sandbox(env: pytest.MonkeyPatch) -> Non
         },
     )
     assert load_settings().env == "sandbox"
+
+
+# --- callback URLs Safaricom accepts --------------------------------------------------------
+
+
+@pytest.mark.parametrize("environment", ["sandbox", "production"])
+@pytest.mark.parametrize(
+    "url", ["https://mpesa.shop.co.ke", "https://pay.shop.co.ke/M-PESA", "https://SQL.shop.co.ke"]
+)
+def test_a_public_url_safaricom_would_refuse_stops_the_process(
+    env: pytest.MonkeyPatch, environment: str, url: str
+) -> None:
+    config = production_env() if environment == "production" else base_env()
+    message = refusal(env, {**config, "MALIPO_PUBLIC_BASE_URL": url})
+    assert "MALIPO_PUBLIC_BASE_URL" in message
+    assert "Safaricom refuses" in message
+
+
+def test_daraja_callback_urls_never_name_the_gateway(env: pytest.MonkeyPatch) -> None:
+    apply(env, base_env())
+    url = load_settings().callback_url("mpesa", new_callback_secret(), "attempt-1")
+    assert forbidden_callback_words(url) == []
+    assert "/callbacks/daraja/" in url
+
+
+@pytest.mark.parametrize(("segment", "gateway"), [("daraja", "mpesa"), ("mpesa", "mpesa")])
+def test_both_the_public_segment_and_the_name_lead_to_the_gateway(
+    segment: str, gateway: str
+) -> None:
+    assert gateway_for_callback_path(segment) == gateway
+
+
+def test_callback_secrets_can_spell_no_word_safaricom_refuses() -> None:
+    # Hex digits cannot spell any of the words: each has a letter outside a-f.
+    assert all(set(word) - set("0123456789abcdef") for word in CALLBACK_URL_FORBIDDEN_WORDS)
+    for _ in range(200):
+        secret = new_callback_secret()
+        assert len(secret) == 64
+        assert set(secret) <= set("0123456789abcdef")  # 256 bits
 
 
 # --- gateway base URLs ----------------------------------------------------------------------

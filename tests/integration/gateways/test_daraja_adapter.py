@@ -34,7 +34,7 @@ def request(phone: str = "254712345678", amount_minor: int = 10_000, **kw: str) 
         phone=phone,
         reference=kw.get("reference", "ORDER-2026-000123"),
         description=kw.get("description"),
-        callback_url="http://127.0.0.1:9/callbacks/mpesa/secret/attempt",
+        callback_url="http://127.0.0.1:9/callbacks/daraja/secret/attempt",
     )
 
 

@@ -63,7 +63,7 @@ def payment(
         phone="254708374149",
         reference=reference,
         description=description,
-        callback_url="https://pay.example.co.ke/callbacks/mpesa/s3cr3t/a-1",
+        callback_url="https://pay.example.co.ke/callbacks/daraja/s3cr3t/a-1",
     )
 
 
@@ -158,7 +158,7 @@ def test_paybill_body_pays_the_shortcode() -> None:
     assert body["PartyB"] == "600123"
     assert body["Amount"] == 150
     assert body["PartyA"] == body["PhoneNumber"] == "254708374149"
-    assert body["CallBackURL"] == "https://pay.example.co.ke/callbacks/mpesa/s3cr3t/a-1"
+    assert body["CallBackURL"] == "https://pay.example.co.ke/callbacks/daraja/s3cr3t/a-1"
     assert body["Timestamp"] == "20260101120000"
     decoded = base64.b64decode(body["Password"]).decode()
     assert decoded == "600123" + SANDBOX_PASSKEY + "20260101120000"
