@@ -184,6 +184,8 @@ def replay(
 
     The message is published before the row is marked: if the commit is lost, the
     message is replayed again later, which its idempotent actor turns into a no-op.
+    It keeps its message id, so if it fails for good again, this same row is dead
+    again (with the new error) instead of a second, unrelated dead letter.
     """
     row = session.get(DeadLetter, dead_letter_id, with_for_update=True)
     if row is None:
@@ -193,7 +195,9 @@ def replay(
     message = row.message
     options = {k: v for k, v in message.get("options", {}).items() if k not in RUN_OPTIONS}
     spec = ActorSpec(str(message["actor_name"]), row.queue)
-    publisher.enqueue(spec, dict(message.get("kwargs") or {}), options=options)
+    publisher.enqueue(
+        spec, dict(message.get("kwargs") or {}), options=options, message_id=row.message_id
+    )
     now = datetime.now(UTC)
     row.status, row.replayed_at, row.handled_by = "replayed", now, operator
     row.replay_count += 1

@@ -298,7 +298,9 @@ class Publisher:
         *,
         delay_ms: int | None = None,
         options: dict[str, Any] | None = None,
+        message_id: str | None = None,
     ) -> str:
+        """``message_id``: keep a message's identity when it is sent again (a replay)."""
         message: dramatiq.Message[Any] = dramatiq.Message(
             queue_name=spec.queue_name,
             actor_name=spec.actor_name,
@@ -306,6 +308,8 @@ class Publisher:
             kwargs=kwargs,
             options=dict(options or {}),
         )
+        if message_id:
+            message = message.copy(message_id=message_id)
         try:
             self.broker.enqueue(message, delay=delay_ms)
         except dramatiq.errors.BrokerConnectionError as exc:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 import subprocess
 import sys
 import uuid
@@ -21,10 +20,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
 
 import pytest
-import requests
 from sqlalchemy import select, text
 
 from shared.db.models import AuditRecord, DeadLetter, PaymentIntent
@@ -45,8 +42,6 @@ from tests.support.seed import (
 )
 from tests.support.waiting import wait_until
 
-# What rabbitmqctl is asked about each queue.
-COLUMNS = ("name", "messages_ready", "messages_unacknowledged")
 # Retry options that describe a past run of a message; a replay must not carry them.
 RUN_OPTIONS = ("retries", "traceback", "first_failed_at")
 
@@ -124,49 +119,6 @@ def peek(rabbit: Rabbit, queue: str) -> list[dict[str, Any]]:
 
 def carrying(messages: list[dict[str, Any]], kwargs: dict[str, Any]) -> list[dict[str, Any]]:
     return [m for m in messages if m.get("kwargs") == kwargs]
-
-
-def in_flight(broker_url: str, queues: list[str]) -> int:
-    """Messages ready or being processed (unacknowledged) in ``queues``, as RabbitMQ counts them."""
-    parts = urlsplit(broker_url)
-    vhost = unquote(parts.path.lstrip("/")) or "/"
-    ctl = shutil.which("rabbitmqctl")
-    if ctl:
-        listed = subprocess.run(
-            [ctl, "-q", "list_queues", "-p", vhost, "--no-table-headers", *COLUMNS],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=30,
-        )
-        counts = {}
-        for line in listed.stdout.splitlines():
-            name, ready, unacked = line.split("\t")
-            counts[name] = int(ready) + int(unacked)
-        return sum(counts[queue] for queue in queues)
-    # No local rabbitmqctl (RabbitMQ in a container): the management API (its counts lag a
-    # few seconds behind).
-    auth = (unquote(parts.username or "guest"), unquote(parts.password or "guest"))
-    total = 0
-    for queue in queues:
-        url = f"http://{parts.hostname}:15672/api/queues/{quote(vhost, safe='')}/{queue}"
-        answer = requests.get(url, auth=auth, timeout=10)
-        answer.raise_for_status()
-        total += int(answer.json().get("messages_ready", 0))
-        total += int(answer.json().get("messages_unacknowledged", 0))
-    return total
-
-
-def wait_until_processed(broker_url: str, queue: str) -> None:
-    """Until nothing is left in ``queue`` or its delay queue, twice in a row (a retry moves
-    a message between the two)."""
-    queues = [queue, f"{queue}.DQ"]
-    wait_until(
-        lambda: in_flight(broker_url, queues) == 0 and in_flight(broker_url, queues) == 0,
-        timeout_s=60,
-        interval_s=0.5,
-        what=f"{queue} to be fully processed",
-    )
 
 
 def dead_letters_about(db: Database, payment: SeededPayment) -> list[DeadLetter]:
@@ -327,12 +279,13 @@ def test_replaying_by_filter_re_enqueues_only_the_matching_dead_letters_and_appl
     assert once_more.exit_code == 0, once_more.output
     assert "replayed 1 dead letter(s)" in once_more.output
     assert len(carrying(peek(rabbit, "callbacks"), lock_timeouts[0].message["kwargs"])) == 2
-    assert in_flight(test_env["MALIPO_BROKER_URL"], ["callbacks", "callbacks.DQ"]) == 3
+    unsettled = rabbit.unsettled()
+    assert unsettled.get("callbacks", 0) + unsettled.get("callbacks.DQ", 0) == 3
     workers.start()
 
     # Then, once the callbacks queue is fully processed, each payment was credited exactly once
     wait_until(lambda: ledger_state(db, merchant.id).entries >= 2, timeout_s=60, what="the credits")
-    wait_until_processed(test_env["MALIPO_BROKER_URL"], "callbacks")
+    rabbit.wait_settled("callbacks")
     ledger = ledger_state(db, merchant.id)
     assert (ledger.entries, ledger.distinct_intents, ledger.total_minor) == (
         2,
@@ -433,7 +386,7 @@ def test_replaying_through_the_ingress_needs_ops_write_and_is_audited(
     # And once processed, the payment is credited once
     workers.start()
     wait_until(lambda: status_of(db, payment) == "succeeded", timeout_s=60, what="the payment")
-    wait_until_processed(test_env["MALIPO_BROKER_URL"], "callbacks")
+    rabbit.wait_settled("callbacks")
     assert ledger_state(db, merchant.id).entries == 1
     assert applied_events(db, payment.id) == 1
 

@@ -106,6 +106,34 @@ def test_discarding_needs_a_reason_and_is_audited_with_who_and_why(
     )
 
 
+def test_a_replay_that_fails_again_makes_the_same_dead_letter_dead_again(
+    broker: Any, db: Database, merchant: MerchantAccount
+) -> None:
+    # Given a dead letter that can never be processed
+    message_id = Publisher(broker).send(poisoned_callback(merchant))
+    row = wait_until(lambda: dead_letter_for(db, message_id), what="the archive row")
+    archived_before = all_dead_letter_ids(db)
+
+    # When an operator replays it and it fails for good again
+    replayed = cli("dlq", "replay", str(row.id), "--reason", "try once more", "--operator", "amina")
+    assert replayed.exit_code == 0, replayed.output
+    again = wait_until(
+        lambda: (r := dead_letter_for(db, message_id)) and r.status == "dead" and r,
+        what="the replayed message to fail again",
+    )
+
+    # Then it is the same row, dead again, with its replay counted: one history, not two
+    assert again.id == row.id
+    assert again.replay_count == 1
+    assert again.last_failed_at > row.last_failed_at
+    assert all_dead_letter_ids(db) == archived_before
+
+
+def all_dead_letter_ids(db: Database) -> set[int]:
+    with db.transaction() as session:
+        return set(session.scalars(select(DeadLetter.id)))
+
+
 def test_copies_left_in_rabbitmq_dead_letter_queues_are_drained_into_the_archive(
     broker: Any, db: Database, rabbit: Rabbit
 ) -> None:
