@@ -47,6 +47,9 @@ class GatewayWord:
     headers: dict[str, str] = field(default_factory=dict)
     remote_addr: str | None = None
     merchant_id: uuid.UUID | None = None
+    # The payment cycle the word is about, when the caller knows it (local expiry);
+    # otherwise the cycle of the attempt that carries ``gateway_ref``.
+    cycle: int | None = None
 
 
 def query_word(gateway: str, answer: StatusResult, now: datetime) -> GatewayWord:
@@ -113,7 +116,14 @@ def apply_word(
             "duplicate gateway event ignored", event_key=word.event_key, payment_id=str(intent.id)
         )
         return None
-    outcome, detail = settle(session, intent, word.verdict, now, gateway_ref=word.gateway_ref)
+    outcome, detail = settle(
+        session,
+        intent,
+        word.verdict,
+        now,
+        gateway_ref=word.gateway_ref,
+        word_cycle=cycle_of(session, intent, word),
+    )
     session.execute(
         update(GatewayEvent)
         .where(GatewayEvent.id == event_id)
@@ -128,6 +138,17 @@ def apply_word(
         status=intent.status,
     )
     return outcome
+
+
+def cycle_of(session: Session, intent: PaymentIntent, word: GatewayWord) -> int:
+    """Which cycle of the payment the word is about (the current one when it cannot tell)."""
+    if word.cycle is not None:
+        return word.cycle
+    if word.gateway_ref is not None:
+        attempt = attempt_for_gateway_ref(session, word.gateway, word.gateway_ref)
+        if attempt is not None and attempt.intent_id == intent.id:
+            return attempt.cycle
+    return intent.cycle
 
 
 _TARGETS = {
@@ -145,8 +166,12 @@ def settle(
     now: datetime,
     *,
     gateway_ref: str | None = None,
+    word_cycle: int | None = None,
 ) -> tuple[str, str | None]:
-    """Move the intent as the verdict and the state machine allow; (event outcome, detail)."""
+    """Move the intent as the verdict and the state machine allow; (event outcome, detail).
+
+    ``word_cycle``: the cycle whose push the word is about (default: the current one).
+    """
     if verdict.outcome == Outcome.PENDING:
         return "pending", None
     mismatch = cross_check(intent, verdict)
@@ -154,7 +179,12 @@ def settle(
         flag_for_review(session, intent, mismatch, result_code=verdict.result_code)
         return "mismatch", mismatch
 
-    decision = decide(PaymentStatus(intent.status), _TARGETS[verdict.outcome])
+    earlier_cycle = word_cycle is not None and word_cycle < intent.cycle
+    decision = decide(
+        PaymentStatus(intent.status), _TARGETS[verdict.outcome], earlier_cycle=earlier_cycle
+    )
+    if earlier_cycle and not decision.moves and verdict.outcome != Outcome.SUCCEEDED:
+        return "stale", f"about cycle {word_cycle}; the payment is in cycle {intent.cycle}"
     if decision.verdict == Verdict.CONFLICT:
         flag_for_review(session, intent, "conflicting_result", result_code=verdict.result_code)
         return "conflict", f"gateway said {verdict.result_code} after {intent.status}"
@@ -189,6 +219,7 @@ def settle(
             "result_code": verdict.result_code,
             "receipt": verdict.receipt,
             "late": decision.verdict == Verdict.LATE_SUCCESS,
+            "cycle": word_cycle if word_cycle is not None else intent.cycle,
         },
     )
     record_payment_change(session, intent, now)

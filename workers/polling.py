@@ -101,6 +101,7 @@ def expiry_word(
         gateway_ref=gateway_ref,
         verdict=verdict,
         received_at=now,
+        cycle=cycle,
     )
 
 

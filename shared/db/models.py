@@ -216,7 +216,7 @@ class GatewayEvent(Base):
     )
     gateway_ref: Mapped[str | None] = mapped_column(String(100))
     result_code: Mapped[str | None] = mapped_column(String(40))
-    outcome: Mapped[str] = mapped_column(String(16), index=True)
+    outcome: Mapped[str] = mapped_column(String(32), index=True)
     detail: Mapped[str | None] = mapped_column(String(300))
     headers: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
     body_masked: Mapped[str] = mapped_column(Text)

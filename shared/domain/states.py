@@ -5,6 +5,11 @@ A late failure never overwrites a success. A success that arrives after the
 payment expired (locally or by the gateway's word) is honoured — the customer
 paid — and flagged for review. A success after a failure or cancellation
 contradicts the gateway's earlier word: it is flagged, not applied.
+
+A customer's retry starts a new cycle with a new push. A word about an earlier
+cycle's push describes a push the payment no longer waits for: a failure of it
+changes nothing, and a success of it is honoured (the customer paid that push)
+and flagged for review, whatever the current cycle's push has come to.
 """
 
 from __future__ import annotations
@@ -69,8 +74,15 @@ def can_retry(current: PaymentStatus) -> bool:
     return current in RETRYABLE_STATES
 
 
-def decide(current: PaymentStatus, target: PaymentStatus) -> Decision:
-    """What to do when something says a payment in ``current`` is now ``target``."""
+def decide(
+    current: PaymentStatus, target: PaymentStatus, *, earlier_cycle: bool = False
+) -> Decision:
+    """What to do when something says a payment in ``current`` is now ``target``.
+
+    ``earlier_cycle``: the word is about a push of a cycle before the current one.
+    """
+    if earlier_cycle:
+        return _decide_earlier_cycle(current, target)
     if current == target:
         return Decision(Verdict.SAME, target)
     if target in _FORWARD.get(current, frozenset()):
@@ -80,3 +92,13 @@ def decide(current: PaymentStatus, target: PaymentStatus) -> Decision:
     if target == PaymentStatus.SUCCEEDED and current in FINAL_STATES:
         return Decision(Verdict.CONFLICT, target)
     return Decision(Verdict.STALE, target)
+
+
+def _decide_earlier_cycle(current: PaymentStatus, target: PaymentStatus) -> Decision:
+    if target != PaymentStatus.SUCCEEDED:
+        return Decision(Verdict.STALE, target)  # that push is over; the current one decides
+    if current == PaymentStatus.SUCCEEDED:
+        return Decision(Verdict.SAME, target)  # paid already (twice, if by another push)
+    if current in FINAL_STATES:
+        return Decision(Verdict.LATE_SUCCESS, target)  # the customer paid the earlier push
+    return Decision(Verdict.APPLY, target)  # paid while the new push is still out

@@ -154,3 +154,34 @@ def test_redelivering_every_word_changes_nothing(targets: list[PaymentStatus]) -
     # When the gateway delivers the whole sequence again (duplicates, replays)
     # Then the payment is where it was
     assert run(state, targets) == state
+
+
+# --- words about an earlier cycle's push (after a customer's retry) -------------------------
+
+
+@PROPERTY
+@given(current=statuses, target=statuses)
+def test_an_earlier_cycles_failure_never_moves_the_payment(
+    current: PaymentStatus, target: PaymentStatus
+) -> None:
+    # Given the customer retried, and word comes about the push before the retry
+    decision = decide(current, target, earlier_cycle=True)
+    # Then only a success of that push can move the payment
+    if target != S.SUCCEEDED:
+        assert not decision.moves
+        assert decision.verdict == Verdict.STALE
+
+
+@PROPERTY
+@given(current=statuses)
+def test_an_earlier_cycles_success_is_never_lost(current: PaymentStatus) -> None:
+    # Given the customer paid the push of an earlier cycle
+    decision = decide(current, S.SUCCEEDED, earlier_cycle=True)
+    # Then the payment ends succeeded: it moves there, or is there already
+    assert decision.moves or current == S.SUCCEEDED
+    assert decision.verdict != Verdict.CONFLICT
+    # And a move over a final word of the new push is flagged for review
+    if current in FINALS and decision.moves:
+        assert decision.verdict == Verdict.LATE_SUCCESS
+    if current not in FINALS:
+        assert decision.verdict == Verdict.APPLY
