@@ -29,6 +29,19 @@ test: install
 test-fast: install
 	$(BIN)/pytest tests/unit tests/sandbox
 
+## bench: the benchmark suite (tests/perf; not part of `make test`): real RabbitMQ, PostgreSQL,
+## gunicorn and the sandbox, ~4 minutes. Parameters: make bench BENCH_ARGS='--worker-threads 4'.
+BENCH_ARGS ?=
+bench: install
+	@command -v wrk >/dev/null 2>&1 || { \
+	  echo "make bench: installing wrk (apt-get install wrk)"; \
+	  apt-get install -y wrk >/dev/null 2>&1 || \
+	    { apt-get update -qq >/dev/null 2>&1 && apt-get install -y wrk >/dev/null 2>&1; } || \
+	    { echo "make bench: wrk is missing and could not be installed (not root, or no apt-get)."; \
+	      echo "Install it yourself: sudo apt-get install wrk (Debian/Ubuntu) or brew install wrk."; \
+	      exit 1; }; }
+	$(BIN)/python -m tests.perf.run $(BENCH_ARGS)
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
