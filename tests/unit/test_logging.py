@@ -240,6 +240,31 @@ def test_console_logs_are_masked_too(capsys: pytest.CaptureFixture[str]) -> None
     assert MASKED_PHONE in output
 
 
+@pytest.mark.usefixtures("restore_logging")
+def test_events_below_the_level_are_dropped_before_any_processor_runs(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given logging at WARNING, and a count of the events the masking processor sees
+    seen: list[str] = []
+    configure_logging("json", "WARNING")
+    processors = structlog.get_config()["processors"]
+    masking = processors.index(redact_processor)
+
+    def counting(logger: Any, method: str, event: Any) -> Any:
+        seen.append(event["event"])
+        return redact_processor(logger, method, event)
+
+    processors[masking] = counting  # restore_logging puts the configuration back
+    log = structlog.stdlib.get_logger("malipo.level-test")
+    # When an info and a warning are logged
+    log.info("request", phone=PHONE)
+    log.warning("gateway slow", phone=PHONE)
+    # Then only the warning was processed and written
+    assert seen == ["gateway slow"]
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert [line["event"] for line in lines] == ["gateway slow"]
+
+
 @pytest.mark.parametrize(
     "key", ["X-Api-Key", "api-key", "SecurityCredential", "Consumer_Secret", "PASSKEY"]
 )
