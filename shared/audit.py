@@ -51,6 +51,10 @@ MAX_LISTED_PROBLEMS = 1_000
 HEAD_ID = 1
 
 
+# Built once: every state change appends a row.
+_APPEND = insert(AuditRecord)
+
+
 def record(
     session: Session,
     *,
@@ -62,15 +66,16 @@ def record(
 ) -> None:
     """Append one unsealed audit row; commits or rolls back with the change it describes."""
     request_id = structlog.contextvars.get_contextvars().get("request_id")
-    session.add(
-        AuditRecord(
-            actor=actor,
-            action=action,
-            subject_type=subject_type,
-            subject_id=str(subject_id),
-            detail=detail or {},
-            request_id=str(request_id) if request_id else None,
-        )
+    session.connection().execute(
+        _APPEND,
+        {
+            "actor": actor,
+            "action": action,
+            "subject_type": subject_type,
+            "subject_id": str(subject_id),
+            "detail": detail or {},
+            "request_id": str(request_id) if request_id else None,
+        },
     )
 
 

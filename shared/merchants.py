@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from shared.crypto import (
@@ -102,13 +102,19 @@ def list_api_keys(session: Session, merchant_id: uuid.UUID | None) -> list[ApiKe
     return list(session.scalars(query.order_by(ApiKey.created_at)))
 
 
+# Built once: every API request runs it.
+_KEY_BY_PREFIX = select(
+    ApiKey.id, ApiKey.merchant_id, ApiKey.secret_hash, ApiKey.scopes, ApiKey.revoked_at
+).where(ApiKey.prefix == bindparam("prefix"))
+
+
 def authenticate_api_key(session: Session, pepper: bytes, token: str) -> Principal | None:
     """The principal a bearer token speaks for, or None (unknown, revoked or wrong)."""
     parts = split_api_key(token)
     if parts is None:
         return None
     prefix, secret = parts
-    row = session.scalars(select(ApiKey).where(ApiKey.prefix == prefix)).one_or_none()
+    row = session.connection().execute(_KEY_BY_PREFIX, {"prefix": prefix}).one_or_none()
     # Hash even when the prefix is unknown, so the answer takes the same time either way.
     presented = hash_api_secret(pepper, secret)
     expected = row.secret_hash if row is not None else "0" * 64

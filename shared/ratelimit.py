@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, text
+from sqlalchemy import Connection, delete, text
 from sqlalchemy.orm import Session
 
 from shared.db.models import RateLimitWindow
@@ -43,14 +43,18 @@ def _decision(count: int, limit: int, now: datetime, end: datetime) -> RateDecis
     return RateDecision(False, max(1, math.ceil((end - now).total_seconds())))
 
 
-def consume(session: Session, key: str, limit: int, window_s: int, now: datetime) -> RateDecision:
+def consume(
+    session: Session | Connection, key: str, limit: int, window_s: int, now: datetime
+) -> RateDecision:
     """Count one request against ``key``; refused once the window holds more than ``limit``."""
     start, end = _window(now, window_s)
     count = session.execute(_UPSERT, {"key": key, "start": start}).scalar_one()
     return _decision(int(count), limit, now, end)
 
 
-def peek(session: Session, key: str, limit: int, window_s: int, now: datetime) -> RateDecision:
+def peek(
+    session: Session | Connection, key: str, limit: int, window_s: int, now: datetime
+) -> RateDecision:
     """Would one more request be allowed? (Counts nothing.)"""
     start, end = _window(now, window_s)
     count = session.execute(_PEEK, {"key": key, "start": start}).scalar_one_or_none() or 0

@@ -12,16 +12,18 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import dramatiq
 import structlog
 from dramatiq.middleware import CurrentMessage
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from shared.crypto import sha256_hex
-from shared.db.models import PaymentAttempt, PaymentIntent
+from shared.db.models import GatewayCredential, PaymentAttempt, PaymentIntent
 from shared.domain.errors import PermanentError
 from shared.domain.phone import mask_phone_numbers
 from shared.gateways.base import (
@@ -33,7 +35,7 @@ from shared.gateways.base import (
     Outcome,
     StatusResult,
 )
-from shared.merchants import gateway_credential, load_gateway_credentials
+from shared.merchants import load_gateway_credentials
 from shared.messages import (
     APPLY_CALLBACK,
     RECORD_REFUSED_CALLBACK,
@@ -55,6 +57,12 @@ from workers.runtime import Runtime, runtime
 
 log = structlog.stdlib.get_logger(__name__)
 POLICY = POLICIES[APPLY_CALLBACK.actor_name]
+
+# Whether the merchant wants the gateway to confirm a success before it is credited.
+_CONFIRM_BEFORE_CREDIT = select(GatewayCredential.confirm_before_credit).where(
+    GatewayCredential.merchant_id == bindparam("merchant_id"),
+    GatewayCredential.gateway == bindparam("gateway"),
+)
 
 # Headers worth keeping with the raw event (never Authorization or cookies).
 KEPT_HEADERS = (
@@ -94,34 +102,40 @@ class CallbackApplication:
             return
         structlog.contextvars.bind_contextvars(gateway_ref=event.gateway_ref)
         word = self._word(event)
-        if event.verdict.outcome == Outcome.SUCCEEDED and self._confirmation_required():
-            self._apply_confirmed(adapter, event, word)
-            return
         with self.rt.db.transaction() as session:
-            intent = self._match(session, event)
-            if intent is None:
+            matched = self._match(session, event)
+            if matched is None:
                 self._orphan(session, word)
                 return
+            intent, attempt = matched
             structlog.contextvars.bind_contextvars(payment_id=str(intent.id))
-            apply_word(session, intent, word, datetime.now(UTC))
+            if not (
+                event.verdict.outcome == Outcome.SUCCEEDED and self._confirmation_required(session)
+            ):
+                apply_word(session, intent, replace(word, cycle=attempt.cycle), datetime.now(UTC))
+                return
+        # The gateway must confirm first: asked outside any transaction, then applied.
+        self._apply_confirmed(adapter, event, replace(word, cycle=attempt.cycle))
 
     # -- confirm before credit -------------------------------------------------------------
 
-    def _confirmation_required(self) -> bool:
-        with self.rt.db.transaction() as session:
-            row = gateway_credential(session, self.merchant_id, self.message.gateway)
-            return row is not None and row.confirm_before_credit
+    def _confirmation_required(self, session: Session) -> bool:
+        required = session.connection().execute(
+            _CONFIRM_BEFORE_CREDIT,
+            {"merchant_id": self.merchant_id, "gateway": self.message.gateway},
+        )
+        return bool(required.scalar_one_or_none())
 
     def _apply_confirmed(
         self, adapter: GatewayAdapter, event: CallbackEvent, word: GatewayWord
     ) -> None:
         """Credit a success callback only as far as the gateway's status API confirms it."""
         with self.rt.db.transaction() as session:
-            intent = self._match(session, event)
-            if intent is None:
+            matched = self._match(session, event)
+            if matched is None:
                 self._orphan(session, word)
                 return
-            payment_id = intent.id
+            payment_id = matched[0].id
             stored = load_gateway_credentials(
                 session, self.rt.cipher, self.merchant_id, self.message.gateway
             )
@@ -191,8 +205,10 @@ class CallbackApplication:
             merchant_id=self.merchant_id,
         )
 
-    def _match(self, session: Session, event: CallbackEvent) -> PaymentIntent | None:
-        """The locked intent this callback is about, or None."""
+    def _match(
+        self, session: Session, event: CallbackEvent
+    ) -> tuple[PaymentIntent, PaymentAttempt] | None:
+        """The locked intent this callback is about and the attempt it answers, or None."""
         attempt = attempt_for_gateway_ref(session, self.message.gateway, event.gateway_ref)
         if attempt is None and self.message.attempt_ref:
             attempt = self._adoptable_attempt(session, event)
@@ -209,7 +225,7 @@ class CallbackApplication:
                 attempt.status = "accepted"  # the gateway's callback proves it took the push
             intent.gateway_ref = intent.gateway_ref or event.gateway_ref
             log.info("callback adopted by its attempt reference", attempt=str(attempt.id))
-        return intent
+        return intent, attempt
 
     def _adoptable_attempt(self, session: Session, event: CallbackEvent) -> PaymentAttempt | None:
         try:

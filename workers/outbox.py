@@ -33,26 +33,32 @@ NOTIFIED_CUSTOMER_STATES = frozenset(
     {PaymentStatus.FAILED, PaymentStatus.CANCELLED, PaymentStatus.EXPIRED}
 )
 RELAY_BATCH = 1000
+_INSERT_WEBHOOK_EVENT = insert(WebhookEvent).returning(WebhookEvent.id)
 
 
 def record_payment_change(session: Session, intent: PaymentIntent, now: datetime) -> None:
     """Write the outbox rows for the payment's new (final) state; publish them after commit."""
-    event = WebhookEvent(
-        webhook_id=f"msg_{uuid.uuid4().hex}",
-        merchant_id=intent.merchant_id,
-        payment_id=intent.id,
-        event_type=f"payment.{intent.status}",
-        payload={
-            "type": f"payment.{intent.status}",
-            "timestamp": now.isoformat(),
-            "data": payment_view(intent),
-        },
-        published_at=now,
+    event_id = (
+        session.connection()
+        .execute(
+            _INSERT_WEBHOOK_EVENT,
+            {
+                "webhook_id": f"msg_{uuid.uuid4().hex}",
+                "merchant_id": intent.merchant_id,
+                "payment_id": intent.id,
+                "event_type": f"payment.{intent.status}",
+                "payload": {
+                    "type": f"payment.{intent.status}",
+                    "timestamp": now.isoformat(),
+                    "data": payment_view(intent),
+                },
+                "published_at": now,
+            },
+        )
+        .scalar_one()
     )
-    session.add(event)
-    session.flush()
     publisher = runtime().publisher
-    after_commit(session, _publisher(publisher, NotifyMerchant(event_id=event.id)))
+    after_commit(session, _publisher(publisher, NotifyMerchant(event_id=event_id)))
     # Customers hear of failures only when they were prompted (not, say, a duplicate refused).
     if PaymentStatus(intent.status) not in NOTIFIED_CUSTOMER_STATES or intent.submitted_at is None:
         return

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -68,6 +68,20 @@ def lock_intent(session: Session, intent_id: uuid.UUID) -> PaymentIntent | None:
     return session.get(PaymentIntent, intent_id, with_for_update=True, populate_existing=True)
 
 
+# Built once: these run for every gateway word, and building a statement costs more CPU
+# than sending it.
+_INSERT_EVENT = (
+    insert(GatewayEvent)
+    .on_conflict_do_nothing(index_elements=["gateway", "event_key"])
+    .returning(GatewayEvent.id)
+)
+_SET_OUTCOME = (
+    update(GatewayEvent)
+    .where(GatewayEvent.id == bindparam("event_id"))
+    .values(outcome=bindparam("new_outcome"), detail=bindparam("new_detail"))
+)
+
+
 def record_event(
     session: Session,
     word: GatewayWord,
@@ -79,28 +93,25 @@ def record_event(
 ) -> int | None:
     """Store the event once; None when the gateway's event key was already recorded."""
     request_id = structlog.contextvars.get_contextvars().get("request_id")
-    return session.execute(
-        insert(GatewayEvent)
-        .values(
-            gateway=word.gateway,
-            event_key=word.event_key[:200],
-            source=word.source,
-            merchant_id=word.merchant_id,
-            intent_id=intent_id,
-            gateway_ref=word.gateway_ref,
-            result_code=word.verdict.result_code[:40],
-            outcome=outcome,
-            detail=detail[:300] if detail else None,
-            headers=word.headers,
-            body_masked=word.body_masked,
-            body_sha256=body_sha256,
-            remote_addr=word.remote_addr,
-            request_id=str(request_id) if request_id else None,
-            received_at=word.received_at,
-        )
-        .on_conflict_do_nothing(index_elements=["gateway", "event_key"])
-        .returning(GatewayEvent.id)
-    ).scalar_one_or_none()
+    row = {
+        "gateway": word.gateway,
+        "event_key": word.event_key[:200],
+        "source": word.source,
+        "merchant_id": word.merchant_id,
+        "intent_id": intent_id,
+        "gateway_ref": word.gateway_ref,
+        "result_code": word.verdict.result_code[:40],
+        "outcome": outcome,
+        "detail": detail[:300] if detail else None,
+        "headers": word.headers,
+        "body_masked": word.body_masked,
+        "body_sha256": body_sha256,
+        "remote_addr": word.remote_addr,
+        "request_id": str(request_id) if request_id else None,
+        "received_at": word.received_at,
+    }
+    event_id = session.connection().execute(_INSERT_EVENT, row).scalar_one_or_none()
+    return int(event_id) if event_id is not None else None
 
 
 def apply_word(
@@ -124,10 +135,8 @@ def apply_word(
         gateway_ref=word.gateway_ref,
         word_cycle=cycle_of(session, intent, word),
     )
-    session.execute(
-        update(GatewayEvent)
-        .where(GatewayEvent.id == event_id)
-        .values(outcome=outcome, detail=detail)
+    session.connection().execute(
+        _SET_OUTCOME, {"event_id": event_id, "new_outcome": outcome, "new_detail": detail}
     )
     log.info(
         "gateway event applied",
@@ -311,13 +320,17 @@ def fail(
     log.info("payment failed", payment_id=str(intent.id), failure_code=code.code, reason=message)
 
 
+_ATTEMPT_BY_GATEWAY_REF = select(PaymentAttempt).where(
+    PaymentAttempt.gateway == bindparam("gateway"),
+    PaymentAttempt.gateway_ref == bindparam("gateway_ref"),
+)
+
+
 def attempt_for_gateway_ref(
     session: Session, gateway: str, gateway_ref: str
 ) -> PaymentAttempt | None:
     return session.scalars(
-        select(PaymentAttempt).where(
-            PaymentAttempt.gateway == gateway, PaymentAttempt.gateway_ref == gateway_ref
-        )
+        _ATTEMPT_BY_GATEWAY_REF, {"gateway": gateway, "gateway_ref": gateway_ref}
     ).one_or_none()
 
 

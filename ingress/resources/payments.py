@@ -10,7 +10,7 @@ from typing import Any
 
 import falcon
 import structlog
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from ingress.auth import Authenticator
 from ingress.validation import idempotency_key, payment_command, read_json_object
@@ -29,6 +29,8 @@ from shared.settings import Settings
 
 log = structlog.stdlib.get_logger(__name__)
 WAIT_STEP_S = 0.2
+# The request hash of a payment already stored under this id (a retried request).
+_STORED_HASH = select(PaymentIntent.request_hash).where(PaymentIntent.id == bindparam("id"))
 
 
 @dataclass(frozen=True)
@@ -95,18 +97,21 @@ class PaymentsResource:
         fingerprint: str,
         command: dict[str, Any],
     ) -> bool:
-        """False for a retry of a stored request; refuses conflicts, pre-flight rules, rates."""
+        """False for a retry of a stored request; refuses conflicts, pre-flight rules, rates.
+
+        Every command of a merchant counts on one row: it is counted by a statement
+        that commits on its own, so the row's lock is held for that statement only.
+        """
         now, limits = datetime.now(UTC), self.limits
-        with self.db.transaction() as session:
-            within(
-                consume(
-                    session, f"commands:{merchant_id}", limits.merchant_commands_per_minute, 60, now
-                ),
-                "too many commands for this merchant",
+        with self.db.autocommit() as conn:
+            merchant_rate = consume(
+                conn, f"commands:{merchant_id}", limits.merchant_commands_per_minute, 60, now
             )
-            existing = session.get(PaymentIntent, payment_id)
-            if existing is not None:
-                if existing.request_hash != fingerprint:
+        within(merchant_rate, "too many commands for this merchant")
+        with self.db.transaction() as session:
+            stored_hash = session.connection().execute(_STORED_HASH, {"id": payment_id}).scalar()
+            if stored_hash is not None:
+                if stored_hash != fingerprint:
                     raise MalipoError(errors.IDEMPOTENCY_CONFLICT)
                 return False
             refusal = payment_refusal(session, merchant_id, command["gateway"], command["phone"])

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import psycopg
 import structlog
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,6 +26,7 @@ _TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57014", "57P01", "
 
 
 AFTER_COMMIT = "malipo.after_commit"
+LAST_WRITES = "malipo.last_writes"
 
 
 def after_commit(session: Session, hook: Callable[[], None]) -> None:
@@ -35,6 +36,17 @@ def after_commit(session: Session, hook: Callable[[], None]) -> None:
     commit stands, and whatever the hook would have published is found by a relay.
     """
     session.info.setdefault(AFTER_COMMIT, []).append(hook)
+
+
+def write_last(session: Session, hook: Callable[[Session], None]) -> None:
+    """Run ``hook`` as the unit of work's last statements, once everything else is flushed.
+
+    For rows that many units of work update (a merchant's balance): a row lock is
+    held until commit, so taking it last keeps each holder's share short and the
+    others waiting less. The hook is inside the transaction: if it fails, nothing
+    of the unit commits.
+    """
+    session.info.setdefault(LAST_WRITES, []).append(hook)
 
 
 class DatabaseUnavailable(TransientError):
@@ -95,10 +107,18 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
-        """A unit of work: commit on success, roll back on error; then its after-commit hooks."""
+        """A unit of work: commit on success, roll back on error; then its after-commit hooks.
+
+        Just before the commit, the writes registered with :func:`write_last` run.
+        """
         try:
             with self._sessions.begin() as session:
                 yield session
+                last: list[Callable[[Session], None]] = session.info.pop(LAST_WRITES, [])
+                if last:
+                    session.flush()
+                    for write in last:
+                        write(session)
                 hooks: list[Callable[[], None]] = session.info.pop(AFTER_COMMIT, [])
         except DBAPIError as exc:
             if is_transient(exc):
@@ -109,6 +129,22 @@ class Database:
                 hook()
             except Exception:  # the commit stands; the outbox relay catches up
                 log.warning("after-commit hook failed", exc_info=True)
+
+    @contextmanager
+    def autocommit(self) -> Iterator[Connection]:
+        """A connection on which every statement commits on its own.
+
+        For a single write to a row that many requests update at once (a rate
+        counter): the row's lock is released when the statement ends, not a round
+        trip (and a wait for this process's turn to run) later at COMMIT.
+        """
+        try:
+            with self.engine.connect() as conn:
+                yield conn.execution_options(isolation_level="AUTOCOMMIT")
+        except DBAPIError as exc:
+            if is_transient(exc):
+                raise DatabaseUnavailable(str(exc.orig or exc)) from exc
+            raise
 
     def ping(self) -> None:
         with self.transaction() as session:
