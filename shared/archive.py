@@ -32,6 +32,8 @@ from shared.domain.phone import mask_phone_numbers
 from shared.messages import ActorSpec, Publisher
 
 FIRST_FAILED_AT = "first_failed_at"
+# The number of the replay a message is (1 for the first), in its options.
+REPLAY = "malipo_replay"
 # Options that describe a past run of the message, not the message itself.
 RUN_OPTIONS = frozenset(
     {"retries", "traceback", "eta", "requeue_timestamp", "redelivered", FIRST_FAILED_AT}
@@ -92,8 +94,11 @@ def archive(session: Session, failure: Failure, *, refresh: bool = True) -> int 
     """Archive a dead message once per message id; returns its archive id.
 
     ``refresh``: a new failure of an archived message (one replayed, say) makes it
-    dead again with the new error; without it (a late copy from ``.XQ``), an
-    existing row is left as it is and None is returned.
+    dead again with the new error; without it (a copy from ``.XQ``), an existing
+    row is left as it is and None is returned, unless the copy is the failure of
+    the row's latest replay (it carries that replay's number): then the row is
+    dead again, as if the worker had archived it (it could not: PostgreSQL was
+    down, say).
     """
     message = failure.message
     statement = insert(DeadLetter).values(
@@ -107,24 +112,31 @@ def archive(session: Session, failure: Failure, *, refresh: bool = True) -> int 
         first_failed_at=failure.first_failed_at,
         last_failed_at=failure.failed_at,
     )
+    dead_again = {
+        "error": statement.excluded.error,
+        "traceback": statement.excluded.traceback,
+        "retries": statement.excluded.retries,
+        "last_failed_at": statement.excluded.last_failed_at,
+        "message": statement.excluded.message,
+        # A replayed message that fails for good again is dead again.
+        "status": "dead",
+    }
     if not refresh:
-        created = session.execute(
-            statement.on_conflict_do_nothing(index_elements=["message_id"]).returning(DeadLetter.id)
-        ).scalar_one_or_none()
+        replay = message.get("options", {}).get(REPLAY)
+        if not isinstance(replay, int):
+            upsert = statement.on_conflict_do_nothing(index_elements=["message_id"])
+        else:
+            upsert = statement.on_conflict_do_update(
+                index_elements=["message_id"],
+                set_=dead_again,
+                where=(DeadLetter.status == "replayed") & (DeadLetter.replay_count == replay),
+            )
+        created = session.execute(upsert.returning(DeadLetter.id)).scalar_one_or_none()
         return int(created) if created is not None else None
     archived = session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["message_id"],
-            set_={
-                "error": statement.excluded.error,
-                "traceback": statement.excluded.traceback,
-                "retries": statement.excluded.retries,
-                "last_failed_at": statement.excluded.last_failed_at,
-                "message": statement.excluded.message,
-                # A replayed message that fails for good again is dead again.
-                "status": "dead",
-            },
-        ).returning(DeadLetter.id)
+        statement.on_conflict_do_update(index_elements=["message_id"], set_=dead_again).returning(
+            DeadLetter.id
+        )
     ).scalar_one()
     return int(archived)
 
@@ -194,6 +206,7 @@ def replay(
         raise NotReplayable(f"dead letter {dead_letter_id} was discarded: {row.discard_reason}")
     message = row.message
     options = {k: v for k, v in message.get("options", {}).items() if k not in RUN_OPTIONS}
+    options[REPLAY] = row.replay_count + 1  # tells this replay's failure from older copies
     spec = ActorSpec(str(message["actor_name"]), row.queue)
     publisher.enqueue(
         spec, dict(message.get("kwargs") or {}), options=options, message_id=row.message_id

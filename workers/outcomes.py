@@ -22,7 +22,7 @@ from shared import audit
 from shared.db.models import GatewayEvent, PaymentAttempt, PaymentIntent
 from shared.domain import errors
 from shared.domain.phone import mask_msisdn
-from shared.domain.states import PaymentStatus, Verdict, decide
+from shared.domain.states import LIVE_STATES, PaymentStatus, Verdict, decide
 from shared.gateways.base import GatewayVerdict, Outcome, StatusResult
 from shared.settings import Settings
 from workers.ledger import credit_collection
@@ -204,6 +204,20 @@ def settle(
             return "duplicate_collection", f"{gateway_ref} succeeded after {intent.settled_ref}"
         return decision.verdict.value, f"payment already {intent.status}"
 
+    if decision.verdict == Verdict.LATE_SUCCESS:
+        holder = _live_payment_with_reference(session, intent)
+        if holder is not None:
+            # The merchant started another payment for this order after this one ended: it
+            # cannot be live again beside it. The money is real: an operator decides.
+            flag_for_review(
+                session,
+                intent,
+                "paid_after_reference_reused",
+                holder=str(holder),
+                receipt=str(verdict.receipt),
+            )
+            return "reference_taken", f"paid after payment {holder} took reference"
+
     previous = intent.status
     intent.status = decision.target
     intent.finished_at = now
@@ -214,6 +228,11 @@ def settle(
         intent.settled_ref = gateway_ref or intent.gateway_ref
         if decision.verdict == Verdict.LATE_SUCCESS:
             flag_for_review(session, intent, "late_success", result_code=verdict.result_code)
+        elif earlier_cycle:
+            # The new cycle's push may still be with the customer, and is no longer polled.
+            flag_for_review(
+                session, intent, "earlier_cycle_success", result_code=verdict.result_code
+            )
         credit_collection(session, intent, verdict.receipt)
     else:
         failure = verdict.failure_code or errors.GATEWAY_ERROR.code
@@ -233,6 +252,22 @@ def settle(
     )
     record_payment_change(session, intent, now)
     return decision.verdict.value if decision.verdict == Verdict.LATE_SUCCESS else "applied", None
+
+
+_LIVE_HOLDER = select(PaymentIntent.id).where(
+    PaymentIntent.merchant_id == bindparam("merchant_id"),
+    PaymentIntent.reference == bindparam("reference"),
+    PaymentIntent.id != bindparam("id"),
+    PaymentIntent.status.in_([str(status) for status in LIVE_STATES]),
+)
+
+
+def _live_payment_with_reference(session: Session, intent: PaymentIntent) -> uuid.UUID | None:
+    """Another live payment of the merchant holding this payment's reference, if any."""
+    return session.scalars(
+        _LIVE_HOLDER,
+        {"merchant_id": intent.merchant_id, "reference": intent.reference, "id": intent.id},
+    ).first()
 
 
 def _paid_again(intent: PaymentIntent, verdict: GatewayVerdict, gateway_ref: str | None) -> bool:

@@ -30,6 +30,8 @@ REVIEW_OUTCOMES = (
     "conflict",
     "malformed",
     "late_success",
+    "duplicate_collection",
+    "reference_taken",
 )
 MAX_LIMIT = 500
 BIGINT_MAX = 2**63 - 1

@@ -274,7 +274,13 @@ def test_both_pushes_paid_credit_the_payment_once_and_flag_the_other_for_a_refun
     # ... the merchant is credited once, with that success's receipt (ADR 0013: "once") ...
     assert money_of(db, merchant) == Money([(r.amount, receipts[earlier.checkout_id])], r.amount)
     # ... and the second collection is flagged for a refund, naming the push that was paid again
-    assert intent.flags == ["duplicate_collection"]
+    # (a success of the earlier push while the retry's was out is flagged on its own)
+    expected_flags = (
+        ["earlier_cycle_success", "duplicate_collection"]
+        if first_paid == "cycle_1"
+        else ["duplicate_collection"]
+    )
+    assert intent.flags == expected_flags
     assert [f for f in flagged(db, r.payment_id) if f["flag"] == "duplicate_collection"] == [
         {"flag": "duplicate_collection", "status": "succeeded", "gateway_ref": later.checkout_id}
     ]
@@ -290,8 +296,8 @@ def test_both_pushes_paid_credit_the_payment_once_and_flag_the_other_for_a_refun
     for push in in_order:
         deliver(rabbit, push, paid(push, r, receipts[push.checkout_id]), 0)
     assert money_of(db, merchant) == Money([(r.amount, receipts[earlier.checkout_id])], r.amount)
-    assert intent_of(db, r.payment_id).flags == ["duplicate_collection"]
-    assert len(flagged(db, r.payment_id)) == 1
+    assert intent_of(db, r.payment_id).flags == expected_flags
+    assert len(flagged(db, r.payment_id)) == len(expected_flags)
 
 
 # -- 2. a late word of cycle 1 -----------------------------------------------------------------
@@ -417,3 +423,49 @@ def test_a_success_that_contradicts_the_intent_is_flagged_and_never_credited(
     assert intent.flags == [contradiction]
     assert money_of(db, merchant) == Money([(r.amount, good_receipt)], r.amount)
     assert bogus_receipt not in {txn for _, txn in money_of(db, merchant).entries}
+
+
+# -- 5. a late success after the merchant reused the reference ---------------------------------
+
+
+def test_a_late_success_after_the_reference_was_reused_is_kept_for_review_not_crashed(
+    api: ApiClient,
+    merchant: MerchantAccount,
+    sim: Simulator,
+    db: Database,
+    rabbit: Rabbit,
+    worker_settings: Any,
+) -> None:
+    # Given payment A for an order, never answered, expired here
+    phone, reference = unique_phone(), f"ORD-{uuid.uuid4().hex[:8]}"
+    sim.scenario(match={"phone": phone}, result_code=0, callback="none", callback_delay_s=3600)
+    worker_settings(payment_expiry_s=3)
+    first = uuid.UUID(start_payment(api, merchant, phone=phone, amount=AMOUNT, reference=reference))
+    wait_until(
+        lambda: (i := find_intent(db, first)) is not None and i.status == "expired",
+        timeout_s=30,
+        what="payment A to expire",
+    )
+    # and payment B the merchant then started for the same order (its push still out)
+    worker_settings(payment_expiry_s=600)
+    second = uuid.UUID(
+        start_payment(api, merchant, phone=phone, amount=AMOUNT, reference=reference)
+    )
+    wait_until(
+        lambda: (i := find_intent(db, second)) is not None and i.status == "submitted",
+        what="payment B to be submitted",
+    )
+    [push_a] = pushes_of(db, sim, first)
+    a = Retried(first, phone, AMOUNT, push_a, push_a)
+
+    # When the customer's payment of A's prompt arrives after all
+    deliver(rabbit, push_a, paid(push_a, a, receipt()), 0)
+
+    # Then A cannot become live beside B: it is kept for an operator, flagged and not
+    # credited, instead of failing (and dead-lettering) on the live-reference index
+    intent = intent_of(db, first)
+    assert intent.status == "expired"
+    assert intent.flags == ["paid_after_reference_reused"]
+    assert outcome_of(db, push_a.checkout_id, 0) == "reference_taken"
+    assert money_of(db, merchant) == Money([], 0)
+    assert intent_of(db, second).status == "submitted"  # B goes on undisturbed
