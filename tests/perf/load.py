@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
 import re
 import shutil
 import signal
 import subprocess
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -412,6 +414,16 @@ async def _open_loop(
         return list(await asyncio.gather(*tasks))
 
 
+def _run_open_loop(
+    base_url: str,
+    requests: list[tuple[str, bytes]],
+    rate: float,
+    max_in_flight: int,
+    timeout_s: float,
+) -> list[OpenLoopSample]:
+    return asyncio.run(_open_loop(base_url, requests, rate, max_in_flight, timeout_s))
+
+
 def open_loop(
     label: str,
     base_url: str,
@@ -420,9 +432,21 @@ def open_loop(
     *,
     max_in_flight: int = 512,
     timeout_s: float = 10.0,
+    warmup_s: float = 0.0,
 ) -> tuple[HttpResult, list[OpenLoopSample]]:
-    """Send ``requests`` at ``rate`` per second, open loop; the result and every sample."""
-    samples = asyncio.run(_open_loop(base_url, requests, rate, max_in_flight, timeout_s))
+    """Send ``requests`` at ``rate`` per second, open loop; the result and every sample.
+
+    The generator runs in a process of its own: the bench's sampler threads must not
+    delay its event loop (a late send would count as server latency). Requests due in
+    the first ``warmup_s`` are sent at the same rate but left out of the figures: a
+    server thread's first request opens its broker connection.
+    """
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        sent = pool.submit(
+            _run_open_loop, base_url, list(requests), rate, max_in_flight, timeout_s
+        ).result()
+    start = min(s.scheduled_at for s in sent)
+    samples = [s for s in sent if s.scheduled_at >= start + warmup_s]
     latencies_ms = [s.latency_s * 1000 for s in samples]
     accepted = [s for s in samples if 200 <= s.status < 300]
     first = min(s.scheduled_at for s in samples)

@@ -96,7 +96,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--worker-processes", type=int, default=2, help="dramatiq processes")
     p.add_argument("--worker-threads", type=int, default=8, help="dramatiq threads per process")
     p.add_argument("--duration", type=float, default=10.0, help="seconds of each wrk run")
-    p.add_argument("--warmup", type=float, default=2.0, help="seconds of wrk warm-up per target")
+    p.add_argument(
+        "--warmup",
+        type=float,
+        default=2.0,
+        help="seconds of warm-up per wrk target, and before stage 5's figures",
+    )
     p.add_argument("--connections", type=int, default=32, help="wrk connections")
     p.add_argument("--wrk-threads", type=int, default=2, help="wrk threads")
     p.add_argument("--merchants", type=int, default=1, help="merchants the callbacks are for")
@@ -716,15 +721,15 @@ class Bench:
     # -- 5. latency under load -------------------------------------------------------------
 
     def latency_under_load(self) -> None:
-        rate, duration = self.args.load_rate, self.args.load_duration
-        pairs = self.seed("l", round(rate * duration))
+        rate, duration, warmup = self.args.load_rate, self.args.load_duration, self.args.warmup
+        pairs = self.seed("l", round(rate * (warmup + duration)))
         requests = self.callback_requests(pairs)
         with (
-            self.profiled("load-ingress", "ingress", duration),
-            self.profiled("load-workers", "workers", duration),
+            self.profiled("load-ingress", "ingress", warmup + duration),
+            self.profiled("load-workers", "workers", warmup + duration),
             self.cpu.measure() as window,
         ):
-            accept, _ = open_loop("load", self.stack.ingress_url, requests, rate)
+            accept, _ = open_loop("load", self.stack.ingress_url, requests, rate, warmup_s=warmup)
         log(
             f"accept at {rate:.0f}/s: p50 {accept.p50_ms} p99 {accept.p99_ms}"
             f" max {accept.max_ms} ms, {accept.errors} errors"
