@@ -62,11 +62,15 @@ def test_a_unit_of_work_that_fails_after_its_credit_leaves_no_trace(
 ) -> None:
     [payment] = seed_submitted_payments(db, merchant.id, 1, tag=f"f{uuid.uuid4().hex[:6]}")
 
-    with pytest.raises(Interrupted), db.transaction() as session:
-        intent = session.get(PaymentIntent, payment.id, with_for_update=True)
-        assert intent is not None
-        assert credit_collection(session, intent, "RFAILED01")
-        raise Interrupted  # e.g. the audit row could not be written
+    def credit_then_fail() -> None:
+        with db.transaction() as session:
+            intent = session.get(PaymentIntent, payment.id, with_for_update=True)
+            assert intent is not None
+            assert credit_collection(session, intent, "RFAILED01")
+            raise Interrupted  # e.g. the audit row could not be written
+
+    with pytest.raises(Interrupted):
+        credit_then_fail()
 
     assert ledger_state(db, merchant.id).entries == 0
     assert balance(db, merchant.id) == 0
