@@ -40,9 +40,7 @@ def plain_text(cipher: CredentialCipher, db: Database) -> dict[str, Any]:
     """Every secret the database holds, decrypted, by table and row."""
     return {
         "credentials": {row.id: decrypt_credentials(cipher, row) for row in all_rows(db)},
-        "endpoints": {
-            row.merchant_id: endpoint_secrets(cipher, row) for row in all_endpoints(db)
-        },
+        "endpoints": {row.merchant_id: endpoint_secrets(cipher, row) for row in all_endpoints(db)},
     }
 
 

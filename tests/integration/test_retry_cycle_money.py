@@ -193,6 +193,29 @@ def receipt() -> str:
     return f"R{uuid.uuid4().hex[:9].upper()}"
 
 
+def expire_unanswered(
+    api: ApiClient,
+    merchant: MerchantAccount,
+    sim: Simulator,
+    db: Database,
+    worker_settings: Any,
+    phone: str,
+    **command: Any,
+) -> uuid.UUID:
+    """A payment whose prompt the customer never answers, expired here; its id."""
+    # No callback, and the query keeps saying "being processed", so the poller expires
+    # the payment when its window closes.
+    sim.scenario(match={"phone": phone}, result_code=0, callback="none", callback_delay_s=3600)
+    worker_settings(payment_expiry_s=3)  # a short window, so the test is quick
+    payment_id = uuid.UUID(start_payment(api, merchant, phone=phone, amount=AMOUNT, **command))
+    wait_until(
+        lambda: (i := find_intent(db, payment_id)) is not None and i.status == "expired",
+        timeout_s=30,
+        what="the payment to expire locally",
+    )
+    return payment_id
+
+
 def expire_then_retry(
     api: ApiClient,
     merchant: MerchantAccount,
@@ -210,16 +233,7 @@ def expire_then_retry(
     simulator's own outcome for it has been applied, ending in ``second_status``).
     """
     phone = unique_phone()
-    # The customer never answers the first prompt: no callback, the query keeps saying
-    # "being processed", so the poller expires the payment when its window closes.
-    sim.scenario(match={"phone": phone}, result_code=0, callback="none", callback_delay_s=3600)
-    worker_settings(payment_expiry_s=3)  # a short first window, so the test is quick
-    payment_id = uuid.UUID(start_payment(api, merchant, phone=phone, amount=AMOUNT))
-    wait_until(
-        lambda: (i := find_intent(db, payment_id)) is not None and i.status == "expired",
-        timeout_s=30,
-        what="the first cycle to expire locally",
-    )
+    payment_id = expire_unanswered(api, merchant, sim, db, worker_settings, phone)
     assert money_of(db, merchant) == Money([], 0)
 
     # A long second window: cycle 2 must not expire while the test speaks for the gateway.
@@ -438,14 +452,7 @@ def test_a_late_success_after_the_reference_was_reused_is_kept_for_review_not_cr
 ) -> None:
     # Given payment A for an order, never answered, expired here
     phone, reference = unique_phone(), f"ORD-{uuid.uuid4().hex[:8]}"
-    sim.scenario(match={"phone": phone}, result_code=0, callback="none", callback_delay_s=3600)
-    worker_settings(payment_expiry_s=3)
-    first = uuid.UUID(start_payment(api, merchant, phone=phone, amount=AMOUNT, reference=reference))
-    wait_until(
-        lambda: (i := find_intent(db, first)) is not None and i.status == "expired",
-        timeout_s=30,
-        what="payment A to expire",
-    )
+    first = expire_unanswered(api, merchant, sim, db, worker_settings, phone, reference=reference)
     # and payment B the merchant then started for the same order (its push still out)
     worker_settings(payment_expiry_s=600)
     second = uuid.UUID(
