@@ -109,13 +109,15 @@ class CallbackApplication:
                 return
             intent, attempt = matched
             structlog.contextvars.bind_contextvars(payment_id=str(intent.id))
-            if not (
-                event.verdict.outcome == Outcome.SUCCEEDED and self._confirmation_required(session)
-            ):
-                apply_word(session, intent, replace(word, cycle=attempt.cycle), datetime.now(UTC))
+            word = replace(word, cycle=attempt.cycle)
+            confirm_first = event.verdict.outcome == Outcome.SUCCEEDED and (
+                self._confirmation_required(session)
+            )
+            if not confirm_first:
+                apply_word(session, intent, word, datetime.now(UTC))
                 return
         # The gateway must confirm first: asked outside any transaction, then applied.
-        self._apply_confirmed(adapter, event, replace(word, cycle=attempt.cycle))
+        self._apply_confirmed(adapter, event, word)
 
     # -- confirm before credit -------------------------------------------------------------
 

@@ -192,8 +192,6 @@ def settle(
     decision = decide(
         PaymentStatus(intent.status), _TARGETS[verdict.outcome], earlier_cycle=earlier_cycle
     )
-    if earlier_cycle and not decision.moves and verdict.outcome != Outcome.SUCCEEDED:
-        return "stale", f"about cycle {word_cycle}; the payment is in cycle {intent.cycle}"
     if decision.verdict == Verdict.CONFLICT:
         flag_for_review(session, intent, "conflicting_result", result_code=verdict.result_code)
         return "conflict", f"gateway said {verdict.result_code} after {intent.status}"
@@ -202,6 +200,8 @@ def settle(
             # Two pushes (a customer's retry) both paid: one credit, and a refund to review.
             flag_for_review(session, intent, "duplicate_collection", gateway_ref=str(gateway_ref))
             return "duplicate_collection", f"{gateway_ref} succeeded after {intent.settled_ref}"
+        if earlier_cycle and decision.verdict == Verdict.STALE:
+            return "stale", f"about cycle {word_cycle}; the payment is in cycle {intent.cycle}"
         return decision.verdict.value, f"payment already {intent.status}"
 
     if decision.verdict == Verdict.LATE_SUCCESS:

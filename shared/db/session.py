@@ -70,6 +70,17 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(orig, psycopg.Error) and orig.sqlstate in _TRANSIENT_SQLSTATES
 
 
+@contextmanager
+def _driver_errors_translated() -> Iterator[None]:
+    """Transient driver errors leave as :class:`DatabaseUnavailable`; others unchanged."""
+    try:
+        yield
+    except DBAPIError as exc:
+        if is_transient(exc):
+            raise DatabaseUnavailable(str(exc.orig or exc)) from exc
+        raise
+
+
 class Database:
     """One engine per process (create it after fork), and units of work over it."""
 
@@ -111,19 +122,14 @@ class Database:
 
         Just before the commit, the writes registered with :func:`write_last` run.
         """
-        try:
-            with self._sessions.begin() as session:
-                yield session
-                last: list[Callable[[Session], None]] = session.info.pop(LAST_WRITES, [])
-                if last:
-                    session.flush()
-                    for write in last:
-                        write(session)
-                hooks: list[Callable[[], None]] = session.info.pop(AFTER_COMMIT, [])
-        except DBAPIError as exc:
-            if is_transient(exc):
-                raise DatabaseUnavailable(str(exc.orig or exc)) from exc
-            raise
+        with _driver_errors_translated(), self._sessions.begin() as session:
+            yield session
+            last: list[Callable[[Session], None]] = session.info.pop(LAST_WRITES, [])
+            if last:
+                session.flush()
+                for write in last:
+                    write(session)
+            hooks: list[Callable[[], None]] = session.info.pop(AFTER_COMMIT, [])
         for hook in hooks:
             try:
                 hook()
@@ -138,13 +144,8 @@ class Database:
         counter): the row's lock is released when the statement ends, not a round
         trip (and a wait for this process's turn to run) later at COMMIT.
         """
-        try:
-            with self.engine.connect() as conn:
-                yield conn.execution_options(isolation_level="AUTOCOMMIT")
-        except DBAPIError as exc:
-            if is_transient(exc):
-                raise DatabaseUnavailable(str(exc.orig or exc)) from exc
-            raise
+        with _driver_errors_translated(), self.engine.connect() as conn:
+            yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
     def ping(self) -> None:
         with self.transaction() as session:
