@@ -34,6 +34,8 @@ from shared.db.models import (
     PaymentIntent,
 )
 from shared.db.session import Database
+from shared.merchants import issue_api_key
+from shared.settings import Settings
 from tests.conftest import ApiClient, MerchantAccount
 from tests.e2e.test_payment_flow import start_payment
 from tests.support.rabbit import Rabbit
@@ -118,6 +120,22 @@ def outcome_of(db: Database, checkout_id: str, result_code: int) -> str | None:
                 GatewayEvent.event_key == f"stk:{checkout_id}:{result_code}",
             )
         )
+
+
+def listed_for_review(
+    api: ApiClient, db: Database, settings: Settings, merchant: MerchantAccount, outcome: str
+) -> list[dict[str, Any]]:
+    """What the merchant's operator sees under ``GET /ops/events?outcome=…``."""
+    with db.transaction() as session:
+        key = issue_api_key(
+            session, settings.secret_key.get_secret_value().encode(), merchant.id, ("ops:read",)
+        )
+    response = api.get(
+        "/ops/events", params={"outcome": outcome}, headers={"Authorization": f"Bearer {key}"}
+    )
+    assert response.status_code == 200, response.text
+    events: list[dict[str, Any]] = response.json()["events"]
+    return events
 
 
 def flagged(db: Database, payment_id: uuid.UUID) -> list[dict[str, Any]]:
@@ -266,6 +284,7 @@ def test_both_pushes_paid_credit_the_payment_once_and_flag_the_other_for_a_refun
     sim: Simulator,
     db: Database,
     rabbit: Rabbit,
+    settings: Settings,
     worker_settings: Any,
     first_paid: str,
 ) -> None:
@@ -300,6 +319,9 @@ def test_both_pushes_paid_credit_the_payment_once_and_flag_the_other_for_a_refun
     ]
     assert outcome_of(db, earlier.checkout_id, 0) == "applied"
     assert outcome_of(db, later.checkout_id, 0) == "duplicate_collection"
+    # ... where the merchant's operator finds it
+    [listed] = listed_for_review(api, db, settings, merchant, "duplicate_collection")
+    assert (listed["payment_id"], listed["gateway_ref"]) == (str(r.payment_id), later.checkout_id)
 
     # The money invariant: what the customer paid = what is credited + what is flagged to refund
     collected = r.amount * len(in_order)
@@ -448,6 +470,7 @@ def test_a_late_success_after_the_reference_was_reused_is_kept_for_review_not_cr
     sim: Simulator,
     db: Database,
     rabbit: Rabbit,
+    settings: Settings,
     worker_settings: Any,
 ) -> None:
     # Given payment A for an order, never answered, expired here
@@ -474,5 +497,7 @@ def test_a_late_success_after_the_reference_was_reused_is_kept_for_review_not_cr
     assert intent.status == "expired"
     assert intent.flags == ["paid_after_reference_reused"]
     assert outcome_of(db, push_a.checkout_id, 0) == "reference_taken"
+    [listed] = listed_for_review(api, db, settings, merchant, "reference_taken")
+    assert (listed["payment_id"], listed["gateway_ref"]) == (str(first), push_a.checkout_id)
     assert money_of(db, merchant) == Money([], 0)
     assert intent_of(db, second).status == "submitted"  # B goes on undisturbed
