@@ -28,7 +28,7 @@ from ingress.resources.payments import (
     PaymentsResource,
     RetryResource,
 )
-from ingress.resources.redemptions import RedeemResource
+from ingress.resources.redemptions import RedeemResource, RedemptionsResource
 from ingress.resources.webhooks import (
     OpsWebhooksResource,
     WebhookReplayResource,
@@ -128,7 +128,9 @@ def create_app(
     )
     app.add_route("/v1/payments/{payment_id}", PaymentResource(db, auth, settings.max_wait_s))
     rules = RedemptionRules(settings.redeem_window_s, settings.redeem_tolerance_minor)
-    app.add_route("/v1/payments/{payment_id}/redeem", RedeemResource(db, auth, rules))
+    redeemer = RedeemResource(db, auth, rules)
+    app.add_route("/v1/payments/{payment_id}/redeem", redeemer)
+    app.add_route("/v1/redemptions", RedemptionsResource(redeemer, gateways))
     app.add_route(
         "/v1/payments/{payment_id}/retry",
         RetryResource(db, auth, publisher, CommandLimits.from_settings(settings)),

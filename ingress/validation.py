@@ -6,17 +6,37 @@ import json
 import re
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import falcon
 
 from shared.domain import errors
 from shared.domain.errors import MalipoError
 from shared.domain.money import Money
-from shared.gateways.registry import DEFAULT_GATEWAY, GatewayRegistry
+from shared.domain.phone import normalise_phone
+from shared.gateways import catalogue
+from shared.gateways.base import Capability
+from shared.gateways.description import GatewayDescription
+from shared.gateways.registry import GatewayRegistry
 
+# What a hosted page may need of the payer and where to send them afterwards.
+CHECKOUT_FIELDS = ("customer_first_name", "customer_last_name", "city")
+RETURN_URL_FIELDS = ("success_url", "failure_url")
 PAYMENT_FIELDS = frozenset(
-    {"amount", "currency", "phone", "reference", "description", "gateway", "customer_email"}
+    {
+        "amount",
+        "currency",
+        "phone",
+        "reference",
+        "description",
+        "gateway",
+        "flow",
+        "customer_email",
+        *CHECKOUT_FIELDS,
+        *RETURN_URL_FIELDS,
+    }
 )
+FLOWS = {flow.value: flow for flow in (Capability.PUSH, Capability.HOSTED)}
 _EMAIL = re.compile(
     r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+"
 )
@@ -82,7 +102,11 @@ def nesting_depth(document: Any) -> int:
 
 
 def payment_command(document: dict[str, Any], gateways: GatewayRegistry) -> dict[str, Any]:
-    """The normalised payment request (phone canonical, gateway named) or a refusal."""
+    """The normalised payment request (phone canonical), or a refusal.
+
+    ``gateway`` and ``flow`` stay None when the merchant named none: the route chooses
+    (:func:`fit_gateway`), and the request's fingerprint is of what the merchant sent.
+    """
     unknown = sorted(set(document) - PAYMENT_FIELDS)
     if unknown:
         raise MalipoError(errors.INVALID_REQUEST, f"unknown field(s): {field_names(unknown)}")
@@ -90,41 +114,99 @@ def payment_command(document: dict[str, Any], gateways: GatewayRegistry) -> dict
         if name not in document:
             raise MalipoError(errors.INVALID_REQUEST, f"{name} is required")
 
-    gateway_name = document.get("gateway", DEFAULT_GATEWAY)
-    if not isinstance(gateway_name, str):
-        raise MalipoError(errors.UNSUPPORTED_GATEWAY)
-    adapter = gateways.get(gateway_name)
-
     currency = document["currency"]
-    if not isinstance(currency, str) or currency.upper() != adapter.currency:
-        raise MalipoError(errors.INVALID_CURRENCY, f"{gateway_name} takes {adapter.currency} only")
-    amount = Money.from_minor(document["amount"], adapter.currency)
-    phone = adapter.check_request(amount, document["phone"])
+    if not isinstance(currency, str) or currency.upper() not in catalogue.currencies():
+        raise MalipoError(errors.INVALID_CURRENCY, "no gateway takes this currency")
+    currency = currency.upper()
+    description = None
+    if document.get("gateway") is not None:
+        if not isinstance(document["gateway"], str):
+            raise MalipoError(errors.UNSUPPORTED_GATEWAY)
+        description = gateways.describe(document["gateway"])
+        if currency not in description.currencies:
+            takes = ", ".join(description.currencies)
+            raise MalipoError(errors.INVALID_CURRENCY, f"{description.name} takes {takes} only")
+    amount = Money.from_minor(document["amount"], currency)
+    regions = (
+        description.phone_regions
+        if description
+        else tuple(
+            dict.fromkeys(r for d in catalogue.for_currency(currency) for r in d.phone_regions)
+        )
+    )
+    phone = normalise_phone(document["phone"], regions)
+    flow = document.get("flow")
+    if flow is not None and flow not in FLOWS:
+        raise MalipoError(errors.INVALID_REQUEST, "flow must be 'push' or 'hosted'")
+    command = {
+        "amount": amount.amount_minor,
+        "currency": amount.currency,
+        "phone": phone,
+        "reference": _reference(document["reference"]),
+        "description": _text(document, "description"),
+        "gateway": description.name if description else None,
+        "flow": flow,
+        "customer_email": _email(document.get("customer_email")),
+    }
+    # What only some payments carry is left out when absent (so messages stay small).
+    for name in CHECKOUT_FIELDS:
+        if (value := _text(document, name)) is not None:
+            command[name] = value
+    for name in RETURN_URL_FIELDS:
+        if (value := _url(document, name)) is not None:
+            command[name] = value
+    if description is not None:
+        fit_gateway(gateways, description, command)
+    return command
 
-    reference = document["reference"]
+
+def fit_gateway(
+    gateways: GatewayRegistry, description: GatewayDescription, command: dict[str, Any]
+) -> dict[str, Any]:
+    """The command as ``description``'s gateway would carry it (gateway and flow named),
+    or the refusal that gateway gives: amount rules, a flow it lacks, missing return URLs."""
+    flow = FLOWS[command["flow"]] if command["flow"] else description.default_flow
+    if flow not in description.flows:
+        raise MalipoError(
+            errors.CAPABILITY_NOT_SUPPORTED, f"{description.name} cannot collect by {flow.value}"
+        )
+    if flow == Capability.HOSTED and not all(command.get(name) for name in RETURN_URL_FIELDS):
+        raise MalipoError(errors.INVALID_REQUEST, "a hosted page needs success_url and failure_url")
+    gateways.get(description.name).check_amount(Money(command["amount"], command["currency"]))
+    return {**command, "gateway": description.name, "flow": flow.value}
+
+
+def _reference(reference: object) -> str:
     if not isinstance(reference, str) or not _REFERENCE.fullmatch(reference):
         raise MalipoError(errors.INVALID_REFERENCE)
-    description = document.get("description")
-    if description is not None and (
-        not isinstance(description, str)
-        or not 1 <= len(description) <= 100
-        or not description.isprintable()
+    return reference
+
+
+def _text(document: dict[str, Any], name: str) -> str | None:
+    value = document.get(name)
+    if value is not None and (
+        not isinstance(value, str) or not 1 <= len(value) <= 100 or not value.isprintable()
     ):
-        raise MalipoError(errors.INVALID_REQUEST, "description must be 1-100 printable characters")
-    email = document.get("customer_email")
+        raise MalipoError(errors.INVALID_REQUEST, f"{name} must be 1-100 printable characters")
+    return value
+
+
+def _email(email: object) -> str | None:
     if email is not None and (
         not isinstance(email, str) or len(email) > 254 or not _EMAIL.fullmatch(email)
     ):
         raise MalipoError(errors.INVALID_REQUEST, "customer_email must be an e-mail address")
-    return {
-        "amount": amount.amount_minor,
-        "currency": amount.currency,
-        "phone": phone,
-        "reference": reference,
-        "description": description,
-        "gateway": adapter.name,
-        "customer_email": email,
-    }
+    return email
+
+
+def _url(document: dict[str, Any], name: str) -> str | None:
+    value = document.get(name)
+    if value is None:
+        return None
+    parts = urlsplit(value) if isinstance(value, str) and len(value) <= 2000 else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+        raise MalipoError(errors.INVALID_REQUEST, f"{name} must be an absolute http(s) URL")
+    return str(value)
 
 
 def field_names(names: list[str], limit: int = 5) -> str:

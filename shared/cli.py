@@ -20,6 +20,7 @@ from shared.commands.merchants import merchant, operator
 from shared.commands.reference import dev, errors_command
 from shared.commands.templates import template
 from shared.commands.webhooks import webhook
+from shared.settings import use_local_config
 
 
 class PluginGroup(click.Group):
@@ -42,6 +43,9 @@ class PluginGroup(click.Group):
 @click.group(cls=PluginGroup)
 def main() -> None:
     """malipo: mobile-money payments pipeline."""
+    # Before any sub-command reads its options: a checkout's config/local.env fills what the
+    # environment leaves unset (never in production), so commands work as the README shows.
+    use_local_config()
 
 
 for command in (db, merchant, operator, audit, keys, errors_command, dev, template, webhook):

@@ -18,11 +18,17 @@ import time
 import uuid
 from dataclasses import dataclass
 from types import FrameType
+from typing import Any
 
 import click
+import phonenumbers
 import requests
 
 from shared.crypto import payment_id_for
+from shared.domain.money import EXPONENTS
+from shared.gateways import catalogue
+from shared.gateways.base import Capability
+from shared.gateways.description import GatewayDescription
 from shared.settings import Settings
 
 STOP_TIMEOUT_S = 20.0
@@ -85,43 +91,96 @@ class Stack:
         click.echo("[malipo dev] all processes stopped", err=True)
 
 
-def create_demo_merchant() -> dict[str, str]:
+def point_gateways_at_simulators(settings: Settings) -> None:
+    """In the sandbox, every gateway whose variables leave it unset talks to its simulator."""
+    if settings.env != "sandbox":
+        return
+    simulator = f"http://{settings.sandbox_host}:{settings.sandbox_port}"
+    for description in catalogue.descriptions():
+        if description.simulator_path is not None:
+            variable = description.env_prefix() + "BASE_URL"
+            os.environ.setdefault(variable, simulator + description.simulator_path)
+
+
+def create_demo_merchant() -> dict[str, Any]:
+    """A merchant with every gateway's simulator credentials (the sandbox's own accounts)."""
+    options = []
+    for description in catalogue.descriptions():
+        for credential in description.credentials:
+            value = description.simulator_credentials.get(credential.name)
+            if value is not None:
+                options += [description.option(credential), value]
     output = subprocess.run(  # noqa: S603
-        [*malipo_command(), "merchant", "create", "demo"], check=True, capture_output=True
+        [*malipo_command(), "merchant", "create", "demo", *options],
+        check=True,
+        capture_output=True,
     ).stdout
-    merchant: dict[str, str] = json.loads(output)
+    merchant: dict[str, Any] = json.loads(output)
     return merchant
 
 
-def print_demo(settings: Settings, merchant: dict[str, str]) -> None:
+def fresh_phone(region: str) -> str:
+    """A sandbox phone no earlier demo used (per-phone prompt limits count across runs):
+    the region's example mobile number with its last six digits drawn at random."""
+    example = phonenumbers.example_number_for_type(region, phonenumbers.PhoneNumberType.MOBILE)
+    if example is None:
+        raise ValueError(f"phonenumbers knows no mobile number of {region}")
+    national = phonenumbers.national_significant_number(example)
+    for _ in range(100):
+        digits = national[:-6] + "".join(secrets.choice("0123456789") for _ in range(6))
+        number = phonenumbers.parse(f"+{example.country_code}{digits}")
+        if phonenumbers.is_valid_number(number):
+            return f"{example.country_code}{digits}"
+    return f"{example.country_code}{national}"
+
+
+def demo_payment(description: GatewayDescription) -> dict[str, Any]:
+    """A payment the gateway's simulator answers with success, for the ready curl."""
+    currency = description.currencies[0]
+    exponent = EXPONENTS[currency]
+    body: dict[str, Any] = {
+        "amount": 100 * 10**exponent,
+        "currency": currency,
+        "phone": fresh_phone(description.phone_regions[0]),
+        "reference": f"ORDER-{secrets.token_hex(4)}",
+        "gateway": description.name,
+    }
+    if description.default_flow == Capability.HOSTED:
+        body["success_url"] = "https://shop.example/paid"
+        body["failure_url"] = "https://shop.example/failed"
+    return body
+
+
+def print_demo(settings: Settings, merchant: dict[str, Any]) -> None:
     base = f"http://{settings.ingress_host}:{settings.ingress_port}"
-    key = f"demo-{secrets.token_hex(4)}"
-    payment_id = payment_id_for(uuid.UUID(merchant["id"]), key)
-    body = json.dumps(
-        {"amount": 100, "currency": "KES", "phone": "0712345678", "reference": f"ORDER-{key[5:]}"}
-    )
     simulator = f"http://{settings.sandbox_host}:{settings.sandbox_port}"
+    key_header = f"-H 'Authorization: Bearer {merchant['api_key']}'"
     click.echo(
         f"""
-malipo is running: ingress {base}, Daraja simulator {simulator}
+malipo is running: ingress {base}, gateway simulators {simulator}
 demo merchant {merchant["id"]}, API key (shown once): {merchant["api_key"]}
-
-Start a payment (KES 1.00 from 0712345678; the simulator answers with success):
-
-curl -sS -X POST {base}/v1/payments \\
-  -H 'Authorization: Bearer {merchant["api_key"]}' \\
-  -H 'Idempotency-Key: {key}' \\
-  -H 'Content-Type: application/json' \\
-  -d '{body}'
-
-Then watch it finish (the answer is held, up to 30 s, until the payment is final):
-
-curl -sS '{base}/v1/payments/{payment_id}?wait=30&until=final' \\
-  -H 'Authorization: Bearer {merchant["api_key"]}'
-
-Ctrl-C stops everything.
+routes: {json.dumps(merchant.get("routes", {}))}
 """
     )
+    for description in catalogue.descriptions():
+        if description.name not in merchant.get("callback_urls", {}):
+            continue
+        key = f"demo-{secrets.token_hex(4)}"
+        payment_id = payment_id_for(uuid.UUID(merchant["id"]), key)
+        body = json.dumps(demo_payment(description))
+        click.echo(
+            f"""{description.title}: start a payment (the simulator answers with success)
+
+curl -sS -X POST {base}/v1/payments {key_header} \\
+  -H 'Idempotency-Key: {key}' -H 'Content-Type: application/json' \\
+  -d '{body}'
+
+and watch it finish (the answer is held, up to 30 s, until the payment is final):
+
+curl -sS '{base}/v1/payments/{payment_id}?wait=30&until=final' {key_header}
+"""
+        )
+    click.echo("Ctrl-C stops everything.")
 
 
 def run_stack(settings: Settings) -> int:
@@ -131,6 +190,7 @@ def run_stack(settings: Settings) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
+    point_gateways_at_simulators(settings)
     try:
         stack.start(
             "sandbox",

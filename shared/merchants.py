@@ -19,13 +19,15 @@ from sqlalchemy.orm import Session
 
 from shared.crypto import (
     CredentialCipher,
+    CredentialTampered,
     hash_api_secret,
     new_api_key,
     new_callback_secret,
     sha256_hex,
     split_api_key,
 )
-from shared.db.models import ApiKey, GatewayCredential, Merchant, WebhookEndpoint
+from shared.db.models import ApiKey, GatewayCredential, GatewayRoute, Merchant, WebhookEndpoint
+from shared.gateways import catalogue
 from shared.settings import looks_like_sandbox
 
 SCOPES = ("payments:write", "payments:read", "ops:read", "ops:write")
@@ -48,6 +50,15 @@ class Principal:
 
 class CredentialsRefused(ValueError):
     """Credentials that must not be stored in this environment."""
+
+
+@dataclass(frozen=True)
+class MerchantGateway:
+    """A merchant's configuration of one gateway: its credentials and its callback secret."""
+
+    gateway: str
+    credentials: dict[str, Any]
+    callback_secret: str
 
 
 def create_merchant(session: Session, name: str) -> Merchant:
@@ -136,22 +147,43 @@ def store_gateway_credentials(
     *,
     production: bool,
 ) -> str:
-    """Encrypt and store a merchant's credentials; returns the new callback path secret."""
+    """Encrypt and store a merchant's credentials; returns the new callback path secret.
+
+    A gateway configured for the first time is appended to the merchant's route for
+    each of its currencies, and starts with the gateway's confirm-before-credit default.
+    """
+    description = catalogue.describe(gateway)
     if production:
-        suspicious = [k for k, v in credentials.items() if looks_like_sandbox(str(v))]
+        suspicious = [
+            k
+            for k, v in credentials.items()
+            if looks_like_sandbox(str(v), description.sandbox_values)
+        ]
         if suspicious:
             raise CredentialsRefused(
                 "production refuses sandbox-looking credentials: " + ", ".join(sorted(suspicious))
             )
     secret = new_callback_secret()
     key_id, blob = cipher.encrypt(
-        {**credentials, "callback_secret": secret}, context=_context(merchant_id, gateway)
+        {**credentials, "callback_secret": secret},
+        context=_context(merchant_id, description.name),
     )
-    existing = gateway_credential(session, merchant_id, gateway)
-    row = existing or GatewayCredential(id=uuid.uuid4(), merchant_id=merchant_id, gateway=gateway)
+    existing = gateway_credential(session, merchant_id, description.name)
+    row = existing or GatewayCredential(
+        id=uuid.uuid4(),
+        merchant_id=merchant_id,
+        gateway=description.name,
+        confirm_before_credit=description.confirm_before_credit,
+    )
     row.key_id, row.ciphertext, row.callback_secret_hash = key_id, blob, sha256_hex(secret)
+    row.callback_verifiers = description.callback_verifiers(credentials)
     session.add(row)
     session.flush()
+    if existing is None:
+        for currency in description.currencies:
+            route = route_for(session, merchant_id, currency)
+            if description.name not in route:
+                set_route(session, merchant_id, currency, [*route, description.name])
     return secret
 
 
@@ -166,19 +198,56 @@ def gateway_credential(
 
 
 def decrypt_credentials(cipher: CredentialCipher, row: GatewayCredential) -> dict[str, Any]:
-    return cipher.decrypt(
-        row.key_id, row.ciphertext, context=_context(row.merchant_id, row.gateway)
-    )
+    """The stored credentials; rows written under a gateway's former name stay readable."""
+    description = catalogue.describe(row.gateway)
+    names = (description.name, *description.aliases)
+    for name in names[:-1]:
+        try:
+            return cipher.decrypt(
+                row.key_id, row.ciphertext, context=_context(row.merchant_id, name)
+            )
+        except CredentialTampered:
+            continue
+    return cipher.decrypt(row.key_id, row.ciphertext, context=_context(row.merchant_id, names[-1]))
 
 
-def load_gateway_credentials(
+def load_gateway_config(
     session: Session, cipher: CredentialCipher, merchant_id: uuid.UUID, gateway: str
-) -> dict[str, Any] | None:
-    """The decrypted credentials of an enabled gateway, or None."""
+) -> MerchantGateway | None:
+    """The merchant's configuration of an enabled gateway, or None."""
     row = gateway_credential(session, merchant_id, gateway)
     if row is None or not row.enabled:
         return None
-    return decrypt_credentials(cipher, row)
+    stored = decrypt_credentials(cipher, row)
+    secret = str(stored.pop("callback_secret"))
+    return MerchantGateway(row.gateway, stored, secret)
+
+
+def route_for(session: Session, merchant_id: uuid.UUID, currency: str) -> list[str]:
+    """The merchant's gateways for ``currency``, in order (empty: no route)."""
+    row = session.get(GatewayRoute, (merchant_id, currency))
+    return list(row.gateways) if row is not None else []
+
+
+def set_route(
+    session: Session, merchant_id: uuid.UUID, currency: str, gateways: list[str]
+) -> list[str]:
+    """Replace the merchant's route for ``currency``; every gateway must take that currency."""
+    names = []
+    for name in gateways:
+        description = catalogue.describe(name)
+        if currency not in description.currencies:
+            raise ValueError(f"{description.name} does not take {currency}")
+        if description.name not in names:
+            names.append(description.name)
+    row = session.get(GatewayRoute, (merchant_id, currency))
+    if row is None:
+        row = GatewayRoute(merchant_id=merchant_id, currency=currency, gateways=names)
+        session.add(row)
+    else:
+        row.gateways = names
+    session.flush()
+    return names
 
 
 def gateway_enabled(session: Session, merchant_id: uuid.UUID, gateway: str) -> bool:
@@ -252,9 +321,10 @@ def rotate_credentials(session: Session, cipher: CredentialCipher, batch: int = 
         .with_for_update(skip_locked=True)
     ).all()
     for row in rows:
-        context = _context(row.merchant_id, row.gateway)
-        plain = cipher.decrypt(row.key_id, row.ciphertext, context=context)
-        row.key_id, row.ciphertext = cipher.encrypt(plain, context=context)
+        plain = decrypt_credentials(cipher, row)
+        row.key_id, row.ciphertext = cipher.encrypt(
+            plain, context=_context(row.merchant_id, row.gateway)
+        )
     session.flush()
     return len(rows)
 

@@ -113,6 +113,8 @@ class ApplyCallback(MessageContract):
     received_at: str
     remote_addr: str | None = None
     attempt_ref: str | None = None
+    method: str = "POST"
+    query_string: str = ""
 
 
 @dataclass(frozen=True)

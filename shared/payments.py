@@ -29,8 +29,16 @@ def payment_view(intent: PaymentIntent) -> dict[str, Any]:
         "reference": intent.reference,
         "description": intent.description,
         "gateway": intent.gateway,
+        "flow": intent.flow,
+        "next_action": intent.next_action,
         "failure": failure,
         "receipt": intent.receipt,
+        "gateway_reference": intent.settled_ref or intent.gateway_ref,
+        # Gross, what the gateway kept, and what the merchant nets (once it succeeded).
+        "fee": intent.fee_minor,
+        "net": (
+            intent.amount_minor - (intent.fee_minor or 0) if intent.status == "succeeded" else None
+        ),
         "flags": list(intent.flags),
         "created_at": _iso(intent.created_at),
         "submitted_at": _iso(intent.submitted_at),

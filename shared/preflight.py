@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session
 
 from shared.db.models import Customer, GatewayCredential, Merchant
 from shared.domain import errors
-from shared.domain.errors import ErrorCode
+from shared.domain.errors import ErrorCode, MalipoError
+from shared.merchants import route_for
 
 # Everything the rules read, in one round trip (built once: it runs for every command).
 _FACTS = (
@@ -56,3 +57,25 @@ def payment_refusal(
     if not facts.registered and facts.require_registered_customers:
         return errors.ACCOUNT_MISSING
     return None
+
+
+_ENABLED_GATEWAYS = select(GatewayCredential.gateway).where(
+    GatewayCredential.merchant_id == bindparam("merchant_id"),
+    GatewayCredential.enabled.is_(True),
+)
+
+
+def routed_gateway(session: Session, merchant_id: uuid.UUID, currency: str) -> str:
+    """The first enabled gateway of the merchant's route for ``currency``.
+
+    ``currency_not_supported`` when the merchant routes nothing there;
+    ``gateway_disabled`` when every gateway it routes there is disabled.
+    """
+    enabled = set(session.scalars(_ENABLED_GATEWAYS, {"merchant_id": merchant_id}))
+    route = route_for(session, merchant_id, currency)
+    for gateway in route:
+        if gateway in enabled:
+            return gateway
+    if route:
+        raise MalipoError(errors.GATEWAY_DISABLED, f"every gateway routed for {currency} is off")
+    raise MalipoError(errors.CURRENCY_NOT_SUPPORTED, f"no gateway is routed for {currency}")

@@ -11,10 +11,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from shared.db.models import PaymentIntent, Redemption
+from shared.db.models import PaymentAttempt, PaymentIntent, Redemption
 from shared.domain import errors
 from shared.domain.errors import MalipoError
 from shared.domain.states import PaymentStatus
@@ -32,6 +33,25 @@ class AlreadyRedeemed(MalipoError):
     def __init__(self, order_id: str) -> None:
         super().__init__(errors.ALREADY_REDEEMED, f"already redeemed for order {order_id}")
         self.order_id = order_id
+
+
+def payment_for_gateway_reference(
+    session: Session, merchant_id: uuid.UUID, gateway: str, reference: str
+) -> uuid.UUID:
+    """The merchant's payment that the gateway knows by ``reference`` (e.g. an IntaSend
+    invoice id the customer typed), or ``not_found``."""
+    found = session.scalars(
+        select(PaymentAttempt.intent_id)
+        .join(PaymentIntent, PaymentIntent.id == PaymentAttempt.intent_id)
+        .where(
+            PaymentAttempt.gateway == gateway,
+            PaymentAttempt.gateway_ref == reference,
+            PaymentIntent.merchant_id == merchant_id,
+        )
+    ).first()
+    if found is None:
+        raise MalipoError(errors.NOT_FOUND, f"no {gateway} payment with that reference")
+    return found
 
 
 def redeem(

@@ -12,20 +12,19 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
 import sys
 from ipaddress import IPv4Network, IPv6Network, ip_network
+from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-GATEWAY_BASE_URLS: dict[str, dict[str, str]] = {
-    "mpesa": {
-        "sandbox": "https://sandbox.safaricom.co.ke",
-        "production": "https://api.safaricom.co.ke",
-    },
-}
+from shared.gateways import catalogue
+from shared.gateways.description import GatewaySettings
 
 # Safaricom refuses a CallBackURL containing any of these words (case-insensitive), so a
 # gateway's public callback path never spells its own name: Daraja's is /callbacks/daraja/.
@@ -39,24 +38,27 @@ CALLBACK_URL_FORBIDDEN_WORDS = (
     "sql",
     "query",
 )
-CALLBACK_PATH_SEGMENTS = {"mpesa": "daraja"}
 
 # Values that only make sense against a gateway's public sandbox or a laptop.
 # Production refuses credentials and keys containing any of them.
 SANDBOX_MARKERS = ("sandbox", "test", "demo", "example", "changeme", "dummy")
-DARAJA_SANDBOX_SHORTCODES = frozenset({"174379", "600000", "600977"})
-DARAJA_SANDBOX_PASSKEY = "bfb279f9aa9bdbcf158e97dd71a467cd2e0c893059b10f78e6b72ada1ed2c919"
-DARAJA_SANDBOX_MSISDNS = frozenset({"254708374149"})
+# A checkout's local configuration (what `make run` uses), read by the CLI too.
+LOCAL_CONFIG = Path(__file__).resolve().parents[1] / "config" / "local.env"
 
 
-def looks_like_sandbox(value: str) -> bool:
-    """True when a credential or key is one of the public sandbox values or says so."""
+def looks_like_sandbox(value: str, known_sandbox_values: frozenset[str] = frozenset()) -> bool:
+    """True when a credential or key is one of a gateway's public sandbox values or says so."""
     lowered = value.lower()
-    return (
-        value in DARAJA_SANDBOX_SHORTCODES
-        or value == DARAJA_SANDBOX_PASSKEY
-        or any(marker in lowered for marker in SANDBOX_MARKERS)
-    )
+    return value in known_sandbox_values or any(marker in lowered for marker in SANDBOX_MARKERS)
+
+
+def _gateway_environment() -> tuple[tuple[str, str], ...]:
+    """The MALIPO_<GATEWAY>_* variables: per-gateway settings are read from these.
+
+    A tuple, not a dict: settings are frozen and hashable (processes cache on them).
+    """
+    prefixes = tuple(d.env_prefix() for d in catalogue.descriptions())
+    return tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(prefixes)))
 
 
 class ConfigurationError(Exception):
@@ -88,8 +90,9 @@ class Settings(BaseSettings):
     public_base_url: str = "http://127.0.0.1:8000"
     sandbox_host: str = "127.0.0.1"
     sandbox_port: int = Field(default=8900, ge=1, le=65535)
-    daraja_base_url: str | None = Field(
-        default=None, description="overrides the Daraja base URL chosen by MALIPO_ENV"
+    # MALIPO_<GATEWAY>_BASE_URL, _CONNECT_TIMEOUT_S and _READ_TIMEOUT_S for each gateway.
+    gateway_env: tuple[tuple[str, str], ...] = Field(
+        default_factory=_gateway_environment, exclude=True
     )
 
     # Workers.
@@ -217,7 +220,7 @@ class Settings(BaseSettings):
             raise ValueError("must be positive delays in seconds, comma-separated")
         return value
 
-    @field_validator("public_base_url", "daraja_base_url", "sms_base_url")
+    @field_validator("public_base_url", "sms_base_url")
     @classmethod
     def _absolute_http_url(cls, value: str | None) -> str | None:
         if value is None:
@@ -244,8 +247,10 @@ class Settings(BaseSettings):
         problems = []
         if not self.public_base_url.startswith("https://"):
             problems.append("MALIPO_PUBLIC_BASE_URL must be https:// in production")
-        if self.daraja_base_url and not self.daraja_base_url.startswith("https://"):
-            problems.append("MALIPO_DARAJA_BASE_URL must be https:// in production")
+        for description in catalogue.descriptions():
+            variable = description.env_prefix() + "BASE_URL"
+            if not self.gateway_settings(description.name).base_url.startswith("https://"):
+                problems.append(f"{variable} must be https:// in production")
         signing = self.callback_signing_secret
         if signing is not None and looks_like_sandbox(signing.get_secret_value()):
             problems.append("MALIPO_CALLBACK_SIGNING_SECRET looks like a sandbox value")
@@ -258,11 +263,35 @@ class Settings(BaseSettings):
             raise ValueError("; ".join(problems))
         return self
 
-    def gateway_base_url(self, gateway: str) -> str:
-        """The base URL of a gateway's API for this environment."""
-        if gateway == "mpesa" and self.daraja_base_url:
-            return self.daraja_base_url
-        return GATEWAY_BASE_URLS[gateway][self.env]
+    @model_validator(mode="after")
+    def _gateway_settings_are_usable(self) -> Settings:
+        for description in catalogue.descriptions():
+            self.gateway_settings(description.name)
+        return self
+
+    def gateway_settings(self, gateway: str) -> GatewaySettings:
+        """A gateway's base URL (its own for MALIPO_ENV unless overridden) and timeouts."""
+        description = catalogue.describe(gateway)
+        prefix = description.env_prefix()
+        env = dict(self.gateway_env)
+        base_url = env.get(prefix + "BASE_URL") or description.base_urls[self.env]
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"{prefix}BASE_URL must be an absolute http(s) URL")
+        timeouts = []
+        for name, default in (
+            ("CONNECT_TIMEOUT_S", self.gateway_connect_timeout_s),
+            ("READ_TIMEOUT_S", self.gateway_read_timeout_s),
+        ):
+            raw = env.get(prefix + name)
+            try:
+                value = float(raw) if raw else default
+            except ValueError:
+                raise ValueError(f"{prefix}{name} must be a number of seconds") from None
+            if not 0 < value < 3600:
+                raise ValueError(f"{prefix}{name} must be between 0 and 3600 seconds")
+            timeouts.append(value)
+        return GatewaySettings(base_url.rstrip("/"), timeouts[0], timeouts[1])
 
     def webhook_retry_delays(self) -> list[float]:
         return [float(part) for part in self.webhook_retry_schedule_s.split(",") if part.strip()]
@@ -277,20 +306,12 @@ class Settings(BaseSettings):
 
     def merchant_callback_url(self, gateway: str, secret: str) -> str:
         """A merchant's callback URL for a gateway (what ``malipo merchant create`` shows)."""
-        segment = CALLBACK_PATH_SEGMENTS.get(gateway, gateway)
+        segment = catalogue.describe(gateway).callback_segment
         return f"{self.public_base_url}/callbacks/{segment}/{secret}"
 
     def callback_url(self, gateway: str, secret: str, attempt_ref: str) -> str:
         """Where a gateway should POST the result of one attempt."""
         return f"{self.merchant_callback_url(gateway, secret)}/{attempt_ref}"
-
-
-def gateway_for_callback_path(segment: str) -> str:
-    """The gateway a ``/callbacks/<segment>/…`` path is for: its public segment or its name."""
-    for gateway, public in CALLBACK_PATH_SEGMENTS.items():
-        if segment == public:
-            return gateway
-    return segment
 
 
 def forbidden_callback_words(url: str) -> list[str]:
@@ -340,8 +361,30 @@ def settings_or_exit(process: str) -> Settings:
         raise SystemExit(2) from None
 
 
+def use_local_config() -> Path | None:
+    """Fill unset variables from the checkout's local configuration; never in production.
+
+    ``MALIPO_CONFIG_FILE`` names another file (empty: none). Variables already set win,
+    as with ``config/with-local-env``, so the README's commands work in a checkout as written.
+    """
+    if os.environ.get("MALIPO_ENV", "sandbox") == "production":
+        return None
+    named = os.environ.get("MALIPO_CONFIG_FILE")
+    path = Path(named) if named else (LOCAL_CONFIG if named is None else None)
+    if path is None or not path.is_file():
+        return None
+    values = dotenv_values(path)
+    if values.get("MALIPO_ENV", "sandbox") == "production":
+        return None
+    for name, value in values.items():
+        if value is not None:
+            os.environ.setdefault(name, value)
+    return path
+
+
 def load_settings() -> Settings:
     """Read and validate the environment, or raise ConfigurationError naming each variable."""
+    use_local_config()
     try:
         return Settings()  # values come from the environment
     except ValidationError as exc:

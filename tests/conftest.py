@@ -168,7 +168,7 @@ def make_merchant(
         secret = None
         if daraja is not None:
             secret = store_gateway_credentials(
-                session, cipher, merchant.id, "mpesa", daraja, production=False
+                session, cipher, merchant.id, "daraja", daraja, production=False
             )
     return MerchantAccount(merchant.id, api_key, secret)
 

@@ -14,7 +14,6 @@ import binascii
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
 
 import dramatiq
 import structlog
@@ -29,13 +28,14 @@ from shared.domain.phone import mask_phone_numbers
 from shared.gateways.base import (
     CallbackEvent,
     CallbackMalformed,
-    GatewayAdapter,
+    Capability,
     GatewayUnavailable,
     GatewayVerdict,
+    InboundCallback,
     Outcome,
     StatusResult,
 )
-from shared.merchants import load_gateway_credentials
+from shared.merchants import MerchantGateway, load_gateway_config
 from shared.messages import (
     APPLY_CALLBACK,
     RECORD_REFUSED_CALLBACK,
@@ -64,15 +64,6 @@ _CONFIRM_BEFORE_CREDIT = select(GatewayCredential.confirm_before_credit).where(
     GatewayCredential.gateway == bindparam("gateway"),
 )
 
-# Headers worth keeping with the raw event (never Authorization or cookies).
-KEPT_HEADERS = (
-    "content-type",
-    "user-agent",
-    "businessshortcode",
-    "x-forwarded-for",
-    "content-length",
-)
-
 
 @dramatiq.actor(
     actor_name=APPLY_CALLBACK.actor_name,
@@ -94,9 +85,17 @@ class CallbackApplication:
             raise PermanentError("callback body is not base64") from None
 
     def run(self) -> None:
-        adapter = self.rt.gateways.get(self.message.gateway)
+        reader = self.rt.gateways.reader(self.message.gateway)
+        inbound = InboundCallback(
+            method=self.message.method,
+            query_string=self.message.query_string,
+            body=self.body,
+            headers={k.lower(): v for k, v in self.message.headers.items()},
+            remote_addr=self.message.remote_addr,
+            path_secret="",
+        )
         try:
-            event = adapter.parse_callback(self.body, self.message.headers)
+            event = reader.parse_callback(inbound)
         except CallbackMalformed as exc:
             self._record_unparsed(str(exc))
             return
@@ -117,20 +116,20 @@ class CallbackApplication:
                 apply_word(session, intent, word, datetime.now(UTC))
                 return
         # The gateway must confirm first: asked outside any transaction, then applied.
-        self._apply_confirmed(adapter, event, word)
+        self._apply_confirmed(event, word)
 
     # -- confirm before credit -------------------------------------------------------------
 
     def _confirmation_required(self, session: Session) -> bool:
+        if not self.rt.gateways.describe(self.message.gateway).has(Capability.STATUS):
+            return False  # nothing to ask: the callback is the gateway's only word
         required = session.connection().execute(
             _CONFIRM_BEFORE_CREDIT,
             {"merchant_id": self.merchant_id, "gateway": self.message.gateway},
         )
         return bool(required.scalar_one_or_none())
 
-    def _apply_confirmed(
-        self, adapter: GatewayAdapter, event: CallbackEvent, word: GatewayWord
-    ) -> None:
+    def _apply_confirmed(self, event: CallbackEvent, word: GatewayWord) -> None:
         """Credit a success callback only as far as the gateway's status API confirms it."""
         with self.rt.db.transaction() as session:
             matched = self._match(session, event)
@@ -138,11 +137,11 @@ class CallbackApplication:
                 self._orphan(session, word)
                 return
             payment_id = matched[0].id
-            stored = load_gateway_credentials(
+            config = load_gateway_config(
                 session, self.rt.cipher, self.merchant_id, self.message.gateway
             )
         structlog.contextvars.bind_contextvars(payment_id=str(payment_id))
-        answer = self._ask_gateway(adapter, stored, event.gateway_ref)
+        answer = self._ask_gateway(config, event.gateway_ref)
         with self.rt.db.transaction() as session:
             intent = lock_intent(session, payment_id)
             if intent is None:
@@ -175,14 +174,16 @@ class CallbackApplication:
         now = datetime.now(UTC)
         apply_word(session, intent, query_word(self.message.gateway, answer, now), now)
 
-    def _ask_gateway(
-        self, adapter: GatewayAdapter, stored: dict[str, Any] | None, gateway_ref: str
-    ) -> StatusResult | None:
+    def _ask_gateway(self, config: MerchantGateway | None, gateway_ref: str) -> StatusResult | None:
         """The gateway's final word; re-checks later while it has none; None when it never did."""
         answer = None
-        if stored is not None:
+        if config is not None:
+            gateway = self.message.gateway
+            credentials = self.rt.gateways.get(gateway).credentials(config.credentials)
             try:
-                answer = adapter.query_status(adapter.credentials(stored), gateway_ref)
+                answer = self.rt.gateways.status_query(gateway).query_status(
+                    credentials, gateway_ref
+                )
             except GatewayUnavailable as exc:
                 log.info("confirmation query unavailable", error=str(exc))
         if answer is not None and answer.verdict.outcome != Outcome.PENDING:
@@ -194,6 +195,7 @@ class CallbackApplication:
 
     def _word(self, event: CallbackEvent) -> GatewayWord:
         headers = {k.lower(): v for k, v in self.message.headers.items()}
+        kept = self.rt.gateways.describe(self.message.gateway).kept_headers
         return GatewayWord(
             gateway=self.message.gateway,
             event_key=event.event_key,
@@ -202,7 +204,7 @@ class CallbackApplication:
             verdict=event.verdict,
             received_at=datetime.fromisoformat(self.message.received_at),
             body_masked=event.masked_body,
-            headers={k: headers[k] for k in KEPT_HEADERS if k in headers},
+            headers={k: headers[k] for k in kept if k in headers},
             remote_addr=self.message.remote_addr,
             merchant_id=self.merchant_id,
         )

@@ -31,12 +31,15 @@ from shared.domain import errors
 from shared.domain.money import Money
 from shared.domain.states import PaymentStatus, can_retry
 from shared.gateways.base import (
+    Capability,
+    CustomerDetails,
     GatewayOutcomeUnknown,
     GatewayUnavailable,
     InitiateResult,
     PaymentRequest,
+    ReturnUrls,
 )
-from shared.merchants import load_gateway_credentials
+from shared.merchants import MerchantGateway, load_gateway_config
 from shared.messages import (
     INITIATE_PAYMENT,
     RETRY_PAYMENT,
@@ -54,6 +57,8 @@ log = structlog.stdlib.get_logger(__name__)
 POLICY = POLICIES[INITIATE_PAYMENT.actor_name]
 
 LIVE_REFERENCE_INDEX = "uq_payment_intents_live_reference"
+# Request fields a hosted page needs, kept with the intent (``checkout``).
+CHECKOUT_KEYS = ("customer_first_name", "customer_last_name", "city", "success_url", "failure_url")
 
 
 @dramatiq.actor(
@@ -76,15 +81,15 @@ class PaymentInitiation:
         prepared = self._prepare()
         if prepared is None:
             return
-        attempt_id, stored_credentials = prepared
-        if stored_credentials is None:  # an earlier push's outcome is unknown: wait, do not re-send
+        attempt_id, config = prepared
+        if config is None:  # an earlier push's outcome is unknown: wait, do not re-send
             self._schedule_poll()
             return
-        self._send(attempt_id, stored_credentials)
+        self._send(attempt_id, config)
 
     # -- step 1 ----------------------------------------------------------------------------
 
-    def _prepare(self) -> tuple[uuid.UUID, dict[str, object] | None] | None:
+    def _prepare(self) -> tuple[uuid.UUID, MerchantGateway | None] | None:
         """Lock/create the intent and record an attempt; None when there is nothing to send."""
         now = datetime.now(UTC)
         with self.rt.db.transaction() as session:
@@ -122,10 +127,10 @@ class PaymentInitiation:
             if refusal is not None:
                 fail(session, intent, refusal, refusal.message, now)
                 return None
-            stored = load_gateway_credentials(
+            config = load_gateway_config(
                 session, self.rt.cipher, intent.merchant_id, intent.gateway
             )
-            assert stored is not None  # payment_refusal said the gateway is configured and enabled
+            assert config is not None  # payment_refusal said the gateway is configured and enabled
             attempt = PaymentAttempt(
                 id=uuid.uuid4(),
                 intent_id=intent.id,
@@ -135,7 +140,7 @@ class PaymentInitiation:
                 status="sending",
             )
             session.add(attempt)
-            return attempt.id, stored
+            return attempt.id, config
 
     def _create(self, session: Session, now: datetime) -> PaymentIntent:
         request = self.command.request
@@ -151,6 +156,8 @@ class PaymentInitiation:
             "reference": request["reference"],
             "description": request.get("description"),
             "customer_email": request.get("customer_email"),
+            "flow": request.get("flow") or Capability.PUSH.value,
+            "checkout": {k: request[k] for k in CHECKOUT_KEYS if request.get(k)},
             "accepted_at": datetime.fromisoformat(self.command.accepted_at),
         }
         try:
@@ -232,10 +239,10 @@ class PaymentInitiation:
 
     # -- steps 2 and 3 ---------------------------------------------------------------------
 
-    def _send(self, attempt_id: uuid.UUID, stored: dict[str, object]) -> None:
+    def _send(self, attempt_id: uuid.UUID, config: MerchantGateway) -> None:
         request = self.command.request
-        adapter = self.rt.gateways.get(str(request["gateway"]))
-        credentials = adapter.credentials(stored)
+        gateway = str(request["gateway"])
+        credentials = self.rt.gateways.get(gateway).credentials(config.credentials)
         payment_request = PaymentRequest(
             payment_id=self.command.payment_id,
             attempt_ref=str(attempt_id),
@@ -244,11 +251,25 @@ class PaymentInitiation:
             reference=str(request["reference"]),
             description=request.get("description"),
             callback_url=self.rt.settings.callback_url(
-                adapter.name, credentials.callback_secret, str(attempt_id)
+                gateway, config.callback_secret, str(attempt_id)
+            ),
+            customer=CustomerDetails(
+                first_name=request.get("customer_first_name"),
+                last_name=request.get("customer_last_name"),
+                email=request.get("customer_email"),
+                city=request.get("city"),
+            ),
+            return_urls=(
+                ReturnUrls(str(request["success_url"]), str(request["failure_url"]))
+                if request.get("success_url") and request.get("failure_url")
+                else None
             ),
         )
         try:
-            result = adapter.initiate(credentials, payment_request)
+            if request.get("flow") == Capability.HOSTED.value:
+                result = self.rt.gateways.hosted(gateway).start_hosted(credentials, payment_request)
+            else:
+                result = self.rt.gateways.pusher(gateway).push(credentials, payment_request)
         except GatewayUnavailable as exc:
             self._not_sent(attempt_id, exc)
             return
@@ -307,8 +328,10 @@ class PaymentInitiation:
             if result is not None and result.accepted:
                 attempt.gateway_ref = attempt.gateway_ref or result.gateway_ref
                 attempt.secondary_ref = result.secondary_ref
+                if result.next_action is not None:
+                    intent.next_action = result.next_action.to_json()
                 mark_submitted(intent, result.gateway_ref, now, self.rt.settings)
-                log.info("push accepted", gateway_ref=result.gateway_ref)
+                log.info("push accepted", gateway_ref=result.gateway_ref, flow=intent.flow)
             elif result is not None:
                 attempt.error_code = result.failure_code
                 code = errors.lookup(result.failure_code or errors.GATEWAY_REJECTED.code)
@@ -404,5 +427,7 @@ def request_of(intent: PaymentIntent) -> dict[str, Any]:
         "reference": intent.reference,
         "description": intent.description,
         "gateway": intent.gateway,
+        "flow": intent.flow,
         "customer_email": intent.customer_email,
+        **{key: intent.checkout[key] for key in CHECKOUT_KEYS if intent.checkout.get(key)},
     }

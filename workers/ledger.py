@@ -3,6 +3,9 @@
 A collection is one ``ledger_entries`` row per intent (unique on intent and
 kind) and the same amount added to the merchant's balance, in the caller's
 transaction. A second credit for the same intent inserts nothing and adds nothing.
+A gateway's fee on the collection (IntaSend's ``charges``) is a second, negative
+entry (kind ``fee``) in the same transaction, so the entries and the balance
+both say what the merchant nets.
 
 Every collection of a merchant updates its one balance row, whose lock is held
 until commit; so the balance is updated as the transaction's last write
@@ -40,7 +43,22 @@ _ADD_TO_BALANCE = _balance.on_conflict_do_update(
 
 
 def credit_collection(session: Session, intent: PaymentIntent, gateway_txn_id: str | None) -> bool:
-    """Credit a succeeded intent's amount to its merchant once; True if this call credited it."""
+    """Credit a succeeded intent's amount, less its fee, to its merchant once.
+
+    True if this call credited it. The fee is ``intent.fee_minor`` (0 to the amount).
+    """
+    if not _insert_entry(session, intent, "collection", intent.amount_minor, gateway_txn_id):
+        return False
+    fee = intent.fee_minor or 0
+    if fee:
+        _insert_entry(session, intent, "fee", -fee, gateway_txn_id)
+    _add_to_balance(session, intent.merchant_id, intent.currency, intent.amount_minor - fee)
+    return True
+
+
+def _insert_entry(
+    session: Session, intent: PaymentIntent, kind: str, amount: int, gateway_txn_id: str | None
+) -> bool:
     inserted = (
         session.connection()
         .execute(
@@ -48,8 +66,8 @@ def credit_collection(session: Session, intent: PaymentIntent, gateway_txn_id: s
             {
                 "merchant_id": intent.merchant_id,
                 "intent_id": intent.id,
-                "kind": "collection",
-                "amount_minor": intent.amount_minor,
+                "kind": kind,
+                "amount_minor": amount,
                 "currency": intent.currency,
                 "gateway": intent.gateway,
                 "gateway_txn_id": gateway_txn_id,
@@ -57,10 +75,7 @@ def credit_collection(session: Session, intent: PaymentIntent, gateway_txn_id: s
         )
         .scalar_one_or_none()
     )
-    if inserted is None:
-        return False
-    _add_to_balance(session, intent.merchant_id, intent.currency, intent.amount_minor)
-    return True
+    return inserted is not None
 
 
 def _add_to_balance(session: Session, merchant_id: uuid.UUID, currency: str, amount: int) -> None:

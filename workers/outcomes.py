@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from shared import audit
 from shared.db.models import GatewayEvent, PaymentAttempt, PaymentIntent
 from shared.domain import errors
-from shared.domain.phone import mask_msisdn
+from shared.domain.phone import mask_msisdn, phones_agree
 from shared.domain.states import LIVE_STATES, PaymentStatus, Verdict, decide
 from shared.gateways.base import GatewayVerdict, Outcome, StatusResult
 from shared.settings import Settings
@@ -226,6 +226,8 @@ def settle(
         intent.failure_code = intent.failure_message = None
         intent.receipt = verdict.receipt or intent.receipt
         intent.settled_ref = gateway_ref or intent.gateway_ref
+        if verdict.fee is not None and 0 <= verdict.fee.amount_minor <= intent.amount_minor:
+            intent.fee_minor = verdict.fee.amount_minor
         if decision.verdict == Verdict.LATE_SUCCESS:
             flag_for_review(session, intent, "late_success", result_code=verdict.result_code)
         elif earlier_cycle:
@@ -290,14 +292,6 @@ def cross_check(intent: PaymentIntent, verdict: GatewayVerdict) -> str | None:
     if verdict.phone and not phones_agree(intent.phone, verdict.phone):
         return "phone_mismatch"
     return None
-
-
-def phones_agree(expected: str, reported: str) -> bool:
-    """Compare a full MSISDN with one a gateway may have masked (``254722000***``)."""
-    reported = reported.strip()
-    if len(reported) != len(expected):
-        return False
-    return all(r in "*Xx" or r == e for r, e in zip(reported, expected, strict=True))
 
 
 def flag_for_review(session: Session, intent: PaymentIntent, name: str, **detail: str) -> None:

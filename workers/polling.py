@@ -22,8 +22,14 @@ from sqlalchemy import select
 from shared.db.models import PaymentIntent
 from shared.domain import errors
 from shared.domain.states import PaymentStatus
-from shared.gateways.base import GatewayUnavailable, GatewayVerdict, Outcome, StatusResult
-from shared.merchants import load_gateway_credentials
+from shared.gateways.base import (
+    Capability,
+    GatewayUnavailable,
+    GatewayVerdict,
+    Outcome,
+    StatusResult,
+)
+from shared.merchants import MerchantGateway, load_gateway_config
 from shared.messages import POLL_PAYMENT, SWEEP_PENDING, PollPayment, SweepPendingPayments
 from shared.ratelimit import forget_before
 from workers.broker import POLICIES
@@ -62,9 +68,9 @@ def poll(rt: Runtime, payment_id: uuid.UUID, round_: int) -> None:
             return
         gateway, gateway_ref, expires_at = intent.gateway, intent.gateway_ref, intent.expires_at
         cycle = intent.cycle
-        stored = load_gateway_credentials(session, rt.cipher, intent.merchant_id, gateway)
+        config = load_gateway_config(session, rt.cipher, intent.merchant_id, gateway)
 
-    answer = _query(rt, gateway, gateway_ref, stored)
+    answer = _query(rt, gateway, gateway_ref, config)
     now = datetime.now(UTC)
     if answer is not None and answer.verdict.outcome != Outcome.PENDING:
         _apply(rt, payment_id, query_word(gateway, answer, now))
@@ -76,14 +82,16 @@ def poll(rt: Runtime, payment_id: uuid.UUID, round_: int) -> None:
 
 
 def _query(
-    rt: Runtime, gateway: str, gateway_ref: str | None, stored: dict[str, object] | None
+    rt: Runtime, gateway: str, gateway_ref: str | None, config: MerchantGateway | None
 ) -> StatusResult | None:
     """The gateway's answer, or None when there is nothing to ask or it cannot answer now."""
-    if gateway_ref is None or stored is None:
+    if gateway_ref is None or config is None:
         return None  # the push's answer was lost: only its callback can tell
-    adapter = rt.gateways.get(gateway)
+    if not rt.gateways.describe(gateway).has(Capability.STATUS):
+        return None  # no status API: the callback or the payment window decides
+    credentials = rt.gateways.get(gateway).credentials(config.credentials)
     try:
-        return adapter.query_status(adapter.credentials(stored), gateway_ref)
+        return rt.gateways.status_query(gateway).query_status(credentials, gateway_ref)
     except GatewayUnavailable as exc:
         log.info("status query unavailable; will ask again", error=str(exc))
         return None

@@ -1,21 +1,26 @@
-"""``POST /callbacks/{gateway}/{secret}[/{attempt_ref}]``: authenticate, enqueue, acknowledge.
+"""``/callbacks/{gateway}/{secret}[/{attempt_ref}]``: authenticate, enqueue, acknowledge.
 
-``{gateway}`` is the gateway's public path segment (``daraja``: Safaricom refuses
-CallBackURLs that say ``mpesa``) or its name (``mpesa``), which stays accepted.
+``{gateway}`` is a gateway's public path segment (``daraja``: Safaricom refuses
+CallBackURLs that say ``mpesa``), its name, or a former name. GET and POST are
+both callbacks: TouchPay reports in a query string.
 
 Checks, in order: the path secret (by its hash, in constant time), the
 merchant's source-IP allowlist (the socket peer, or what a trusted proxy says),
-the merchant's signature requirement. Every refusal is a bare 404 whatever the
-reason, and is recorded for operators. An accepted callback is acknowledged
-only once RabbitMQ confirmed it, or once it is fsynced in the local spool
-when RabbitMQ is down: Daraja never sends it again.
+the merchant's signature requirement, then the gateway's own proof (IntaSend's
+challenge, InTouch's Basic credentials) through its callback reader. Every
+refusal is a bare 404 whatever the reason, and is recorded for operators. An
+accepted callback is acknowledged, in the form its gateway expects, only once
+RabbitMQ confirmed it, or once it is fsynced in the local spool when RabbitMQ
+is down: Daraja never sends it again.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from ipaddress import IPv4Network, IPv6Network
@@ -29,7 +34,9 @@ from ingress.policy_cache import StaleWhileUnavailableCache
 from ingress.spool import CallbackSpool
 from shared.callback_auth import SIGNATURE_HEADER, Refusal, check_signature, ip_allowed
 from shared.db.session import Database
-from shared.gateways.base import GatewayAdapter, InboundCallback
+from shared.gateways import catalogue
+from shared.gateways.base import CallbackReader, InboundCallback
+from shared.gateways.description import GatewayDescription
 from shared.gateways.registry import GatewayRegistry
 from shared.merchants import credential_for_callback_secret
 from shared.messages import (
@@ -40,11 +47,11 @@ from shared.messages import (
     RecordRefusedCallback,
     current_log_options,
 )
-from shared.settings import Settings, gateway_for_callback_path, parse_networks
+from shared.settings import Settings, parse_networks
 
 log = structlog.stdlib.get_logger(__name__)
 MAX_CALLBACK_BYTES = 65_536
-_FORWARDED_HEADERS = ("content-type", "user-agent", "businessshortcode", "x-forwarded-for")
+MAX_QUERY_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,7 @@ class CallbackPolicy:
     secret_hash: str
     ip_allowlist: list[str] | None
     require_signature: bool
+    verifiers: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -101,32 +109,46 @@ class CallbackResource:
         attempt_ref: str | None = None,
     ) -> None:
         received_at = datetime.now(UTC)
+        description = catalogue.for_callback_segment(gateway)
+        if description is None or len(req.query_string) > MAX_QUERY_BYTES:
+            raise falcon.HTTPNotFound()
         body = req.bounded_stream.read(MAX_CALLBACK_BYTES + 1)
         client_ip = client_address(
             req.remote_addr, req.get_header("X-Forwarded-For"), self.trusted_proxies
         )
-        gateway = gateway_for_callback_path(gateway)
-        if gateway not in self.gateways.names():
-            raise falcon.HTTPNotFound()
-        adapter = self.gateways.get(gateway)
-        policy = self._policy(gateway, secret)
-        refusal = self._check(adapter, policy, secret, req, body, client_ip)
+        reader = self.gateways.reader(description.name)
+        inbound = InboundCallback(
+            method=req.method,
+            query_string=req.query_string,
+            body=body,
+            headers={k.lower(): v for k, v in req.headers.items()},
+            remote_addr=client_ip,
+            path_secret=secret,
+        )
+        policy = self._policy(description.name, secret)
+        refusal = self._check(reader, policy, inbound, req)
         if refusal is not None:
-            self._refuse(gateway, refusal, body, client_ip, received_at, policy)
+            self._refuse(description.name, refusal, body, client_ip, received_at, policy)
             raise falcon.HTTPNotFound()
         assert policy is not None  # _check refuses an unknown secret
-        headers = {k.lower(): v for k, v in req.headers.items() if k.lower() in _FORWARDED_HEADERS}
         message = ApplyCallback(
-            gateway=gateway,
+            gateway=description.name,
             merchant_id=str(policy.merchant_id),
             body_b64=base64.b64encode(body).decode("ascii"),
-            headers=headers,
+            headers=kept_headers(description, inbound.headers),
             received_at=received_at.isoformat(),
             remote_addr=client_ip,
             attempt_ref=attempt_ref[:64] if attempt_ref else None,
+            method=req.method,
+            query_string=req.query_string,
         )
         self._enqueue_or_spool(message)
-        resp.media = adapter.acknowledgement()
+        reply = reader.acknowledgement(inbound)
+        resp.status = falcon.code_to_http_status(reply.status)
+        resp.content_type = reply.content_type
+        resp.data = reply.body
+
+    on_get = on_post
 
     def _policy(self, gateway: str, secret: str) -> CallbackPolicy | None:
         if len(secret) > 128:
@@ -140,57 +162,59 @@ class CallbackResource:
             if row is None:
                 return None
             return CallbackPolicy(
-                row.merchant_id, row.callback_secret_hash, row.ip_allowlist, row.require_signature
+                row.merchant_id,
+                row.callback_secret_hash,
+                row.ip_allowlist,
+                row.require_signature,
+                dict(row.callback_verifiers or {}),
             )
 
     def _check(
         self,
-        adapter: GatewayAdapter,
+        reader: CallbackReader,
         policy: CallbackPolicy | None,
-        secret: str,
+        inbound: InboundCallback,
         req: falcon.Request,
-        body: bytes,
-        client_ip: str | None,
-    ) -> Refusal | None:
-        inbound = InboundCallback(body=body, headers={}, remote_addr=client_ip, path_secret=secret)
+    ) -> str | None:
+        """None when the callback may be enqueued, else the reason it is refused."""
         # Compare even for an unknown secret, so both answers take the same time.
-        secret_ok = adapter.authenticate_callback(
-            policy.secret_hash if policy else "0" * 64, inbound
-        )
-        if policy is None or not secret_ok:
+        presented = hashlib.sha256(inbound.path_secret.encode()).hexdigest()
+        expected = policy.secret_hash if policy else "0" * 64
+        if not hmac.compare_digest(presented, expected) or policy is None:
             return Refusal.UNKNOWN_SECRET
-        if len(body) > MAX_CALLBACK_BYTES:
+        if len(inbound.body) > MAX_CALLBACK_BYTES:
             return Refusal.BODY_TOO_LARGE
+        client_ip = inbound.remote_addr
         if policy.ip_allowlist is not None and not ip_allowed(client_ip, policy.ip_allowlist):
             return Refusal.IP_NOT_ALLOWED
         if policy.require_signature:
             if self.signing.secret is None:
                 log.error("signed callbacks required, MALIPO_CALLBACK_SIGNING_SECRET unset")
                 return Refusal.SIGNING_NOT_CONFIGURED
-            return check_signature(
+            signature = check_signature(
                 req.get_header(SIGNATURE_HEADER),
-                body,
+                inbound.body,
                 self.signing.secret,
                 now=time.time(),
                 tolerance_s=self.signing.tolerance_s,
             )
-        return None
+            if signature is not None:
+                return signature
+        return reader.authenticate_callback(policy.verifiers, inbound)
 
     def _refuse(
         self,
         gateway: str,
-        refusal: Refusal,
+        refusal: str,
         body: bytes,
         client_ip: str | None,
         received_at: datetime,
         policy: CallbackPolicy | None,
     ) -> None:
-        log.warning(
-            "callback refused", gateway=gateway, reason=refusal.value, remote_addr=client_ip
-        )
+        log.warning("callback refused", gateway=gateway, reason=str(refusal), remote_addr=client_ip)
         record = RecordRefusedCallback(
             gateway=gateway,
-            reason=refusal.value,
+            reason=str(refusal),
             body_sha256=hashlib.sha256(body).hexdigest(),
             body_bytes=len(body),
             received_at=received_at.isoformat(),
@@ -200,7 +224,7 @@ class CallbackResource:
         try:
             self.publisher.send(record)
         except BrokerUnavailable:
-            log.warning("refused callback not recorded: broker unavailable", reason=refusal.value)
+            log.warning("refused callback not recorded: broker unavailable", reason=str(refusal))
 
     def _enqueue_or_spool(self, message: ApplyCallback) -> None:
         try:
@@ -212,6 +236,11 @@ class CallbackResource:
             )
             return
         log.info("callback accepted", gateway=message.gateway)
+
+
+def kept_headers(description: GatewayDescription, headers: Mapping[str, str]) -> dict[str, str]:
+    """The headers worth keeping with the raw event (the gateway's list; never credentials)."""
+    return {name: headers[name] for name in description.kept_headers if name in headers}
 
 
 def spool_entry(spec: ActorSpec, kwargs: dict[str, Any]) -> dict[str, Any]:

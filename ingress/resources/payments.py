@@ -13,7 +13,7 @@ import structlog
 from sqlalchemy import bindparam, select
 
 from ingress.auth import Authenticator
-from ingress.validation import idempotency_key, payment_command, read_json_object
+from ingress.validation import fit_gateway, idempotency_key, payment_command, read_json_object
 from shared.crypto import payment_id_for, request_hash
 from shared.db.models import PaymentIntent
 from shared.db.session import Database
@@ -23,7 +23,7 @@ from shared.domain.states import LIVE_STATES, PaymentStatus, can_retry
 from shared.gateways.registry import GatewayRegistry
 from shared.messages import BrokerUnavailable, InitiatePayment, Publisher, RetryPayment
 from shared.payments import payment_view
-from shared.preflight import payment_refusal
+from shared.preflight import payment_refusal, routed_gateway
 from shared.ratelimit import RateDecision, consume
 from shared.settings import Settings
 
@@ -84,8 +84,9 @@ class PaymentsResource:
         fingerprint = request_hash(command)
         payment_id = payment_id_for(merchant_id, key)
         structlog.contextvars.bind_contextvars(payment_id=str(payment_id))
-        if self._is_new(merchant_id, payment_id, fingerprint, command):
-            self._enqueue(merchant_id, payment_id, key, command, fingerprint)
+        routed = self._is_new(merchant_id, payment_id, fingerprint, command)
+        if routed is not None:
+            self._enqueue(merchant_id, payment_id, key, routed, fingerprint)
         resp.status = falcon.HTTP_202
         resp.location = f"/v1/payments/{payment_id}"
         resp.media = {"id": str(payment_id), "status": "accepted"}
@@ -96,8 +97,11 @@ class PaymentsResource:
         payment_id: uuid.UUID,
         fingerprint: str,
         command: dict[str, Any],
-    ) -> bool:
-        """False for a retry of a stored request; refuses conflicts, pre-flight rules, rates.
+    ) -> dict[str, Any] | None:
+        """The command with its gateway chosen, or None for a retry of a stored request.
+
+        Refuses conflicts, a currency with no route, what the gateway cannot take,
+        pre-flight rules and rates.
 
         Every command of a merchant counts on one row: it is counted by a statement
         that commits on its own, so the row's lock is held for that statement only.
@@ -113,7 +117,11 @@ class PaymentsResource:
             if stored_hash is not None:
                 if stored_hash != fingerprint:
                     raise MalipoError(errors.IDEMPOTENCY_CONFLICT)
-                return False
+                return None
+            gateway = command["gateway"] or routed_gateway(
+                session, merchant_id, command["currency"]
+            )
+            command = fit_gateway(self.gateways, self.gateways.describe(gateway), command)
             refusal = payment_refusal(session, merchant_id, command["gateway"], command["phone"])
             if refusal is not None:
                 raise MalipoError(refusal)
@@ -127,7 +135,7 @@ class PaymentsResource:
                 ),
                 "too many payment prompts to this phone",
             )
-        return True
+        return command
 
     def _enqueue(
         self,

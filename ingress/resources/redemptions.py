@@ -1,4 +1,6 @@
-"""``POST /v1/payments/{id}/redeem``: use a succeeded payment for one order, once."""
+"""``POST /v1/payments/{id}/redeem`` and ``POST /v1/redemptions``: use a succeeded payment
+for one order, once — named by its id, or by the reference its gateway gave it (the
+IntaSend invoice id a customer types at checkout)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,14 @@ from ingress.validation import field_names, read_json_object
 from shared.db.session import Database
 from shared.domain import errors
 from shared.domain.errors import MalipoError
-from shared.redemptions import AlreadyRedeemed, RedemptionRules, redeem
+from shared.gateways.base import Capability
+from shared.gateways.registry import GatewayRegistry
+from shared.redemptions import (
+    AlreadyRedeemed,
+    RedemptionRules,
+    payment_for_gateway_reference,
+    redeem,
+)
 
 ORDER_ID_MAX = 100
 
@@ -31,8 +40,23 @@ class RedeemResource:
             wanted = uuid.UUID(payment_id)
         except ValueError:
             raise MalipoError(errors.NOT_FOUND) from None
+        self.redeem(resp, merchant_id, wanted, order_id, expected)
+
+    def redeem(
+        self,
+        resp: falcon.Response,
+        merchant_id: uuid.UUID,
+        wanted: uuid.UUID | None,
+        order_id: str,
+        expected: int,
+        by_reference: tuple[str, str] | None = None,
+    ) -> None:
+        """Redeem ``wanted`` (or the payment its gateway knows by ``by_reference``)."""
         try:
             with self.db.transaction() as session:
+                if by_reference is not None:
+                    wanted = payment_for_gateway_reference(session, merchant_id, *by_reference)
+                assert wanted is not None
                 redemption = redeem(
                     session, merchant_id, wanted, order_id, expected, self.rules, datetime.now(UTC)
                 )
@@ -48,6 +72,27 @@ class RedeemResource:
             }
             return
         resp.media = view
+
+
+class RedemptionsResource:
+    """``POST /v1/redemptions {gateway, reference, order_id, expected_amount}``."""
+
+    def __init__(self, redeemer: RedeemResource, gateways: GatewayRegistry) -> None:
+        self.redeemer = redeemer
+        self.gateways = gateways
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        merchant_id = self.redeemer.auth.require_merchant(req, "payments:write")
+        document = read_json_object(req, 4096)
+        gateway, reference = document.pop("gateway", None), document.pop("reference", None)
+        order_id, expected = _parse(document)
+        if not isinstance(gateway, str):
+            raise MalipoError(errors.INVALID_REQUEST, "gateway is required")
+        if not isinstance(reference, str) or not 1 <= len(reference) <= 100:
+            raise MalipoError(errors.INVALID_REQUEST, "reference must be 1-100 characters")
+        name = self.gateways.describe(gateway).name
+        self.gateways.require(name, Capability.CUSTOMER_REFERENCE)
+        self.redeemer.redeem(resp, merchant_id, None, order_id, expected, (name, reference))
 
 
 def _parse(document: dict[str, Any]) -> tuple[str, int]:

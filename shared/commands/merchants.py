@@ -10,18 +10,23 @@ import click
 
 from shared.commands.base import cli_cipher, cli_database, cli_settings
 from shared.db.models import ApiKey, Merchant
-from shared.gateways.daraja.security import SAFARICOM_CALLBACK_IPS
+from shared.domain.errors import MalipoError
+from shared.gateways import catalogue
+from shared.gateways.description import GatewayDescription
 from shared.merchants import (
     DEFAULT_SCOPES,
     OPERATOR_SCOPES,
     SCOPES,
     CredentialsRefused,
     create_merchant,
+    gateway_credential,
     issue_api_key,
     list_api_keys,
     revoke_api_key,
+    route_for,
     set_callback_policy,
     set_ip_allowlist,
+    set_route,
     store_gateway_credentials,
 )
 from shared.settings import parse_networks
@@ -32,42 +37,51 @@ def merchant() -> None:
     """Merchants and their credentials."""
 
 
+def credential_options(command: Any) -> Any:
+    """One ``--<gateway>-<field>`` option per credential field of every gateway."""
+    for description in reversed(catalogue.descriptions()):
+        for credential in reversed(description.credentials):
+            command = click.option(
+                description.option(credential),
+                envvar=description.envvar(credential),
+                default=None,
+                type=click.Choice(credential.choices) if credential.choices else str,
+                help=f"{description.title}: {credential.help}"
+                + (f" (default {credential.default})" if credential.default else ""),
+                show_envvar=True,
+            )(command)
+    return command
+
+
+def given_credentials(
+    description: GatewayDescription, options: dict[str, Any]
+) -> dict[str, str] | None:
+    """The gateway's credentials from the options, None if none were given; all or nothing."""
+    values = {
+        c.name: options.get(description.option(c).lstrip("-").replace("-", "_"))
+        for c in description.credentials
+    }
+    required = [c.name for c in description.credentials if c.required]
+    if not any(values[name] for name in required):
+        return None
+    missing = sorted(name for name in required if not values[name])
+    if missing:
+        raise click.UsageError(f"{description.title} credentials need all of: {', '.join(missing)}")
+    stored = {c.name: values[c.name] or c.default for c in description.credentials}
+    return {name: str(value) for name, value in stored.items() if value}
+
+
 @merchant.command("create")
 @click.argument("name")
-@click.option("--daraja-consumer-key", envvar="MALIPO_DARAJA_CONSUMER_KEY", default=None)
-@click.option("--daraja-consumer-secret", envvar="MALIPO_DARAJA_CONSUMER_SECRET", default=None)
-@click.option("--daraja-shortcode", envvar="MALIPO_DARAJA_SHORTCODE", default=None)
-@click.option("--daraja-passkey", envvar="MALIPO_DARAJA_PASSKEY", default=None)
-@click.option(
-    "--daraja-mode",
-    envvar="MALIPO_DARAJA_MODE",
-    type=click.Choice(["paybill", "till"]),
-    default="paybill",
-)
-@click.option(
-    "--daraja-till", envvar="MALIPO_DARAJA_TILL", default=None, help="till number (till mode)"
-)
-def merchant_create(
-    name: str,
-    daraja_consumer_key: str | None,
-    daraja_consumer_secret: str | None,
-    daraja_shortcode: str | None,
-    daraja_passkey: str | None,
-    daraja_mode: str,
-    daraja_till: str | None,
-) -> None:
-    """Create a merchant; print its id, API key (shown once) and callback URL as JSON."""
+@credential_options
+def merchant_create(name: str, **options: Any) -> None:
+    """Create a merchant; print its id, API key (shown once) and callback URLs as JSON.
+
+    Credentials given for a gateway enable it and add it to the merchant's route for
+    its currencies (see ``malipo merchant route``).
+    """
     settings = cli_settings()
-    daraja = {
-        "consumer_key": daraja_consumer_key,
-        "consumer_secret": daraja_consumer_secret,
-        "shortcode": daraja_shortcode,
-        "passkey": daraja_passkey,
-    }
-    given = {k: v for k, v in daraja.items() if v}
-    if given and len(given) != len(daraja):
-        missing = sorted(k for k, v in daraja.items() if not v)
-        raise click.UsageError("Daraja credentials need all of: " + ", ".join(missing))
+    given = {d.name: given_credentials(d, options) for d in catalogue.descriptions()}
     cipher = cli_cipher(settings)
     output: dict[str, Any] = {}
     try:
@@ -77,20 +91,57 @@ def merchant_create(
             output["api_key"] = issue_api_key(
                 session, settings.secret_key.get_secret_value().encode(), row.id
             )
-            if given:
-                stored = {**given, "mode": daraja_mode, "party_b": daraja_till or daraja_shortcode}
+            urls = {}
+            for gateway, credentials in given.items():
+                if credentials is None:
+                    continue
                 secret = store_gateway_credentials(
                     session,
                     cipher,
                     row.id,
-                    "mpesa",
-                    stored,
+                    gateway,
+                    credentials,
                     production=settings.env == "production",
                 )
-                output["callback_url"] = settings.merchant_callback_url("mpesa", secret)
+                urls[gateway] = settings.merchant_callback_url(gateway, secret)
+            if urls:
+                output["callback_urls"] = urls
+                output["callback_url"] = next(iter(urls.values()))
+            output["routes"] = {
+                currency: route_for(session, row.id, currency)
+                for currency in catalogue.currencies()
+                if route_for(session, row.id, currency)
+            }
     except CredentialsRefused as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(output, indent=2))
+
+
+@merchant.command("route")
+@click.argument("merchant_id", type=click.UUID)
+@click.argument("currency")
+@click.argument("gateways")
+def merchant_route(merchant_id: uuid.UUID, currency: str, gateways: str) -> None:
+    """Order the gateways a currency's payments go to (``M KES daraja,intasend``).
+
+    A payment that names no gateway goes to the first enabled one.
+    """
+    settings = cli_settings()
+    currency = currency.upper()
+    names = [part.strip() for part in gateways.split(",") if part.strip()]
+    try:
+        with cli_database(settings) as database, database.transaction() as session:
+            if session.get(Merchant, merchant_id) is None:
+                raise click.ClickException(f"no merchant {merchant_id}")
+            for name in names:
+                if gateway_credential(session, merchant_id, catalogue.describe(name).name) is None:
+                    raise click.ClickException(f"merchant {merchant_id} has no {name} credentials")
+            routed = set_route(session, merchant_id, currency, names)
+    except (ValueError, MalipoError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        json.dumps({"merchant_id": str(merchant_id), "currency": currency, "gateways": routed})
+    )
 
 
 def _pepper() -> tuple[Any, bytes]:
@@ -153,11 +204,11 @@ def key_view(row: ApiKey) -> dict[str, Any]:
 
 @merchant.command("callbacks")
 @click.argument("merchant_id", type=click.UUID)
-@click.option("--gateway", default="mpesa", show_default=True)
+@click.option("--gateway", default="daraja", show_default=True)
 @click.option(
     "--ip-allowlist",
     default=None,
-    help="'safaricom' (the published list), 'off', or comma-separated addresses/CIDRs",
+    help="a gateway's named list ('safaricom'), 'off', or comma-separated addresses/CIDRs",
 )
 @click.option("--require-signature/--no-require-signature", default=None)
 @click.option("--confirm-before-credit/--no-confirm-before-credit", default=None)
@@ -171,6 +222,7 @@ def merchant_callbacks(
     """How the merchant's callbacks are trusted, beyond the path secret."""
     settings = cli_settings()
     try:
+        gateway = catalogue.describe(gateway).name
         with cli_database(settings) as database, database.transaction() as session:
             row = set_callback_policy(
                 session,
@@ -180,7 +232,8 @@ def merchant_callbacks(
                 confirm_before_credit=confirm_before_credit,
             )
             if ip_allowlist is not None:
-                row = set_ip_allowlist(session, merchant_id, gateway, parse_allowlist(ip_allowlist))
+                allowlist = parse_allowlist(ip_allowlist, catalogue.describe(gateway))
+                row = set_ip_allowlist(session, merchant_id, gateway, allowlist)
             view = {
                 "merchant_id": str(merchant_id),
                 "gateway": gateway,
@@ -189,16 +242,16 @@ def merchant_callbacks(
                 "confirm_before_credit": row.confirm_before_credit,
                 "enabled": row.enabled,
             }
-    except LookupError as exc:
+    except (LookupError, MalipoError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(view, indent=2))
 
 
-def parse_allowlist(raw: str) -> list[str] | None:
+def parse_allowlist(raw: str, description: GatewayDescription) -> list[str] | None:
     if raw == "off":
         return None
-    if raw == "safaricom":
-        return list(SAFARICOM_CALLBACK_IPS)
+    if raw in description.named_allowlists:
+        return list(description.named_allowlists[raw])
     try:
         return [str(network) for network in parse_networks(raw)]
     except ValueError as exc:
@@ -213,9 +266,10 @@ def merchant_gateway(merchant_id: uuid.UUID, gateway: str, enable: bool) -> None
     """Enable or disable a gateway for a merchant (disabled: payments refused, gateway_disabled)."""
     settings = cli_settings()
     try:
+        gateway = catalogue.describe(gateway).name
         with cli_database(settings) as database, database.transaction() as session:
             set_callback_policy(session, merchant_id, gateway, enabled=enable)
-    except LookupError as exc:
+    except (LookupError, MalipoError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{gateway} {'enabled' if enable else 'disabled'} for {merchant_id}")
 

@@ -108,7 +108,21 @@ class GatewayCredential(Base):
     ip_allowlist: Mapped[list[str] | None] = mapped_column(ARRAY(String(64)))
     require_signature: Mapped[bool] = mapped_column(server_default=text("false"))
     confirm_before_credit: Mapped[bool] = mapped_column(server_default=text("false"))
+    # Hashes of the gateway's own callback proofs (a challenge, Basic credentials), so the
+    # ingress can check them without decrypting anything.
+    callback_verifiers: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
     created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+
+class GatewayRoute(Base):
+    """A merchant's gateways for one currency, in the order new payments try them."""
+
+    __tablename__ = "gateway_routes"
+
+    merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id"), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    gateways: Mapped[list[str]] = mapped_column(ARRAY(String(32)))
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
 
 
@@ -146,6 +160,14 @@ class PaymentIntent(Base):
     reference: Mapped[str] = mapped_column(String(64))
     description: Mapped[str | None] = mapped_column(String(100))
     customer_email: Mapped[str | None] = mapped_column(String(320))
+    # push (a prompt on the phone) or hosted (the gateway's page); see ``next_action``.
+    flow: Mapped[str] = mapped_column(String(16), server_default=text("'push'"))
+    # What the merchant's front end does next for a hosted page: redirect, form or SDK.
+    next_action: Mapped[dict[str, Any] | None]
+    # The payer's names and city, and a hosted page's return URLs, as the merchant sent them.
+    checkout: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
+    # What the gateway kept of the amount, when it says (recorded with the credit).
+    fee_minor: Mapped[int | None] = mapped_column(BigInteger)
     status: Mapped[str] = mapped_column(String(16), default=PaymentStatus.CREATED)
     # 1 for the first push; a customer's retry starts the next cycle (new attempt, same payment).
     cycle: Mapped[int] = mapped_column(Integer, server_default=text("1"))
@@ -228,12 +250,13 @@ class GatewayEvent(Base):
 
 
 class LedgerEntry(Base):
-    """Money that moved. A collection is written once per intent, never updated."""
+    """Money that moved. A collection is written once per intent, never updated; a gateway's
+    fee on it is a second, negative entry (``fee``): the entries sum to what the merchant nets."""
 
     __tablename__ = "ledger_entries"
     __table_args__ = (
         UniqueConstraint("intent_id", "kind"),
-        CheckConstraint("kind IN ('collection')", name="kind_known"),
+        CheckConstraint("kind IN ('collection', 'fee')", name="kind_known"),
         CheckConstraint("amount_minor <> 0", name="amount_nonzero"),
     )
 

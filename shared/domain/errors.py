@@ -58,6 +58,12 @@ INVALID_CURRENCY = _code("invalid_currency", 422, "The gateway does not take thi
 INVALID_PHONE = _code("invalid_phone", 422, "The phone number is not a valid mobile number.")
 INVALID_REFERENCE = _code("invalid_reference", 422, "The reference must be 1-64 plain characters.")
 UNSUPPORTED_GATEWAY = _code("unsupported_gateway", 422, "There is no such gateway.")
+CURRENCY_NOT_SUPPORTED = _code(
+    "currency_not_supported", 422, "The merchant has no gateway routed for this currency."
+)
+CAPABILITY_NOT_SUPPORTED = _code(
+    "capability_not_supported", 422, "The chosen gateway cannot do what was asked."
+)
 GATEWAY_NOT_CONFIGURED = _code(
     "gateway_not_configured", 422, "The merchant has no credentials for this gateway."
 )

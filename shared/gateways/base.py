@@ -1,21 +1,28 @@
-"""The gateway seam: a small adapter interface with plain dataclasses in and out.
+"""The gateway seam: plain dataclasses in and out, and small capability protocols.
 
-An adapter knows one gateway's wire format and nothing of the ledger. Errors
-come out in three kinds, because they call for different actions:
+A gateway package (``shared/gateways/<name>/``) holds one
+:class:`~shared.gateways.description.GatewayDescription` and an adapter that
+implements the capabilities the description lists, nothing more: the core asks
+"can this gateway collect by a hosted page?" instead of testing its name.
+
+Errors come out in three kinds, because they call for different actions:
 
 * :class:`GatewayUnavailable` — the gateway certainly did not act on the call
   (could not connect, or it answered with an explicit "busy" error): safe to retry.
 * :class:`GatewayOutcomeUnknown` — the call may have been acted on (timeout after
-  sending, connection lost mid-answer): never re-send a push; query or wait.
+  sending, connection lost mid-answer): never re-send; query or wait.
 * A refusal is not an exception: :class:`InitiateResult` says ``accepted=False``
   with a catalogue failure code.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
+from urllib.parse import parse_qsl
 
 from shared.domain.errors import TransientError
 from shared.domain.money import Money
@@ -34,7 +41,7 @@ class GatewayOutcomeUnknown(Exception):
 
 
 class CallbackMalformed(Exception):
-    """A callback body that cannot be read as this gateway's callback."""
+    """A callback that cannot be read as this gateway's callback."""
 
 
 class Outcome(StrEnum):
@@ -47,6 +54,40 @@ class Outcome(StrEnum):
     EXPIRED = "expired"
 
 
+class Capability(StrEnum):
+    """What a gateway can do; a description lists the ones its adapter implements."""
+
+    PUSH = "push"  # collect by prompting the customer's phone
+    HOSTED = "hosted"  # collect on the gateway's page (redirect, form or SDK)
+    STATUS = "status"  # ask where a transaction stands
+    CALLBACKS = "callbacks"  # read the gateway's callbacks
+    CUSTOMER_REFERENCE = "customer_reference"  # a reference the customer can quote back
+    REFUND = "refund"
+    PAYOUT = "payout"
+    HEALTH = "health"
+
+
+COLLECTION_FLOWS = (Capability.PUSH, Capability.HOSTED)
+
+
+@dataclass(frozen=True)
+class CustomerDetails:
+    """What the merchant told us about the payer, for gateways that want it."""
+
+    first_name: str | None = None
+    last_name: str | None = None
+    email: str | None = None
+    city: str | None = None
+
+
+@dataclass(frozen=True)
+class ReturnUrls:
+    """Where a hosted page sends the customer afterwards."""
+
+    success: str
+    failure: str
+
+
 @dataclass(frozen=True)
 class PaymentRequest:
     payment_id: str
@@ -56,6 +97,28 @@ class PaymentRequest:
     reference: str
     description: str | None
     callback_url: str
+    customer: CustomerDetails = field(default_factory=CustomerDetails)
+    return_urls: ReturnUrls | None = None
+
+
+@dataclass(frozen=True)
+class NextAction:
+    """What the merchant's front end does next for a hosted-page payment."""
+
+    type: Literal["redirect", "form_post", "sdk"]
+    url: str | None = None
+    fields: Mapping[str, str] = field(default_factory=dict)
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        shown: dict[str, Any] = {"type": self.type}
+        if self.url is not None:
+            shown["url"] = self.url
+        if self.type == "form_post":
+            shown["fields"] = dict(self.fields)
+        if self.type == "sdk":
+            shown["parameters"] = dict(self.parameters)
+        return shown
 
 
 @dataclass(frozen=True)
@@ -66,6 +129,7 @@ class InitiateResult:
     failure_code: str | None = None
     message: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
+    next_action: NextAction | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +143,8 @@ class GatewayVerdict:
     amount: Money | None = None
     receipt: str | None = None
     phone: str | None = None
+    # What the gateway kept of the amount (IntaSend's ``charges``), when it says.
+    fee: Money | None = None
 
 
 @dataclass(frozen=True)
@@ -100,45 +166,117 @@ class CallbackEvent:
 
 @dataclass(frozen=True)
 class InboundCallback:
-    """What reached the ingress, as the ingress saw it."""
+    """The whole request a gateway sent, as the ingress saw it (header names lower-case)."""
 
+    method: str
+    query_string: str
     body: bytes
-    headers: dict[str, str]
+    headers: Mapping[str, str]
     remote_addr: str | None
     path_secret: str
 
+    def query(self) -> dict[str, str]:
+        """The query string's parameters (the first value of each name)."""
+        params: dict[str, str] = {}
+        for name, value in parse_qsl(self.query_string, keep_blank_values=True):
+            params.setdefault(name, value)
+        return params
+
+    def json_body(self) -> Any:
+        """The body as JSON, or None when it is empty or not JSON."""
+        if not self.body.strip():
+            return None
+        try:
+            return json.loads(self.body)
+        except (ValueError, RecursionError):
+            return None
+
+    def form(self) -> dict[str, str]:
+        """The body as an HTML form (``application/x-www-form-urlencoded``)."""
+        try:
+            text = self.body.decode("utf-8")
+        except UnicodeDecodeError:
+            return {}
+        params: dict[str, str] = {}
+        for name, value in parse_qsl(text, keep_blank_values=True):
+            params.setdefault(name, value)
+        return params
+
+
+@dataclass(frozen=True)
+class CallbackReply:
+    """The whole answer a gateway expects once its callback is safely queued."""
+
+    status: int = 200
+    content_type: str = "application/json"
+    body: bytes = b""
+
+    @classmethod
+    def json(cls, document: Any, status: int = 200) -> CallbackReply:
+        return cls(status, "application/json", json.dumps(document).encode())
+
+    @classmethod
+    def text(cls, text: str, status: int = 200) -> CallbackReply:
+        return cls(status, "text/plain; charset=utf-8", text.encode())
+
+
+# -- capabilities ---------------------------------------------------------------------------
+
 
 class GatewayAdapter(Protocol):
-    """One gateway's client. Instances are per process and thread-safe."""
+    """What every adapter has: its name, and typed credentials from the stored ones.
+
+    Instances are per process and thread-safe.
+    """
 
     name: str
 
-    currency: str
-
-    def check_request(self, amount: Money, phone: str) -> str:
-        """Refuse what the gateway would refuse (MalipoError); return the normalised phone."""
-        ...
-
-    def credentials(self, stored: dict[str, Any]) -> Any:
+    def credentials(self, stored: Mapping[str, Any]) -> Any:
         """Validate decrypted stored credentials into the adapter's typed form."""
         ...
 
-    def initiate(self, credentials: Any, request: PaymentRequest) -> InitiateResult:
-        """Ask the gateway to collect. Raises GatewayUnavailable or GatewayOutcomeUnknown."""
+    def check_amount(self, amount: Money) -> None:
+        """Refuse (MalipoError) an amount the gateway would refuse."""
         ...
 
+
+@runtime_checkable
+class PushCollection(Protocol):
+    def push(self, credentials: Any, request: PaymentRequest) -> InitiateResult:
+        """Prompt the customer's phone. Raises GatewayUnavailable or GatewayOutcomeUnknown."""
+        ...
+
+
+@runtime_checkable
+class HostedCollection(Protocol):
+    def start_hosted(self, credentials: Any, request: PaymentRequest) -> InitiateResult:
+        """Register or sign the order; the result carries the payment's next action."""
+        ...
+
+
+@runtime_checkable
+class StatusQuery(Protocol):
     def query_status(self, credentials: Any, gateway_ref: str) -> StatusResult:
-        """Ask where a transaction stands. ``Outcome.PENDING`` means "not yet known"."""
+        """Where a transaction stands; ``Outcome.PENDING`` means "not known yet"."""
         ...
 
-    def parse_callback(self, body: bytes, headers: dict[str, str]) -> CallbackEvent:
-        """Read a callback body. Raises CallbackMalformed."""
+
+@runtime_checkable
+class CallbackReader(Protocol):
+    def authenticate_callback(
+        self, verifiers: Mapping[str, str], inbound: InboundCallback
+    ) -> str | None:
+        """The gateway's own proof beyond the path secret: None, or why it is refused.
+
+        ``verifiers`` are the hashes :meth:`GatewayDescription.callback_verifiers`
+        derived from the merchant's credentials; compare in constant time.
+        """
         ...
 
-    def authenticate_callback(self, expected_secret_hash: str, inbound: InboundCallback) -> bool:
-        """True when the callback carries this merchant's proof (checked in constant time)."""
+    def parse_callback(self, inbound: InboundCallback) -> CallbackEvent:
+        """Read a callback. Raises CallbackMalformed."""
         ...
 
-    def acknowledgement(self) -> dict[str, Any]:
-        """The body the gateway expects once its callback is safely queued."""
+    def acknowledgement(self, inbound: InboundCallback) -> CallbackReply:
+        """The reply the gateway expects once its callback is safely queued."""
         ...

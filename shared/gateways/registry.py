@@ -1,14 +1,23 @@
-"""Gateway adapters by name: the only place that knows which gateways exist."""
+"""This process's gateway adapters, built from the descriptions and the settings."""
 
 from __future__ import annotations
 
-from shared.domain.errors import UNSUPPORTED_GATEWAY, MalipoError
-from shared.gateways.base import GatewayAdapter
-from shared.gateways.daraja.client import DarajaAdapter
+from typing import Any, TypeVar, cast
+
+from shared.domain.errors import CAPABILITY_NOT_SUPPORTED, MalipoError
+from shared.gateways import catalogue
+from shared.gateways.base import (
+    CallbackReader,
+    Capability,
+    GatewayAdapter,
+    HostedCollection,
+    PushCollection,
+    StatusQuery,
+)
+from shared.gateways.description import GatewayDescription
 from shared.settings import Settings
 
-GATEWAY_NAMES = ("mpesa",)
-DEFAULT_GATEWAY = "mpesa"
+T = TypeVar("T")
 
 
 class GatewayRegistry:
@@ -19,17 +28,39 @@ class GatewayRegistry:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GatewayRegistry:
-        timeouts = {
-            "connect_timeout_s": settings.gateway_connect_timeout_s,
-            "read_timeout_s": settings.gateway_read_timeout_s,
-        }
-        return cls({"mpesa": DarajaAdapter(settings.gateway_base_url("mpesa"), **timeouts)})
+        return cls(
+            {
+                d.name: d.adapter_factory(settings.gateway_settings(d.name))
+                for d in catalogue.descriptions()
+            }
+        )
+
+    def describe(self, name: str) -> GatewayDescription:
+        return catalogue.describe(name)
 
     def get(self, name: str) -> GatewayAdapter:
-        adapter = self._adapters.get(name)
-        if adapter is None:
-            raise MalipoError(UNSUPPORTED_GATEWAY, f"no gateway named {name!r}")
-        return adapter
+        return self._adapters[catalogue.describe(name).name]
 
     def names(self) -> list[str]:
         return sorted(self._adapters)
+
+    def require(self, name: str, capability: Capability) -> Any:
+        """The adapter of ``name`` when it has ``capability``, else ``capability_not_supported``."""
+        description = catalogue.describe(name)
+        if not description.has(capability):
+            raise MalipoError(
+                CAPABILITY_NOT_SUPPORTED, f"{description.name} cannot do {capability.value}"
+            )
+        return self._adapters[description.name]
+
+    def pusher(self, name: str) -> PushCollection:
+        return cast(PushCollection, self.require(name, Capability.PUSH))
+
+    def hosted(self, name: str) -> HostedCollection:
+        return cast(HostedCollection, self.require(name, Capability.HOSTED))
+
+    def status_query(self, name: str) -> StatusQuery:
+        return cast(StatusQuery, self.require(name, Capability.STATUS))
+
+    def reader(self, name: str) -> CallbackReader:
+        return cast(CallbackReader, self.require(name, Capability.CALLBACKS))

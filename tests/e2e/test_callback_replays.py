@@ -110,7 +110,7 @@ def test_confirm_before_credit_credits_a_success_the_status_query_confirms(
     api: ApiClient, db: Database, merchant: MerchantAccount, sim: Simulator
 ) -> None:
     with db.transaction() as session:
-        set_callback_policy(session, merchant.id, "mpesa", confirm_before_credit=True)
+        set_callback_policy(session, merchant.id, "daraja", confirm_before_credit=True)
 
     payment_id = start_payment(api, merchant, "254711300001")
 
@@ -138,7 +138,7 @@ def test_confirm_before_credit_refuses_a_success_callback_the_status_query_contr
 ) -> None:
     # Given a merchant in confirm-before-credit mode, and a payment the customer really cancels
     with db.transaction() as session:
-        set_callback_policy(session, merchant.id, "mpesa", confirm_before_credit=True)
+        set_callback_policy(session, merchant.id, "daraja", confirm_before_credit=True)
     sim.scenario(
         match={"phone": "254711300002"}, result_code=1032, callback="none", callback_delay_s=0.2
     )

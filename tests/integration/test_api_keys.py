@@ -249,7 +249,7 @@ def _seed_ops_events(db: Database, merchant_id: uuid.UUID) -> tuple[int, int]:
     now = datetime.now(UTC)
     with db.transaction() as session:
         gateway_event = GatewayEvent(
-            gateway="mpesa",
+            gateway="daraja",
             event_key=f"keys-{uuid.uuid4().hex}",
             source="callback",
             merchant_id=merchant_id,

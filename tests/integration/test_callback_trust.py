@@ -75,8 +75,8 @@ def test_a_forged_callback_is_refused_alike_and_recorded_with_its_reason(
 ) -> None:
     # Given a merchant that allows only Safaricom's address and requires signed callbacks
     with db.transaction() as session:
-        set_ip_allowlist(session, merchant.id, "mpesa", [SAFARICOM_IP])
-        set_callback_policy(session, merchant.id, "mpesa", require_signature=True)
+        set_ip_allowlist(session, merchant.id, "daraja", [SAFARICOM_IP])
+        set_callback_policy(session, merchant.id, "daraja", require_signature=True)
     client = ingress_client(settings, db, trusted_proxies="127.0.0.1/32")
     body, secret, now = unique_body(), merchant.callback_secret, int(time.time())
     signing_key = str(settings.callback_signing_secret.get_secret_value()).encode()  # type: ignore[union-attr]
@@ -117,7 +117,7 @@ def test_forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy(
     db: Database, settings: Settings, merchant: MerchantAccount
 ) -> None:
     with db.transaction() as session:
-        set_ip_allowlist(session, merchant.id, "mpesa", [SAFARICOM_IP])
+        set_ip_allowlist(session, merchant.id, "daraja", [SAFARICOM_IP])
     untrusting = ingress_client(settings, db, trusted_proxies="")
 
     response = post(

@@ -125,7 +125,7 @@ def submitted_payment(
 def callback(publisher: Publisher, merchant: MerchantAccount, body: bytes) -> None:
     publisher.send(
         ApplyCallback(
-            gateway="mpesa",
+            gateway="daraja",
             merchant_id=str(merchant.id),
             body_b64=base64.b64encode(body).decode(),
             headers={},
@@ -242,7 +242,9 @@ def test_an_expired_payment_notifies_too(
         intent = lock_intent(session, payment.id)
         assert intent is not None
         now = datetime.now(UTC)
-        apply_word(session, intent, expiry_word("mpesa", payment.id, payment.checkout_id, now), now)
+        apply_word(
+            session, intent, expiry_word("daraja", payment.id, payment.checkout_id, now), now
+        )
     rows = finished_notices(db, customer)
 
     assert (rows["sms"].status, rows["sms"].event) == ("sent", "expired")

@@ -91,7 +91,7 @@ def callback_message(
 ) -> ApplyCallback:
     """The success callback for a seeded payment, as the ingress enqueues it."""
     return ApplyCallback(
-        gateway="mpesa",
+        gateway="daraja",
         merchant_id=str(merchant.id),
         body_b64=base64.b64encode(success_callback(payment, receipt)).decode(),
         headers={"content-type": "application/json"},

@@ -36,7 +36,7 @@ def dead_letter_for(db: Database, message_id: str) -> DeadLetter | None:
 def poisoned_callback(merchant: MerchantAccount) -> ApplyCallback:
     """A callback message whose body is not base64: it can never be processed."""
     return ApplyCallback(
-        gateway="mpesa",
+        gateway="daraja",
         merchant_id=str(merchant.id),
         body_b64="!!! not base64 from 254712345678 !!!",
         headers={},

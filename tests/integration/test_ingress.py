@@ -75,7 +75,8 @@ def test_an_accepted_payment_is_confirmed_by_rabbitmq_before_202(
         "phone": "254712345678",
         "reference": "INV-1",
         "description": "Shoes",
-        "gateway": "mpesa",
+        "gateway": "daraja",
+        "flow": "push",
         "customer_email": None,
     }
     assert message["options"]["request_id"] == response.headers["X-Request-ID"]
@@ -169,9 +170,12 @@ def test_a_merchant_without_daraja_credentials_is_told_so(
 ) -> None:
     bare = make_merchant(db, settings, cipher, daraja=None)
 
-    response = post_payment(client, bare, payment_body())
+    named = post_payment(client, bare, {**payment_body(), "gateway": "daraja"})
+    routed = post_payment(client, bare, payment_body())
 
-    assert (response.status_code, response.json["error"]["code"]) == (422, "gateway_not_configured")
+    assert (named.status_code, named.json["error"]["code"]) == (422, "gateway_not_configured")
+    # Naming no gateway, the merchant's routes decide: it routes nothing for KES.
+    assert (routed.status_code, routed.json["error"]["code"]) == (422, "currency_not_supported")
 
 
 def test_rabbitmq_unreachable_answers_503_with_retry_after(
@@ -238,12 +242,12 @@ def test_a_callback_with_the_right_secret_is_queued_raw_and_acknowledged(
     assert base64.b64decode(message["kwargs"]["body_b64"]) == body
     assert message["kwargs"]["merchant_id"] == str(merchant.id)
     assert "authorization" not in message["kwargs"]["headers"]
-    assert message["kwargs"]["gateway"] == "mpesa"
+    assert message["kwargs"]["gateway"] == "daraja"
 
 
 @pytest.mark.parametrize(
     "path",
-    ["/callbacks/mpesa/{wrong}", "/callbacks/mpesa/{wrong}/x", "/callbacks/intasend/{right}"],
+    ["/callbacks/mpesa/{wrong}", "/callbacks/mpesa/{wrong}/x", "/callbacks/nosuchpay/{right}"],
 )
 def test_a_wrong_callback_secret_is_404_without_detail_and_nothing_is_applied(
     rabbit: Rabbit,
@@ -267,7 +271,7 @@ def test_a_wrong_callback_secret_is_404_without_detail_and_nothing_is_applied(
     actors = [m["actor_name"] for m in rabbit.take_all(APPLY_CALLBACK.queue_name)]
     assert "apply_callback" not in actors
     # A refused callback to a known gateway is recorded for operators, never applied.
-    assert actors == ([] if "intasend" in path else ["record_refused_callback"])
+    assert actors == ([] if "nosuchpay" in path else ["record_refused_callback"])
 
 
 def test_a_merchant_sees_only_its_own_payments(
@@ -316,7 +320,7 @@ def _create_intent(
                 merchant_id=merchant.id,
                 idempotency_key=key,
                 request_hash="h",
-                gateway="mpesa",
+                gateway="daraja",
                 amount_minor=100,
                 currency="KES",
                 phone="254712345678",
@@ -358,3 +362,30 @@ def test_wait_holds_the_answer_until_the_status_changes_or_is_final(
     assert changed.json["status"] == "submitted"
     assert final.json["status"] == "succeeded"
     assert (bad.status_code, bad.json["error"]["code"]) == (400, "invalid_request")
+
+
+@pytest.mark.parametrize(
+    ("extra", "status", "code"),
+    [
+        ({"gateway": "daraja", "flow": "hosted"}, 422, "capability_not_supported"),
+        ({"flow": "hosted"}, 422, "capability_not_supported"),  # the route chose Daraja
+        ({"flow": "teleport"}, 400, "invalid_request"),
+        ({"gateway": "daraja", "currency": "XOF"}, 422, "invalid_currency"),
+        ({"currency": "ZZZ"}, 422, "invalid_currency"),
+        ({"gateway": "nosuchpay"}, 422, "unsupported_gateway"),
+        ({"success_url": "javascript:alert(1)"}, 400, "invalid_request"),
+        ({"amount": 1050}, 422, "invalid_amount"),  # the route chose Daraja: whole shillings
+    ],
+)
+def test_what_the_chosen_gateway_cannot_do_is_refused_with_a_catalogue_code(
+    client: falcon.testing.TestClient,
+    merchant: MerchantAccount,
+    rabbit: Rabbit,
+    extra: dict[str, Any],
+    status: int,
+    code: str,
+) -> None:
+    response = post_payment(client, merchant, {**payment_body(), **extra})
+
+    assert (response.status_code, response.json["error"]["code"]) == (status, code)
+    assert rabbit.take_all(INITIATE_PAYMENT.queue_name) == []

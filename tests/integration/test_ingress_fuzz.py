@@ -141,7 +141,7 @@ def _seed_payment(
                 merchant_id=merchant_id,
                 idempotency_key=f"fuzz-{payment_id}",
                 request_hash="fuzz",
-                gateway="mpesa",
+                gateway="daraja",
                 amount_minor=amount,
                 currency="KES",
                 phone="254712345678",
@@ -161,7 +161,7 @@ def _seed_payment(
 def _seed_event(db: Database, merchant_id: uuid.UUID, outcome: str) -> int:
     with db.transaction() as session:
         event = GatewayEvent(
-            gateway="mpesa",
+            gateway="daraja",
             event_key=f"fuzz:{uuid.uuid4()}",
             source="callback",
             merchant_id=merchant_id,
@@ -184,8 +184,8 @@ def build_targets(db: Database, settings: Settings, cipher: CredentialCipher) ->
     with db.transaction() as session:
         ops_key = issue_api_key(session, pepper, merchant.id, scopes=("ops:read",))
         operator_key = issue_api_key(session, pepper, None, scopes=("ops:read",))
-        set_callback_policy(session, signed.id, "mpesa", require_signature=True)
-        set_ip_allowlist(session, allowlisted.id, "mpesa", [f"{ALLOWED_SOURCE_IP}/32"])
+        set_callback_policy(session, signed.id, "daraja", require_signature=True)
+        set_ip_allowlist(session, allowlisted.id, "daraja", [f"{ALLOWED_SOURCE_IP}/32"])
     assert merchant.callback_secret
     assert signed.callback_secret
     assert allowlisted.callback_secret

@@ -83,7 +83,7 @@ def test_pre_flight_refusals_are_synchronous_with_precise_codes(
     client = ingress_client(settings, db)
     if arrange == "disable_gateway":
         with db.transaction() as session:
-            set_callback_policy(session, merchant.id, "mpesa", enabled=False)
+            set_callback_policy(session, merchant.id, "daraja", enabled=False)
     elif arrange == "mark_kyc":
         marked = client.simulate_put(
             "/v1/customers/0712345678", json={"kyc_required": True}, headers=merchant.headers()

@@ -48,14 +48,14 @@ def deliver(
             apply_word(
                 session,
                 intent,
-                expiry_word("mpesa", payment.id, payment.checkout_id, datetime.now(UTC)),
+                expiry_word("daraja", payment.id, payment.checkout_id, datetime.now(UTC)),
                 datetime.now(UTC),
             )
         return
     body = WORDS[word](payment)
     publisher.send(
         ApplyCallback(
-            gateway="mpesa",
+            gateway="daraja",
             merchant_id=str(merchant.id),
             body_b64=base64.b64encode(body).decode(),
             headers={},

@@ -116,7 +116,7 @@ def outcome_of(db: Database, checkout_id: str, result_code: int) -> str | None:
     with db.transaction() as session:
         return session.scalar(
             select(GatewayEvent.outcome).where(
-                GatewayEvent.gateway == "mpesa",
+                GatewayEvent.gateway == "daraja",
                 GatewayEvent.event_key == f"stk:{checkout_id}:{result_code}",
             )
         )

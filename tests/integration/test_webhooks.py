@@ -232,7 +232,7 @@ def final_payment(db: Database, publisher: Publisher, merchant: MerchantAccount)
     body = success_callback(payment, receipt=f"R{uuid.uuid4().hex[:9].upper()}")
     publisher.send(
         ApplyCallback(
-            gateway="mpesa",
+            gateway="daraja",
             merchant_id=str(merchant.id),
             body_b64=base64.b64encode(body).decode(),
             headers={"content-type": "application/json"},

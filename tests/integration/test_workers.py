@@ -50,7 +50,7 @@ def initiate(
         "phone": phone,
         "reference": reference,
         "description": None,
-        "gateway": "mpesa",
+        "gateway": "daraja",
     }
     return InitiatePayment(
         payment_id=str(payment_id_for(merchant.id, key)),
@@ -137,7 +137,7 @@ def callback_message(
     merchant: MerchantAccount, body: bytes, attempt_ref: str | None = None
 ) -> ApplyCallback:
     return ApplyCallback(
-        gateway="mpesa",
+        gateway="daraja",
         merchant_id=str(merchant.id),
         body_b64=base64.b64encode(body).decode(),
         headers={"content-type": "application/json"},

@@ -216,7 +216,7 @@ function request()
   headers["Idempotency-Key"] = run .. "-" .. tid .. "-" .. counter
   local body = string.format(
     '{"amount": %d, "currency": "KES", "phone": "07%08d", "reference": "%s-%d-%d", ' ..
-    '"description": "bench", "gateway": "mpesa"}',
+    '"description": "bench", "gateway": "daraja"}',
     100 * (1 + counter % 50), 20000000 + n % 70000000, run, tid, counter)
   return wrk.format("POST", "/v1/payments", headers, body)
 end

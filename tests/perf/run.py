@@ -519,7 +519,7 @@ class Bench:
                 "phone": f"2547{20000000 + i:08d}",
                 "reference": f"INIT-{i}",
                 "description": "bench",
-                "gateway": "mpesa",
+                "gateway": "daraja",
                 "customer_email": None,
             }
             messages.append(

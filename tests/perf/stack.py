@@ -48,7 +48,7 @@ from tests.support.processes import (
 from tests.support.services import broker_url, database_url, drop_database, ensure_vhost
 
 BENCH_NAME = "malipo_bench"
-GATEWAY = "mpesa"
+GATEWAY = "daraja"
 DARAJA_CREDENTIALS = {
     **DARAJA_APP,
     "shortcode": DARAJA_SHORTCODE,

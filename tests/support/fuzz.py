@@ -425,7 +425,7 @@ VALID_PAYMENT: dict[str, Any] = {
     "phone": "0712345678",
     "reference": "FUZZ-1",
     "description": "Fuzzed",
-    "gateway": "mpesa",
+    "gateway": "daraja",
 }
 PAYMENT_FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "amount": st.one_of(st.sampled_from([100, 1500, 1050, 25_000_000, 0]), JSON_VALUES),
@@ -447,7 +447,7 @@ PAYMENT_FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
         st.from_regex(r"[A-Za-z0-9][A-Za-z0-9 _.:/#-]{0,70}", fullmatch=True), JSON_VALUES
     ),
     "description": st.one_of(st.text(max_size=120), JSON_VALUES),
-    "gateway": st.one_of(st.sampled_from(["mpesa", "MPESA", "intasend", ""]), JSON_VALUES),
+    "gateway": st.one_of(st.sampled_from(["daraja", "MPESA", "intasend", ""]), JSON_VALUES),
 }
 EXTRA_FIELD_NAMES = st.one_of(
     st.sampled_from(["ammount", "id", "status", "__proto__", "", "amount ", "Amount"]),
@@ -648,7 +648,7 @@ BEFORE_IDS = st.one_of(
     st.sampled_from(["", "abc", "1.5", "0"]),
 )
 GATEWAY_FILTERS = st.one_of(
-    st.sampled_from(["mpesa", "", "MPESA", "x" * 40]), st.text(max_size=20).map(encoded)
+    st.sampled_from(["daraja", "", "MPESA", "x" * 40]), st.text(max_size=20).map(encoded)
 )
 QUERY_NAMES = st.one_of(
     st.sampled_from(["until", "outcome", "limit", "since", "before_id", "gateway", "x", ""]),
@@ -786,7 +786,7 @@ def gateway_callbacks(draw: st.DrawFn, targets: FuzzTargets) -> FuzzRequest:
         )
     )
     gateway = draw(
-        weighted((8, st.just("mpesa")), (1, st.sampled_from(["MPESA", "intasend"])), (1, SEGMENTS))
+        weighted((8, st.just("daraja")), (1, st.sampled_from(["MPESA", "intasend"])), (1, SEGMENTS))
     )
     attempt = draw(st.one_of(st.none(), st.uuids().map(str), SEGMENTS))
     trailer = draw(TRAILERS)

@@ -41,7 +41,7 @@ def seed_submitted_payments(
                     merchant_id=merchant_id,
                     idempotency_key=f"{tag}-{i}",
                     request_hash="seed",
-                    gateway="mpesa",
+                    gateway="daraja",
                     amount_minor=payment.amount_minor,
                     currency="KES",
                     phone=payment.phone,
@@ -61,7 +61,7 @@ def seed_submitted_payments(
                 PaymentAttempt(
                     intent_id=payment.id,
                     number=1,
-                    gateway="mpesa",
+                    gateway="daraja",
                     status="accepted",
                     gateway_ref=payment.checkout_id,
                 )

@@ -12,12 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.crypto import new_callback_secret
+from shared.gateways import catalogue
 from shared.settings import (
     CALLBACK_URL_FORBIDDEN_WORDS,
     ConfigurationError,
     Settings,
     forbidden_callback_words,
-    gateway_for_callback_path,
     load_settings,
 )
 from tests.unit.properties import PROPERTY
@@ -63,6 +63,7 @@ def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     for name in list(os.environ):
         if name.upper().startswith("MALIPO_"):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("MALIPO_CONFIG_FILE", "")  # a checkout's config/local.env stays out
     return monkeypatch
 
 
@@ -204,9 +205,9 @@ def test_a_proper_production_configuration_loads(env: pytest.MonkeyPatch) -> Non
     loaded = load_settings()
     # Then the process may start, against Daraja's production API
     assert loaded.env == "production"
-    assert loaded.gateway_base_url("mpesa") == PRODUCTION_URL
+    assert loaded.gateway_settings("daraja").base_url == PRODUCTION_URL
     assert (
-        loaded.callback_url("mpesa", "s3", "a1")
+        loaded.callback_url("daraja", "s3", "a1")
         == "https://pay.malipo.co.ke/callbacks/daraja/s3/a1"
     )
 
@@ -291,16 +292,20 @@ def test_a_public_url_safaricom_would_refuse_stops_the_process(
 
 def test_daraja_callback_urls_never_name_the_gateway(env: pytest.MonkeyPatch) -> None:
     apply(env, base_env())
-    url = load_settings().callback_url("mpesa", new_callback_secret(), "attempt-1")
+    url = load_settings().callback_url("daraja", new_callback_secret(), "attempt-1")
     assert forbidden_callback_words(url) == []
     assert "/callbacks/daraja/" in url
 
 
-@pytest.mark.parametrize(("segment", "gateway"), [("daraja", "mpesa"), ("mpesa", "mpesa")])
-def test_both_the_public_segment_and_the_name_lead_to_the_gateway(
-    segment: str, gateway: str
+@pytest.mark.parametrize(
+    ("segment", "gateway"),
+    [("daraja", "daraja"), ("mpesa", "daraja"), ("nope", None)],
+)
+def test_the_public_segment_a_name_or_a_former_name_lead_to_the_gateway(
+    segment: str, gateway: str | None
 ) -> None:
-    assert gateway_for_callback_path(segment) == gateway
+    found = catalogue.for_callback_segment(segment)
+    assert (found.name if found else None) == gateway
 
 
 def test_callback_secrets_can_spell_no_word_safaricom_refuses() -> None:
@@ -317,12 +322,12 @@ def test_callback_secrets_can_spell_no_word_safaricom_refuses() -> None:
 
 def test_sandbox_uses_the_daraja_sandbox(env: pytest.MonkeyPatch) -> None:
     apply(env, base_env())
-    assert load_settings().gateway_base_url("mpesa") == SANDBOX_URL
+    assert load_settings().gateway_settings("daraja").base_url == SANDBOX_URL
 
 
 def test_production_uses_the_daraja_production_api(env: pytest.MonkeyPatch) -> None:
     apply(env, production_env())
-    assert load_settings().gateway_base_url("mpesa") == PRODUCTION_URL
+    assert load_settings().gateway_settings("daraja").base_url == PRODUCTION_URL
 
 
 @pytest.mark.parametrize(
@@ -338,7 +343,7 @@ def test_an_override_wins_over_the_environment(
 ) -> None:
     config = production_env() if environment == "production" else base_env()
     apply(env, {**config, "MALIPO_DARAJA_BASE_URL": override})
-    assert load_settings().gateway_base_url("mpesa") == expected
+    assert load_settings().gateway_settings("daraja").base_url == expected
 
 
 @pytest.mark.parametrize("url", ["127.0.0.1:8900", "ftp://host", "not a url", "/relative"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Literal
@@ -33,7 +34,6 @@ class DarajaCredentials:
     passkey: str
     mode: Literal["paybill", "till"]
     party_b: str
-    callback_secret: str
 
     def __post_init__(self) -> None:
         for name in ("shortcode", "party_b"):
@@ -43,22 +43,22 @@ class DarajaCredentials:
             raise ValueError("mode must be 'paybill' or 'till'")
         if self.mode == "paybill" and self.party_b != self.shortcode:
             raise ValueError("for paybill, party_b is the shortcode itself")
-        for name in ("consumer_key", "consumer_secret", "passkey", "callback_secret"):
+        for name in ("consumer_key", "consumer_secret", "passkey"):
             if not getattr(self, name):
                 raise ValueError(f"{name} is required")
 
     @classmethod
-    def from_stored(cls, stored: dict[str, Any]) -> DarajaCredentials:
-        mode = stored.get("mode", "paybill")
+    def from_stored(cls, stored: Mapping[str, Any]) -> DarajaCredentials:
+        """Stored credentials; ``till`` (``party_b`` in rows written before) is the till number."""
+        mode = stored.get("mode") or "paybill"
         shortcode = str(stored["shortcode"])
         return cls(
             consumer_key=str(stored["consumer_key"]),
             consumer_secret=str(stored["consumer_secret"]),
             shortcode=shortcode,
             passkey=str(stored["passkey"]),
-            mode=mode,
-            party_b=str(stored.get("party_b") or shortcode),
-            callback_secret=str(stored["callback_secret"]),
+            mode=mode,  # type: ignore[arg-type]  # __post_init__ checks it
+            party_b=str(stored.get("till") or stored.get("party_b") or shortcode),
         )
 
 

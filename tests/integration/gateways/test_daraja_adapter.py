@@ -10,6 +10,7 @@ from shared.domain.money import Money
 from shared.gateways.base import GatewayOutcomeUnknown, GatewayUnavailable, Outcome, PaymentRequest
 from shared.gateways.daraja.client import DarajaAdapter
 from shared.gateways.daraja.stk import DarajaCredentials
+from shared.gateways.description import GatewaySettings
 from shared.settings import Settings
 from tests.conftest import DARAJA_CREDENTIALS
 from tests.support.sim import Simulator
@@ -18,12 +19,13 @@ from tests.support.waiting import wait_until
 
 @pytest.fixture
 def adapter(settings: Settings, sim: Simulator) -> DarajaAdapter:
-    return DarajaAdapter(settings.gateway_base_url("mpesa"), connect_timeout_s=2, read_timeout_s=2)
+    base_url = settings.gateway_settings("daraja").base_url
+    return DarajaAdapter(GatewaySettings(base_url, connect_timeout_s=2, read_timeout_s=2))
 
 
 @pytest.fixture
 def credentials() -> DarajaCredentials:
-    return DarajaCredentials.from_stored({**DARAJA_CREDENTIALS, "callback_secret": "s" * 43})
+    return DarajaCredentials.from_stored({**DARAJA_CREDENTIALS})
 
 
 def request(phone: str = "254712345678", amount_minor: int = 10_000, **kw: str) -> PaymentRequest:
@@ -41,7 +43,7 @@ def request(phone: str = "254712345678", amount_minor: int = 10_000, **kw: str) 
 def test_a_push_is_accepted_with_daraja_ids_and_fields_as_daraja_wants(
     adapter: DarajaAdapter, credentials: DarajaCredentials, sim: Simulator
 ) -> None:
-    result = adapter.initiate(credentials, request(description="A very long description"))
+    result = adapter.push(credentials, request(description="A very long description"))
 
     assert result.accepted
     assert result.gateway_ref is not None
@@ -55,10 +57,10 @@ def test_a_push_is_accepted_with_daraja_ids_and_fields_as_daraja_wants(
 
 def test_a_till_push_names_the_till_as_party_b(adapter: DarajaAdapter, sim: Simulator) -> None:
     till = DarajaCredentials.from_stored(
-        {**DARAJA_CREDENTIALS, "mode": "till", "party_b": "600123", "callback_secret": "s" * 43}
+        {**DARAJA_CREDENTIALS, "mode": "till", "party_b": "600123"}
     )
 
-    assert adapter.initiate(till, request()).accepted
+    assert adapter.push(till, request()).accepted
 
     [push] = [r for r in sim.requests(kind="stkpush") if r["status"] == 200]
     assert (push["body"]["TransactionType"], push["body"]["PartyB"]) == (
@@ -70,12 +72,12 @@ def test_a_till_push_names_the_till_as_party_b(adapter: DarajaAdapter, sim: Simu
 def test_the_token_is_cached_and_fetched_again_once_when_revoked(
     adapter: DarajaAdapter, credentials: DarajaCredentials, sim: Simulator
 ) -> None:
-    adapter.initiate(credentials, request())
-    adapter.initiate(credentials, request())
+    adapter.push(credentials, request())
+    adapter.push(credentials, request())
     assert len(sim.requests(kind="oauth")) == 1
 
     sim.revoke_tokens()
-    assert adapter.initiate(credentials, request()).accepted
+    assert adapter.push(credentials, request()).accepted
 
     assert len(sim.requests(kind="oauth")) == 2
     assert [r["status"] for r in sim.requests(kind="stkpush")] == [200, 200, 404, 200]
@@ -84,11 +86,9 @@ def test_the_token_is_cached_and_fetched_again_once_when_revoked(
 def test_wrong_app_credentials_refuse_the_push_as_configuration(
     adapter: DarajaAdapter, sim: Simulator
 ) -> None:
-    wrong = DarajaCredentials.from_stored(
-        {**DARAJA_CREDENTIALS, "consumer_secret": "nope", "callback_secret": "s" * 43}
-    )
+    wrong = DarajaCredentials.from_stored({**DARAJA_CREDENTIALS, "consumer_secret": "nope"})
 
-    result = adapter.initiate(wrong, request())
+    result = adapter.push(wrong, request())
 
     assert (result.accepted, result.failure_code) == (False, "gateway_configuration")
     assert sim.requests(kind="stkpush") == []
@@ -109,23 +109,23 @@ def test_busy_errors_are_unavailable_and_a_slow_answer_is_unknown(
     sim.scenario(match={"phone": "254711222444"}, push_delay_s=3)
 
     with pytest.raises(GatewayUnavailable):
-        adapter.initiate(credentials, request(phone="254711222333"))
+        adapter.push(credentials, request(phone="254711222333"))
     with pytest.raises(GatewayOutcomeUnknown):
-        adapter.initiate(credentials, request(phone="254711222444"))
+        adapter.push(credentials, request(phone="254711222444"))
 
 
 def test_nothing_listening_is_unavailable_not_unknown(credentials: DarajaCredentials) -> None:
-    closed = DarajaAdapter("http://127.0.0.1:1", connect_timeout_s=1, read_timeout_s=1)
+    closed = DarajaAdapter(GatewaySettings("http://127.0.0.1:1", 1, 1))
 
     with pytest.raises(GatewayUnavailable):
-        closed.initiate(credentials, request())
+        closed.push(credentials, request())
 
 
 def test_the_query_says_pending_until_the_outcome_is_due(
     adapter: DarajaAdapter, credentials: DarajaCredentials, sim: Simulator
 ) -> None:
     sim.scenario(match={"phone": "254711222555"}, result_code=1032, callback_delay_s=1.5)
-    checkout_id = str(adapter.initiate(credentials, request(phone="254711222555")).gateway_ref)
+    checkout_id = str(adapter.push(credentials, request(phone="254711222555")).gateway_ref)
 
     first = adapter.query_status(credentials, checkout_id)
     final = wait_until(

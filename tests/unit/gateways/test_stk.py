@@ -47,7 +47,6 @@ def credentials(**overrides: Any) -> DarajaCredentials:
         "passkey": SANDBOX_PASSKEY,
         "mode": "paybill",
         "party_b": "174379",
-        "callback_secret": "cb-secret",
     }
     fields.update(overrides)
     return DarajaCredentials(**fields)
@@ -293,7 +292,7 @@ def test_till_may_pay_another_number() -> None:
     assert creds.party_b == "600000"
 
 
-@pytest.mark.parametrize("field", ["passkey", "consumer_key", "consumer_secret", "callback_secret"])
+@pytest.mark.parametrize("field", ["passkey", "consumer_key", "consumer_secret"])
 def test_empty_secrets_are_refused(field: str) -> None:
     with pytest.raises(ValueError, match=field):
         credentials(**{field: ""})
@@ -311,7 +310,6 @@ def test_stored_credentials_default_to_paybill_on_the_shortcode() -> None:
         "consumer_secret": "cs",
         "shortcode": 174379,
         "passkey": "pk",
-        "callback_secret": "cb",
     }
     creds = DarajaCredentials.from_stored(stored)
     assert (creds.mode, creds.shortcode, creds.party_b) == ("paybill", "174379", "174379")
