@@ -145,7 +145,10 @@ def demo_payment(description: GatewayDescription) -> dict[str, Any]:
         "reference": f"ORDER-{secrets.token_hex(4)}",
         "gateway": description.name,
     }
-    if description.default_flow == Capability.HOSTED:
+    # A push needs no browser: the simulator finishes it alone.
+    if Capability.PUSH in description.flows:
+        body["flow"] = Capability.PUSH.value
+    else:
         body["success_url"] = "https://shop.example/paid"
         body["failure_url"] = "https://shop.example/failed"
     return body

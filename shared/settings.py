@@ -364,6 +364,9 @@ def settings_or_exit(process: str) -> Settings:
 def use_local_config() -> Path | None:
     """Fill unset variables from the checkout's local configuration; never in production.
 
+    For process entry points only (the ``malipo`` command): it sets ``os.environ``,
+    which child processes inherit.
+
     ``MALIPO_CONFIG_FILE`` names another file (empty: none). Variables already set win,
     as with ``config/with-local-env``, so the README's commands work in a checkout as written.
     """
@@ -383,8 +386,11 @@ def use_local_config() -> Path | None:
 
 
 def load_settings() -> Settings:
-    """Read and validate the environment, or raise ConfigurationError naming each variable."""
-    use_local_config()
+    """Read and validate the environment, or raise ConfigurationError naming each variable.
+
+    A checkout's local configuration is the ``malipo`` command's business
+    (:func:`use_local_config`, called once at its start), never a library's.
+    """
     try:
         return Settings()  # values come from the environment
     except ValidationError as exc:
