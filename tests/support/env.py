@@ -43,6 +43,8 @@ def build_test_env(spool_dir: str) -> dict[str, str]:
         "MALIPO_SANDBOX_HOST": "127.0.0.1",
         "MALIPO_SANDBOX_PORT": str(sandbox_port),
         "MALIPO_DARAJA_BASE_URL": f"http://127.0.0.1:{sandbox_port}",
+        # Gateways mounted under the sandbox's /<name>/ prefix (sandbox/mounts.py).
+        "MALIPO_INTASEND_BASE_URL": f"http://127.0.0.1:{sandbox_port}/intasend/api/v1",
         # No checkout configuration (config/local.env) leaks into the suite.
         "MALIPO_CONFIG_FILE": "",
         "MALIPO_WORKER_PROCESSES": "1",

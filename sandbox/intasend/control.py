@@ -1,0 +1,208 @@
+"""The ``/_sim`` control API: set dashboard webhooks, steer outcomes, inspect what happened.
+
+Bad input is answered 400 with falcon's JSON error document (``title``,
+``description``), unknown ids 404.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Final
+
+import falcon
+
+from sandbox.intasend import accounts
+from sandbox.intasend.accounts import Account, Webhook
+from sandbox.intasend.scenarios import ScenarioBook, ScenarioError
+from sandbox.intasend.state import SimulatorState
+from sandbox.intasend.webhooks import WebhookDispatcher
+
+REQUEST_KINDS: Final = ("stk_push", "collection", "status", "other")
+
+
+def json_object(req: falcon.Request) -> dict[str, object]:
+    try:
+        body = json.loads(req.context.raw_body or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise falcon.HTTPBadRequest(title="Invalid JSON", description="body is not JSON") from None
+    if not isinstance(body, dict):
+        raise falcon.HTTPBadRequest(title="Invalid JSON", description="expected a JSON object")
+    return body
+
+
+def _text(body: dict[str, object], key: str, *, required: bool = True) -> str | None:
+    value = body.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value or len(value) > 2000:
+        raise falcon.HTTPBadRequest(title="Invalid field", description=f"{key} must be a string")
+    return value
+
+
+class WebhooksResource:
+    """``POST /_sim/webhooks {public_key, url, challenge}`` (url null: remove); ``GET`` lists."""
+
+    def __init__(self, state: SimulatorState) -> None:
+        self._state = state
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = json_object(req)
+        public_key = _text(body, "public_key")
+        url = _text(body, "url", required=False)
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise falcon.HTTPBadRequest(title="Invalid field", description="url must be http(s)")
+        webhook = None
+        if url is not None:
+            webhook = Webhook(url, _text(body, "challenge") or "")
+        if not self._state.set_webhook(str(public_key), webhook):
+            raise falcon.HTTPNotFound(description=f"no account {public_key}")
+        resp.media = {"public_key": public_key, "url": url}
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = [
+            {
+                "public_key": a.publishable_key,
+                "url": a.webhook.url,
+                "challenge": a.webhook.challenge,
+            }
+            for a in self._state.accounts()
+            if a.webhook is not None
+        ]
+
+
+class AccountsResource:
+    """``POST /_sim/accounts {publishable_key?, secret_key?, wallet_id?}``; ``GET`` lists."""
+
+    def __init__(self, state: SimulatorState) -> None:
+        self._state = state
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = json_object(req)
+        publishable = (
+            _text(body, "publishable_key", required=False) or accounts.new_publishable_key()
+        )
+        secret = _text(body, "secret_key", required=False) or accounts.new_secret_key()
+        wallet = _text(body, "wallet_id", required=False) or accounts.new_wallet_id()
+        account = Account(publishable, secret, frozenset({wallet}))
+        self._state.add_account(account)
+        resp.status = 201
+        resp.media = account.to_json()
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = [a.to_json() for a in self._state.accounts()]
+
+
+class ScenariosResource:
+    """``POST`` (add), ``GET`` (list) and ``DELETE`` (clear) ``/_sim/scenarios``."""
+
+    def __init__(self, scenarios: ScenarioBook) -> None:
+        self._scenarios = scenarios
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        try:
+            scenario = self._scenarios.add(json_object(req))
+        except ScenarioError as exc:
+            raise falcon.HTTPBadRequest(title="Invalid scenario", description=str(exc)) from None
+        resp.status = 201
+        resp.media = scenario.to_json()
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = self._scenarios.snapshot()
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self._scenarios.clear()
+        resp.media = {"cleared": True}
+
+
+class RequestsResource:
+    """``GET /_sim/requests?kind=stk_push|collection|status|other``: API requests, newest last."""
+
+    def __init__(self, state: SimulatorState) -> None:
+        self._state = state
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        kind = req.get_param("kind")
+        if kind is not None and kind not in REQUEST_KINDS:
+            raise falcon.HTTPBadRequest(
+                title="Invalid kind", description=f"kind must be one of {list(REQUEST_KINDS)}"
+            )
+        resp.media = [r.to_json() for r in self._state.requests(kind)]
+
+
+class DeliveriesResource:
+    """``GET /_sim/deliveries?invoice_id=``: every webhook attempt, newest last."""
+
+    def __init__(self, state: SimulatorState) -> None:
+        self._state = state
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = [d.to_json() for d in self._state.deliveries(req.get_param("invoice_id"))]
+
+
+class InvoicesResource:
+    """``GET /_sim/invoices``, ``GET /_sim/invoices/{id}``, ``POST /_sim/invoices/{id}/resend``."""
+
+    def __init__(self, state: SimulatorState, dispatcher: WebhookDispatcher) -> None:
+        self._state = state
+        self._dispatcher = dispatcher
+
+    def _shown(self, invoice_id: str) -> dict[str, object]:
+        invoice = self._state.invoice(invoice_id)
+        if invoice is None:
+            raise falcon.HTTPNotFound(description=f"no invoice {invoice_id}")
+        return {
+            "invoice": invoice.document(invoice.state_at(self._state.now())),
+            "public_key": invoice.public_key,
+            "narrative": invoice.narrative,
+            "wallet_id": invoice.wallet_id,
+            "customer": invoice.customer.to_json(invoice.wall(invoice.created_at)),
+            **invoice.outcome.to_json(),
+        }
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = [self._shown(i.invoice_id) for i in self._state.invoices()]
+
+    def on_get_one(self, req: falcon.Request, resp: falcon.Response, invoice_id: str) -> None:
+        resp.media = self._shown(invoice_id)
+
+    def on_post_resend(self, req: falcon.Request, resp: falcon.Response, invoice_id: str) -> None:
+        invoice = self._state.invoice(invoice_id)
+        if invoice is None:
+            raise falcon.HTTPNotFound(description=f"no invoice {invoice_id}")
+        state = invoice.state_at(self._state.now())
+        self._dispatcher.schedule(self._state.now(), invoice_id, state)
+        resp.status = 202
+        resp.media = {"scheduled": True, "invoice_id": invoice_id, "state": state}
+
+
+class ResetResource:
+    """``POST /_sim/reset``: forget everything but the built-in account and the settings."""
+
+    def __init__(
+        self, state: SimulatorState, scenarios: ScenarioBook, dispatcher: WebhookDispatcher
+    ) -> None:
+        self._state = state
+        self._scenarios = scenarios
+        self._dispatcher = dispatcher
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self._dispatcher.clear()
+        self._scenarios.clear()
+        self._state.reset()
+        resp.media = {"reset": True}
+
+
+class HealthResource:
+    """``GET /_sim/health``."""
+
+    def __init__(self, state: SimulatorState, dispatcher: WebhookDispatcher) -> None:
+        self._state = state
+        self._dispatcher = dispatcher
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = {
+            "status": "ok",
+            "gateway": "intasend",
+            "invoices": len(self._state.invoices()),
+            "pending_webhooks": self._dispatcher.pending(),
+        }
