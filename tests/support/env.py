@@ -45,6 +45,7 @@ def build_test_env(spool_dir: str) -> dict[str, str]:
         "MALIPO_DARAJA_BASE_URL": f"http://127.0.0.1:{sandbox_port}",
         # Gateways mounted under the sandbox's /<name>/ prefix (sandbox/mounts.py).
         "MALIPO_INTASEND_BASE_URL": f"http://127.0.0.1:{sandbox_port}/intasend/api/v1",
+        "MALIPO_INTOUCH_BASE_URL": f"http://127.0.0.1:{sandbox_port}/intouch/apidist/sec",
         # No checkout configuration (config/local.env) leaks into the suite.
         "MALIPO_CONFIG_FILE": "",
         "MALIPO_WORKER_PROCESSES": "1",
