@@ -71,7 +71,7 @@ def scrub(value: Any) -> Any:
         return {k: (REDACTED if is_secret_key(k) else scrub(v)) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [scrub(item) for item in value]
-    if isinstance(value, int) and not isinstance(value, bool) and 9 <= len(str(value)) <= 12:
+    if isinstance(value, int) and not isinstance(value, bool) and 9 <= len(str(value)) <= 15:
         masked = mask_phone_numbers(str(value))
         return masked if masked != str(value) else value
     return value

@@ -285,3 +285,33 @@ def test_secrets_quoted_in_free_text_are_redacted() -> None:
 
 def test_bytes_are_decoded_and_masked() -> None:
     assert scrub({"body": f"paid by {PHONE}".encode()}) == {"body": f"paid by {MASKED_PHONE}"}
+
+
+@pytest.mark.usefixtures("restore_logging")
+@pytest.mark.parametrize(
+    ("e164", "national", "written"),
+    [
+        ("221771234567", "771234567", "+221 77 123 45 67"),  # Senegal
+        ("2250701234567", "0701234567", "+225 07 01 23 45 67"),  # Côte d'Ivoire
+        ("37477123456", "77123456", "+374 77 123456"),  # Armenia
+    ],
+)
+def test_log_lines_of_payments_abroad_hold_no_full_phone(
+    capsys: pytest.CaptureFixture[str], e164: str, national: str, written: str
+) -> None:
+    # Given JSON logs, when a payment's phone is logged as text, as a number and as written
+    configure_logging("json")
+    structlog.stdlib.get_logger("malipo.test").info(
+        "payment accepted", phone=e164, phone_int=int(e164), note=f"prompt to {written}"
+    )
+    logging.getLogger("dramatiq").warning("retrying push to %s", e164)
+    # Then no line holds the number, in any of its forms
+    output = capsys.readouterr().out
+    lines = [json.loads(line) for line in output.splitlines() if line.strip()]
+    assert [line["event"].split(" ")[0] for line in lines] == ["payment", "retrying"]
+    flat = output.replace(" ", "")
+    assert e164 not in flat
+    assert national not in flat
+    assert (
+        lines[0]["phone"] == lines[0]["phone_int"] == e164[:4] + "*" * (len(e164) - 8) + e164[-4:]
+    )
