@@ -33,7 +33,8 @@ def all_endpoints(db: Database) -> list[WebhookEndpoint]:
 
 
 def readable_by(cipher: CredentialCipher, rows: list[GatewayCredential]) -> bool:
-    return all(decrypt_credentials(cipher, row)["consumer_key"] for row in rows)
+    # Every gateway's row holds its callback secret beside the credentials.
+    return all(decrypt_credentials(cipher, row)["callback_secret"] for row in rows)
 
 
 def plain_text(cipher: CredentialCipher, db: Database) -> dict[str, Any]:
