@@ -7,6 +7,7 @@ validation. Bodies are read by the app's middleware into ``req.context.raw_body`
 
 from __future__ import annotations
 
+import abc
 import json
 import re
 import time
@@ -138,7 +139,7 @@ def validate_push(body: Mapping[str, object], account: Account) -> PushRequest |
     return PushRequest(amount, "KES", str(phone), api_ref, narrative, name, email, wallet_id)
 
 
-class _PushResource:
+class _PushResource(abc.ABC):
     """Shared by ``payment/mpesa-stk-push/`` and the older ``payment/collection/``."""
 
     def __init__(
@@ -157,8 +158,9 @@ class _PushResource:
         self._settings = settings
         self._sleep = sleep
 
+    @abc.abstractmethod
     def _authenticate(self, req: falcon.Request, body: Mapping[str, object]) -> Account | str:
-        raise NotImplementedError
+        """The account a push speaks for, or the 401 detail (each path authenticates its way)."""
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = json_body(req)
