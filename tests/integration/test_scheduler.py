@@ -121,7 +121,7 @@ def scheduler_sessions(db: Database) -> list[tuple[bool, float]]:
                    WHERE l.pid = a.pid AND l.locktype = 'advisory' AND l.granted
                      AND l.classid::bigint = :high AND l.objid::bigint = :low AND l.objsubid = 1
                ),
-               extract(epoch FROM clock_timestamp() - a.query_start)::float
+               coalesce(extract(epoch FROM clock_timestamp() - a.query_start), 0)::float
         FROM pg_stat_activity a
         WHERE a.datname = current_database() AND a.application_name = 'malipo-scheduler'
         ORDER BY 1
