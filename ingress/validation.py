@@ -15,7 +15,7 @@ from shared.domain.errors import MalipoError
 from shared.domain.money import Money
 from shared.domain.phone import normalise_phone
 from shared.gateways import catalogue
-from shared.gateways.base import Capability
+from shared.gateways.base import COLLECTION_FLOWS, Capability
 from shared.gateways.description import GatewayDescription
 from shared.gateways.registry import GatewayRegistry
 
@@ -36,7 +36,7 @@ PAYMENT_FIELDS = frozenset(
         *RETURN_URL_FIELDS,
     }
 )
-FLOWS = {flow.value: flow for flow in (Capability.PUSH, Capability.HOSTED)}
+FLOWS = {flow.value: flow for flow in COLLECTION_FLOWS}
 _EMAIL = re.compile(
     r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+"
 )

@@ -178,11 +178,9 @@ class CallbackApplication:
         """The gateway's final word; re-checks later while it has none; None when it never did."""
         answer = None
         if config is not None:
-            gateway = self.message.gateway
-            credentials = self.rt.gateways.get(gateway).credentials(config.credentials)
             try:
-                answer = self.rt.gateways.status_query(gateway).query_status(
-                    credentials, gateway_ref
+                answer = self.rt.gateways.query_status(
+                    self.message.gateway, config.credentials, gateway_ref
                 )
             except GatewayUnavailable as exc:
                 log.info("confirmation query unavailable", error=str(exc))
@@ -194,8 +192,7 @@ class CallbackApplication:
         return None
 
     def _word(self, event: CallbackEvent) -> GatewayWord:
-        headers = {k.lower(): v for k, v in self.message.headers.items()}
-        kept = self.rt.gateways.describe(self.message.gateway).kept_headers
+        description = self.rt.gateways.describe(self.message.gateway)
         return GatewayWord(
             gateway=self.message.gateway,
             event_key=event.event_key,
@@ -204,7 +201,7 @@ class CallbackApplication:
             verdict=event.verdict,
             received_at=datetime.fromisoformat(self.message.received_at),
             body_masked=event.masked_body,
-            headers={k: headers[k] for k in kept if k in headers},
+            headers=description.keep_headers(self.message.headers),
             remote_addr=self.message.remote_addr,
             merchant_id=self.merchant_id,
         )

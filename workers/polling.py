@@ -89,9 +89,8 @@ def _query(
         return None  # the push's answer was lost: only its callback can tell
     if not rt.gateways.describe(gateway).has(Capability.STATUS):
         return None  # no status API: the callback or the payment window decides
-    credentials = rt.gateways.get(gateway).credentials(config.credentials)
     try:
-        return rt.gateways.status_query(gateway).query_status(credentials, gateway_ref)
+        return rt.gateways.query_status(gateway, config.credentials, gateway_ref)
     except GatewayUnavailable as exc:
         log.info("status query unavailable; will ask again", error=str(exc))
         return None

@@ -20,7 +20,6 @@ import base64
 import hashlib
 import hmac
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from ipaddress import IPv4Network, IPv6Network
@@ -35,8 +34,7 @@ from ingress.spool import CallbackSpool
 from shared.callback_auth import SIGNATURE_HEADER, Refusal, check_signature, ip_allowed
 from shared.db.session import Database
 from shared.gateways import catalogue
-from shared.gateways.base import CallbackReader, InboundCallback
-from shared.gateways.description import GatewayDescription
+from shared.gateways.base import CallbackReader, Capability, InboundCallback
 from shared.gateways.registry import GatewayRegistry
 from shared.merchants import credential_for_callback_secret
 from shared.messages import (
@@ -110,7 +108,11 @@ class CallbackResource:
     ) -> None:
         received_at = datetime.now(UTC)
         description = catalogue.for_callback_segment(gateway)
-        if description is None or len(req.query_string) > MAX_QUERY_BYTES:
+        if (
+            description is None
+            or not description.has(Capability.CALLBACKS)
+            or len(req.query_string) > MAX_QUERY_BYTES
+        ):
             raise falcon.HTTPNotFound()
         body = req.bounded_stream.read(MAX_CALLBACK_BYTES + 1)
         client_ip = client_address(
@@ -135,7 +137,7 @@ class CallbackResource:
             gateway=description.name,
             merchant_id=str(policy.merchant_id),
             body_b64=base64.b64encode(body).decode("ascii"),
-            headers=kept_headers(description, inbound.headers),
+            headers=description.keep_headers(inbound.headers),
             received_at=received_at.isoformat(),
             remote_addr=client_ip,
             attempt_ref=attempt_ref[:64] if attempt_ref else None,
@@ -236,11 +238,6 @@ class CallbackResource:
             )
             return
         log.info("callback accepted", gateway=message.gateway)
-
-
-def kept_headers(description: GatewayDescription, headers: Mapping[str, str]) -> dict[str, str]:
-    """The headers worth keeping with the raw event (the gateway's list; never credentials)."""
-    return {name: headers[name] for name in description.kept_headers if name in headers}
 
 
 def spool_entry(spec: ActorSpec, kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -5,10 +5,12 @@ IntaSend invoice id a customer types at checkout)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import falcon
+from sqlalchemy.orm import Session
 
 from ingress.auth import Authenticator
 from ingress.validation import field_names, read_json_object
@@ -40,23 +42,20 @@ class RedeemResource:
             wanted = uuid.UUID(payment_id)
         except ValueError:
             raise MalipoError(errors.NOT_FOUND) from None
-        self.redeem(resp, merchant_id, wanted, order_id, expected)
+        self.redeem(resp, merchant_id, order_id, expected, lambda _: wanted)
 
     def redeem(
         self,
         resp: falcon.Response,
         merchant_id: uuid.UUID,
-        wanted: uuid.UUID | None,
         order_id: str,
         expected: int,
-        by_reference: tuple[str, str] | None = None,
+        payment: Callable[[Session], uuid.UUID],
     ) -> None:
-        """Redeem ``wanted`` (or the payment its gateway knows by ``by_reference``)."""
+        """Redeem the payment ``payment`` finds (in the redemption's transaction) for an order."""
         try:
             with self.db.transaction() as session:
-                if by_reference is not None:
-                    wanted = payment_for_gateway_reference(session, merchant_id, *by_reference)
-                assert wanted is not None
+                wanted = payment(session)
                 redemption = redeem(
                     session, merchant_id, wanted, order_id, expected, self.rules, datetime.now(UTC)
                 )
@@ -92,7 +91,13 @@ class RedemptionsResource:
             raise MalipoError(errors.INVALID_REQUEST, "reference must be 1-100 characters")
         name = self.gateways.describe(gateway).name
         self.gateways.require(name, Capability.CUSTOMER_REFERENCE)
-        self.redeemer.redeem(resp, merchant_id, None, order_id, expected, (name, reference))
+        self.redeemer.redeem(
+            resp,
+            merchant_id,
+            order_id,
+            expected,
+            lambda session: payment_for_gateway_reference(session, merchant_id, name, reference),
+        )
 
 
 def _parse(document: dict[str, Any]) -> tuple[str, int]:

@@ -107,11 +107,8 @@ def merchant_create(name: str, **options: Any) -> None:
             if urls:
                 output["callback_urls"] = urls
                 output["callback_url"] = next(iter(urls.values()))
-            output["routes"] = {
-                currency: route_for(session, row.id, currency)
-                for currency in catalogue.currencies()
-                if route_for(session, row.id, currency)
-            }
+            routes = {c: route_for(session, row.id, c) for c in catalogue.currencies()}
+            output["routes"] = {currency: route for currency, route in routes.items() if route}
     except CredentialsRefused as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(output, indent=2))

@@ -24,7 +24,7 @@ from enum import StrEnum
 from typing import Any, Literal, Protocol, runtime_checkable
 from urllib.parse import parse_qsl
 
-from shared.domain.errors import TransientError
+from shared.domain.errors import ErrorCode, TransientError
 from shared.domain.money import Money
 
 
@@ -130,6 +130,13 @@ class InitiateResult:
     message: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
     next_action: NextAction | None = None
+
+    @classmethod
+    def refused(
+        cls, error: ErrorCode, message: str, raw: dict[str, Any] | None = None
+    ) -> InitiateResult:
+        """A business refusal (not a transport failure): the payment fails with ``error``."""
+        return cls(accepted=False, failure_code=error.code, message=message, raw=raw or {})
 
 
 @dataclass(frozen=True)

@@ -29,10 +29,6 @@ def descriptions() -> tuple[GatewayDescription, ...]:
     return tuple(sorted(found, key=lambda d: d.name))
 
 
-def names() -> tuple[str, ...]:
-    return tuple(d.name for d in descriptions())
-
-
 def describe(name: str) -> GatewayDescription:
     """The gateway called ``name`` (or formerly called so); ``unsupported_gateway`` if none."""
     for description in descriptions():

@@ -99,6 +99,11 @@ class GatewayDescription:
     def has(self, capability: Capability) -> bool:
         return capability in self.capabilities
 
+    def keep_headers(self, headers: Mapping[str, str]) -> dict[str, str]:
+        """The headers worth keeping with a raw callback (never credentials), by lower-case name."""
+        lowered = {name.lower(): value for name, value in headers.items()}
+        return {name: lowered[name] for name in self.kept_headers if name in lowered}
+
     def env_prefix(self) -> str:
         return f"MALIPO_{self.name.upper()}_"
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar, cast
+from collections.abc import Mapping
+from typing import Any, cast
 
 from shared.domain.errors import CAPABILITY_NOT_SUPPORTED, MalipoError
 from shared.gateways import catalogue
@@ -13,11 +14,10 @@ from shared.gateways.base import (
     HostedCollection,
     PushCollection,
     StatusQuery,
+    StatusResult,
 )
 from shared.gateways.description import GatewayDescription
 from shared.settings import Settings
-
-T = TypeVar("T")
 
 
 class GatewayRegistry:
@@ -64,3 +64,8 @@ class GatewayRegistry:
 
     def reader(self, name: str) -> CallbackReader:
         return cast(CallbackReader, self.require(name, Capability.CALLBACKS))
+
+    def query_status(self, name: str, stored: Mapping[str, Any], gateway_ref: str) -> StatusResult:
+        """Ask ``name``'s status API about ``gateway_ref`` with a merchant's stored credentials."""
+        credentials = self.get(name).credentials(stored)
+        return self.status_query(name).query_status(credentials, gateway_ref)

@@ -89,9 +89,7 @@ class DarajaAdapter:
         try:
             answer = self._call(credentials, STK_PUSH_PATH, body, idempotent=False)
         except GatewayAuthFailed as exc:
-            return InitiateResult(
-                accepted=False, failure_code=errors.GATEWAY_CONFIGURATION.code, message=str(exc)
-            )
+            return InitiateResult.refused(errors.GATEWAY_CONFIGURATION, str(exc))
         if answer.status == 200 and str(answer.document.get("ResponseCode")) == "0":
             checkout_id = answer.document.get("CheckoutRequestID")
             if not checkout_id:
@@ -217,9 +215,4 @@ class DarajaAdapter:
             raise GatewayOutcomeUnknown(f"push answered HTTP {answer.status} without an error code")
         else:
             failure = errors.GATEWAY_REJECTED
-        return InitiateResult(
-            accepted=False,
-            failure_code=failure.code,
-            message=f"{code}: {message}",
-            raw=answer.document,
-        )
+        return InitiateResult.refused(failure, f"{code}: {message}", answer.document)

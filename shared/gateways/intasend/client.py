@@ -125,12 +125,7 @@ class IntaSendAdapter:
             if answer.status in CONFIGURATION_STATUSES
             else errors.GATEWAY_REJECTED
         )
-        return InitiateResult(
-            accepted=False,
-            failure_code=failure.code,
-            message=f"HTTP {answer.status}: {message}",
-            raw=answer.document,
-        )
+        return InitiateResult.refused(failure, f"HTTP {answer.status}: {message}", answer.document)
 
     # -- status ----------------------------------------------------------------------------
 

@@ -90,15 +90,13 @@ class InTouchAdapter:
     ) -> InitiateResult:
         """The SDK call the front end makes; no gateway call (nothing to retry or lose)."""
         if request.return_urls is None:
-            return InitiateResult(
-                accepted=False,
-                failure_code=errors.INVALID_REQUEST.code,
-                message="TouchPay needs return URLs for success and failure",
+            return InitiateResult.refused(
+                errors.INVALID_REQUEST, "TouchPay needs return URLs for success and failure"
             )
         try:
             parameters = touchpay.sdk_parameters(credentials, request, request.return_urls)
         except MalipoError as exc:
-            return InitiateResult(accepted=False, failure_code=exc.code, message=exc.detail)
+            return InitiateResult.refused(exc.error, exc.detail)
         return InitiateResult(
             accepted=True,
             gateway_ref=request.attempt_ref,
@@ -110,10 +108,9 @@ class InTouchAdapter:
     def push(self, credentials: InTouchCredentials, request: PaymentRequest) -> InitiateResult:
         """Ask GU to collect from the phone. Raises GatewayUnavailable or GatewayOutcomeUnknown."""
         if not credentials.can_push:
-            return InitiateResult(
-                accepted=False,
-                failure_code=errors.GATEWAY_CONFIGURATION.code,
-                message="GU push needs login_agent, password_agent and service_code",
+            return InitiateResult.refused(
+                errors.GATEWAY_CONFIGURATION,
+                "GU push needs login_agent, password_agent and service_code",
             )
         answer = self.http.call(
             "PUT",
@@ -153,12 +150,7 @@ class InTouchAdapter:
 
     def _refused(self, answer: Answer, failure: errors.ErrorCode) -> InitiateResult:
         message = gu.text_field(answer.document, "message", "detail", "error") or answer.text[:200]
-        return InitiateResult(
-            accepted=False,
-            failure_code=failure.code,
-            message=f"HTTP {answer.status}: {message}",
-            raw=answer.document,
-        )
+        return InitiateResult.refused(failure, f"HTTP {answer.status}: {message}", answer.document)
 
     # -- status ------------------------------------------------------------------------------------
 
