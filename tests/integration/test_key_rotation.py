@@ -100,3 +100,36 @@ def test_a_row_under_a_removed_key_is_reported_not_guessed(
         "encrypted with key 'sandbox', which MALIPO_CREDENTIALS_KEYS does not hold" in result.output
     )
     assert readable_by(cipher, all_rows(db))  # nothing was half-rotated
+
+
+def test_credentials_encrypted_under_daraja_s_former_name_stay_readable_and_rotate(
+    db: Database, settings: Settings, cipher: CredentialCipher
+) -> None:
+    # Given a row written before Daraja was renamed: its ciphertext is bound to "mpesa"
+    merchant = make_merchant(db, settings, cipher, daraja=dict(DARAJA_CREDENTIALS))
+    with db.transaction() as session:
+        row = session.scalars(
+            select(GatewayCredential).where(GatewayCredential.merchant_id == merchant.id)
+        ).one()
+        stored = {**DARAJA_CREDENTIALS, "callback_secret": merchant.callback_secret}
+        row.key_id, row.ciphertext = cipher.encrypt(
+            stored, context=f"gateway_credentials/{merchant.id}/mpesa"
+        )
+    # When it is read now that the row says "daraja", and after rotation
+    with db.transaction() as session:
+        row = session.get(GatewayCredential, row.id)
+        assert row is not None
+        assert row.gateway == "daraja"
+        before = decrypt_credentials(cipher, row)
+    run(["keys", "rotate"], f"{NEW_KEY},{settings.credentials_keys.get_secret_value()}")
+    rotated = CredentialCipher(
+        parse_credentials_keys(f"{NEW_KEY},{settings.credentials_keys.get_secret_value()}")
+    )
+    with db.transaction() as session:
+        row = session.get(GatewayCredential, row.id)
+        assert row is not None
+        after = rotated.decrypt(
+            row.key_id, row.ciphertext, context=f"gateway_credentials/{merchant.id}/daraja"
+        )
+    # Then both say the same, and the rotated row is bound to the new name
+    assert before == after == stored

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -262,3 +263,40 @@ def test_a_phone_prompted_too_often_fails_the_next_push_as_rate_limited(
         )
         == 1
     )
+
+
+def with_phone(body: bytes, phone: str) -> bytes:
+    """The callback with its PhoneNumber item replaced (as Daraja masks it)."""
+    document = json.loads(body)
+    for item in document["Body"]["stkCallback"]["CallbackMetadata"]["Item"]:
+        if item["Name"] == "PhoneNumber":
+            item["Value"] = phone
+    return json.dumps(document).encode()
+
+
+@pytest.mark.parametrize(
+    ("masking", "outcome"),
+    [
+        (lambda p: p[:9] + "***", "applied"),  # 254722000***
+        (lambda p: "0" + p[3:9] + "***", "applied"),  # 0722000***
+        (lambda p: p[:4] + "******" + p[-2:], "applied"),  # 2547******78
+        (lambda p: "*" * 12, "applied"),  # nothing to compare: not a mismatch
+        (lambda p: "0" + p[3:6] + ("999" if p[6:9] != "999" else "888") + "***", "mismatch"),
+    ],
+    ids=["254-trailing", "0-trailing", "middle", "all-masked", "other-digits"],
+)
+def test_a_masked_phone_in_a_daraja_callback_is_compared_by_the_digits_it_shows(
+    publisher: Publisher, merchant: MerchantAccount, db: Database, masking: Any, outcome: str
+) -> None:
+    [payment] = seed_submitted_payments(db, merchant.id, 1, tag=f"mask{uuid.uuid4().hex[:6]}")
+    body = with_phone(success_callback(payment, receipt="RMASK00001"), masking(payment.phone))
+
+    publisher.send(callback_message(merchant, body))
+
+    [event] = wait_until(lambda: events_for(db, merchant), what="the callback to be applied")
+    assert event.outcome == outcome
+    expected = ("succeeded", []) if outcome == "applied" else ("submitted", ["phone_mismatch"])
+    intent = load(db, str(payment.id))
+    assert intent is not None
+    assert (intent.status, intent.flags) == expected
+    assert ledger_state(db, merchant.id).entries == (1 if outcome == "applied" else 0)

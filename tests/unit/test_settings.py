@@ -6,6 +6,7 @@ import base64
 import os
 import secrets
 import string
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -19,6 +20,7 @@ from shared.settings import (
     Settings,
     forbidden_callback_words,
     load_settings,
+    use_local_config,
 )
 from tests.unit.properties import PROPERTY
 
@@ -350,3 +352,48 @@ def test_an_override_wins_over_the_environment(
 def test_a_malformed_override_is_refused(env: pytest.MonkeyPatch, url: str) -> None:
     message = refusal(env, {**base_env(), "MALIPO_DARAJA_BASE_URL": url})
     assert "MALIPO_DARAJA_BASE_URL" in message
+
+
+def write_local_config(env: pytest.MonkeyPatch, tmp_path: Any, *lines: str) -> str:
+    """A config file; what use_local_config may set from it is unset again after the test."""
+    for line in lines:
+        name = line.partition("=")[0]
+        env.setenv(name, "")  # remembers the variable's absence (or value) for teardown
+        env.delenv(name)
+    path = tmp_path / "local.env"
+    path.write_text("\n".join(["# local values", *lines, ""]))
+    return str(path)
+
+
+def test_local_config_fills_only_what_the_environment_leaves_unset(
+    env: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    config = write_local_config(
+        env, tmp_path, "MALIPO_INGRESS_PORT=8111", "MALIPO_SANDBOX_PORT=8999", "MALIPO_ENV=sandbox"
+    )
+    apply(env, {**base_env(), "MALIPO_CONFIG_FILE": config, "MALIPO_SANDBOX_PORT": "8901"})
+
+    assert use_local_config() is not None
+    loaded = load_settings()
+
+    assert (loaded.ingress_port, loaded.sandbox_port) == (8111, 8901)
+
+
+@pytest.mark.parametrize("where", ["environment", "file"])
+def test_local_config_is_never_read_in_production(
+    env: pytest.MonkeyPatch, tmp_path: Any, where: str
+) -> None:
+    lines = ["MALIPO_INGRESS_PORT=8111"] + (["MALIPO_ENV=production"] if where == "file" else [])
+    config = write_local_config(env, tmp_path, *lines)
+    apply(env, {"MALIPO_CONFIG_FILE": config})
+    if where == "environment":
+        apply(env, {"MALIPO_ENV": "production"})
+
+    assert use_local_config() is None
+    assert "MALIPO_INGRESS_PORT" not in os.environ
+
+
+def test_an_empty_config_file_setting_reads_nothing(env: pytest.MonkeyPatch) -> None:
+    # The env fixture sets MALIPO_CONFIG_FILE="" (as the suite does): not even the checkout's
+    assert use_local_config() is None
+    assert "MALIPO_DATABASE_URL" not in os.environ
