@@ -11,10 +11,7 @@ Each scheduled callback is sent once and never retried; every attempt is recorde
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,6 +19,7 @@ from typing import Final
 
 import requests
 
+from sandbox.due import DueQueue
 from sandbox.intouch.state import (
     TOUCHPAY_FAILURE,
     TOUCHPAY_SUCCESS,
@@ -127,17 +125,8 @@ def send(delivery: Delivery, timeout_s: float) -> int:
         return reply.status_code
 
 
-@dataclass(order=True)
-class _Job:
-    due_at: float
-    seq: int
-    delivery: Delivery = field(compare=False)
-
-
-class CallbackDispatcher:
-    """A heap of due times served by one lazily started daemon thread."""
-
-    _MAX_WAIT_S: Final = 0.2
+class CallbackDispatcher(DueQueue[Delivery]):
+    """Callbacks sent when due, once each, by one background thread (see sandbox/due.py)."""
 
     def __init__(
         self,
@@ -147,27 +136,13 @@ class CallbackDispatcher:
         timeout_s: float,
         sender: SendFn = send,
     ) -> None:
+        super().__init__(clock=clock, thread_name="sandbox-intouch-callbacks")
         self._record = record
-        self._clock = clock
         self._timeout_s = timeout_s
         self._send = sender
-        self._cond = threading.Condition()
-        self._heap: list[_Job] = []
-        self._seq = itertools.count()
-        self._thread: threading.Thread | None = None
-        self._stopping = False
 
     def schedule(self, due_at: float, delivery: Delivery) -> None:
-        with self._cond:
-            if self._stopping:
-                return
-            heapq.heappush(self._heap, _Job(due_at, next(self._seq), delivery))
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="sandbox-intouch-callbacks", daemon=True
-                )
-                self._thread.start()
-            self._cond.notify()
+        self.push(due_at, delivery)
 
     def schedule_transaction(self, transaction: Transaction, agency: Agency) -> None:
         """Schedule what its outcome asks for: no callback, one, or the same one twice."""
@@ -182,43 +157,6 @@ class CallbackDispatcher:
             return
         for due_at in times:
             self.schedule(due_at, delivery)
-
-    def pending(self) -> int:
-        with self._cond:
-            return len(self._heap)
-
-    def clear(self) -> None:
-        with self._cond:
-            self._heap.clear()
-
-    def stop(self, timeout_s: float = 5.0) -> None:
-        with self._cond:
-            self._stopping = True
-            self._heap.clear()
-            self._cond.notify_all()
-            thread = self._thread
-        if thread is not None:
-            thread.join(timeout_s)
-
-    def is_alive(self) -> bool:
-        with self._cond:
-            return self._thread is not None and self._thread.is_alive()
-
-    def _run(self) -> None:
-        while (job := self._next_due()) is not None:
-            self._deliver(job.delivery)
-
-    def _next_due(self) -> _Job | None:
-        with self._cond:
-            while not self._stopping:
-                wait: float | None = None
-                if self._heap:
-                    wait = self._heap[0].due_at - self._clock()
-                    if wait <= 0:
-                        return heapq.heappop(self._heap)
-                    wait = min(wait, self._MAX_WAIT_S)
-                self._cond.wait(wait)
-            return None
 
     def _deliver(self, delivery: Delivery) -> None:
         started_at, started = utc_now_iso(), time.monotonic()
