@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from typing import Final
@@ -12,8 +11,9 @@ import falcon
 from sandbox.config import SimulatorConfig
 from sandbox.daraja import control, gateway
 from sandbox.daraja.callbacks import CallbackDispatcher
-from sandbox.daraja.scenarios import ScenarioBook
+from sandbox.daraja.scenarios import ScenarioBook, ScenarioError
 from sandbox.daraja.state import Clock, RequestRecord, SimulatorState, utc_now_iso
+from sandbox.web import ScenariosResource, parsed_body, redacted_headers
 
 CONTROL_PREFIX: Final = "/_sim"
 WsgiApp = falcon.App[falcon.Request, falcon.Response]
@@ -93,7 +93,7 @@ def _add_control_routes(
     )
     app.add_route(f"{p}/transactions", transactions)
     app.add_route(f"{p}/transactions/{{checkout_request_id}}", transactions, suffix="one")
-    app.add_route(f"{p}/scenarios", control.ScenariosResource(scenarios))
+    app.add_route(f"{p}/scenarios", ScenariosResource(scenarios, ScenarioError))
     app.add_route(f"{p}/tokens/revoke", control.RevokeTokensResource(state))
     app.add_route(f"{p}/shortcodes", control.ShortcodesResource(state))
     app.add_route(f"{p}/apps", control.AppsResource(state))
@@ -127,8 +127,8 @@ class RecordingMiddleware:
                 method=req.method,
                 path=req.path,
                 kind=GATEWAY_KINDS.get(req.path, "other"),
-                headers=_redacted_headers(req),
-                body=_parsed(getattr(req.context, "raw_body", b"")),
+                headers=redacted_headers(req),
+                body=parsed_body(getattr(req.context, "raw_body", b"")),
                 status=resp.status_code,
                 response=_redacted_media(resp.media),
                 time=utc_now_iso(),
@@ -140,27 +140,8 @@ def _is_control(path: str) -> bool:
     return path == CONTROL_PREFIX or path.startswith(f"{CONTROL_PREFIX}/")
 
 
-def _redacted_headers(req: falcon.Request) -> dict[str, str]:
-    """Headers by lower-case name, the Authorization credential replaced by ``<redacted>``."""
-    headers = {name.lower(): value for name, value in req.headers.items()}
-    if "authorization" in headers:
-        scheme = headers["authorization"].partition(" ")[0]
-        headers["authorization"] = f"{scheme} <redacted>" if scheme else "<redacted>"
-    return headers
-
-
 def _redacted_media(media: object) -> object:
     """The response document, an issued access token replaced by ``<redacted>``."""
     if isinstance(media, dict) and "access_token" in media:
         return {**media, "access_token": "<redacted>"}
     return media
-
-
-def _parsed(raw: bytes) -> object:
-    """JSON when it parses, else the text as sent, ``None`` when empty."""
-    if not raw:
-        return None
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return raw.decode("utf-8", errors="replace")

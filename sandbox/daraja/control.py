@@ -6,28 +6,17 @@ Bad input is answered 400 with falcon's JSON error document (``title``,
 
 from __future__ import annotations
 
-import json
 from typing import Final
 
 import falcon
 
 from sandbox.daraja.callbacks import CallbackDispatcher, callback_body
-from sandbox.daraja.scenarios import ScenarioBook, ScenarioError
+from sandbox.daraja.scenarios import ScenarioBook
 from sandbox.daraja.state import SimulatorState
 from sandbox.daraja.validation import InvalidField, shortcode_field
+from sandbox.web import json_object
 
 REQUEST_KINDS: Final = ("oauth", "stkpush", "query", "other")
-
-
-def json_object(req: falcon.Request) -> dict[str, object]:
-    """The request's JSON object body; raise 400 if it is anything else."""
-    try:
-        body = json.loads(req.context.raw_body or b"null")
-    except (ValueError, UnicodeDecodeError):
-        raise falcon.HTTPBadRequest(title="Invalid JSON", description="body is not JSON") from None
-    if not isinstance(body, dict):
-        raise falcon.HTTPBadRequest(title="Invalid JSON", description="expected a JSON object")
-    return body
 
 
 def _non_empty_string(body: dict[str, object], key: str) -> str:
@@ -79,28 +68,6 @@ class TransactionsResource:
         if transaction is None:
             raise falcon.HTTPNotFound(description=f"no transaction {checkout_request_id}")
         resp.media = transaction.to_json(self._state.now())
-
-
-class ScenariosResource:
-    """``POST`` (add), ``GET`` (list) and ``DELETE`` (clear) ``/_sim/scenarios``."""
-
-    def __init__(self, scenarios: ScenarioBook) -> None:
-        self._scenarios = scenarios
-
-    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        try:
-            scenario = self._scenarios.add(json_object(req))
-        except ScenarioError as exc:
-            raise falcon.HTTPBadRequest(title="Invalid scenario", description=str(exc)) from None
-        resp.status = 201
-        resp.media = scenario.to_json()
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = self._scenarios.snapshot()
-
-    def on_delete(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self._scenarios.clear()
-        resp.media = {"cleared": True}
 
 
 class RevokeTokensResource:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,10 +13,11 @@ import falcon
 from sandbox.config import SimulatorConfig
 from sandbox.intasend import api, control
 from sandbox.intasend.accounts import Webhook
-from sandbox.intasend.scenarios import ScenarioBook
+from sandbox.intasend.scenarios import ScenarioBook, ScenarioError
 from sandbox.intasend.settings import IntaSendSimSettings
 from sandbox.intasend.state import Clock, RequestRecord, SimulatorState
 from sandbox.intasend.webhooks import WebhookDispatcher
+from sandbox.web import ScenariosResource, parsed_body, redacted_headers
 
 CONTROL_PREFIX: Final = "/_sim"
 API_PREFIX: Final = "/api/v1"
@@ -93,7 +93,7 @@ def _add_control_routes(
     invoices = control.InvoicesResource(state, dispatcher)
     app.add_route(f"{p}/webhooks", control.WebhooksResource(state))
     app.add_route(f"{p}/accounts", control.AccountsResource(state))
-    app.add_route(f"{p}/scenarios", control.ScenariosResource(scenarios))
+    app.add_route(f"{p}/scenarios", ScenariosResource(scenarios, ScenarioError))
     app.add_route(f"{p}/requests", control.RequestsResource(state))
     app.add_route(f"{p}/deliveries", control.DeliveriesResource(state))
     app.add_route(f"{p}/invoices", invoices)
@@ -125,8 +125,8 @@ class RecordingMiddleware:
                 method=req.method,
                 path=req.path,
                 kind=REQUEST_KINDS.get(req.path, "other"),
-                headers=_redacted_headers(req),
-                body=_parsed(getattr(req.context, "raw_body", b"")),
+                headers=redacted_headers(req),
+                body=parsed_body(getattr(req.context, "raw_body", b"")),
                 status=resp.status_code,
                 response=resp.media if resp.media is not None else resp.text,
                 time=datetime.now(UTC).isoformat(timespec="milliseconds"),
@@ -136,21 +136,3 @@ class RecordingMiddleware:
 
 def _is_control(path: str) -> bool:
     return path == CONTROL_PREFIX or path.startswith(f"{CONTROL_PREFIX}/")
-
-
-def _redacted_headers(req: falcon.Request) -> dict[str, str]:
-    """Headers by lower-case name, the Bearer credential replaced by ``<redacted>``."""
-    headers = {name.lower(): value for name, value in req.headers.items()}
-    if "authorization" in headers:
-        scheme = headers["authorization"].partition(" ")[0]
-        headers["authorization"] = f"{scheme} <redacted>" if scheme else "<redacted>"
-    return headers
-
-
-def _parsed(raw: bytes) -> object:
-    if not raw:
-        return None
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return raw.decode("utf-8", errors="replace")

@@ -6,28 +6,18 @@ Bad input is answered 400 with falcon's JSON error document (``title``,
 
 from __future__ import annotations
 
-import json
 from typing import Final
 
 import falcon
 
 from sandbox.intasend import accounts
 from sandbox.intasend.accounts import Account, Webhook
-from sandbox.intasend.scenarios import ScenarioBook, ScenarioError
+from sandbox.intasend.scenarios import ScenarioBook
 from sandbox.intasend.state import SimulatorState
 from sandbox.intasend.webhooks import WebhookDispatcher
+from sandbox.web import json_object
 
 REQUEST_KINDS: Final = ("stk_push", "collection", "status", "other")
-
-
-def json_object(req: falcon.Request) -> dict[str, object]:
-    try:
-        body = json.loads(req.context.raw_body or b"null")
-    except (ValueError, UnicodeDecodeError):
-        raise falcon.HTTPBadRequest(title="Invalid JSON", description="body is not JSON") from None
-    if not isinstance(body, dict):
-        raise falcon.HTTPBadRequest(title="Invalid JSON", description="expected a JSON object")
-    return body
 
 
 def _text(body: dict[str, object], key: str, *, required: bool = True) -> str | None:
@@ -90,28 +80,6 @@ class AccountsResource:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.media = [a.to_json() for a in self._state.accounts()]
-
-
-class ScenariosResource:
-    """``POST`` (add), ``GET`` (list) and ``DELETE`` (clear) ``/_sim/scenarios``."""
-
-    def __init__(self, scenarios: ScenarioBook) -> None:
-        self._scenarios = scenarios
-
-    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        try:
-            scenario = self._scenarios.add(json_object(req))
-        except ScenarioError as exc:
-            raise falcon.HTTPBadRequest(title="Invalid scenario", description=str(exc)) from None
-        resp.status = 201
-        resp.media = scenario.to_json()
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = self._scenarios.snapshot()
-
-    def on_delete(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self._scenarios.clear()
-        resp.media = {"cleared": True}
 
 
 class RequestsResource:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Mapping
@@ -24,12 +23,12 @@ from sandbox.intouch.state import (
     SimulatorState,
     utc_now_iso,
 )
+from sandbox.web import REDACTED, parsed_body, redacted_headers
 
 CONTROL_PREFIX: Final = "/_sim"
 API_ROOT: Final = "/apidist/sec"
 CHECKOUT_PATH: Final = f"{CONTROL_PREFIX}/touchpay/checkout"
 WsgiApp = falcon.App[falcon.Request, falcon.Response]
-REDACTED: Final = "<redacted>"
 _SECRET_NAMES: Final = ("password", "secure_code")
 
 
@@ -144,8 +143,8 @@ class RecordingMiddleware:
                 path=req.path,
                 kind=kind,
                 query={k: _redact(k, str(v)) for k, v in req.params.items()},
-                headers=_redacted_headers(req),
-                body=_redact_document(_parsed(getattr(req.context, "raw_body", b""))),
+                headers=redacted_headers(req),
+                body=_redact_document(parsed_body(getattr(req.context, "raw_body", b""))),
                 status=resp.status_code,
                 response=resp.media,
                 time=utc_now_iso(),
@@ -176,20 +175,3 @@ def _redact_document(document: object) -> object:
             for k, v in document.items()
         }
     return document
-
-
-def _redacted_headers(req: falcon.Request) -> dict[str, str]:
-    headers = {name.lower(): value for name, value in req.headers.items()}
-    if "authorization" in headers:
-        scheme = headers["authorization"].partition(" ")[0]
-        headers["authorization"] = f"{scheme} {REDACTED}" if scheme else REDACTED
-    return headers
-
-
-def _parsed(raw: bytes) -> object:
-    if not raw:
-        return None
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return raw.decode("utf-8", errors="replace")
