@@ -12,8 +12,9 @@ from shared.db.models import PaymentAttempt, WebhookEvent
 from shared.db.session import Database
 from shared.settings import Settings
 from tests.conftest import ApiClient, MerchantAccount
-from tests.e2e.test_payment_flow import final_view, ledger_total, start_payment
+from tests.e2e.test_payment_flow import start_payment
 from tests.support.app import ingress_client
+from tests.support.payments import final_view, ledger_total
 from tests.support.sim import Simulator
 from tests.support.waiting import wait_until
 

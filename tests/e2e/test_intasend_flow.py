@@ -35,6 +35,7 @@ from shared.merchants import (
 from shared.settings import Settings
 from tests.conftest import DARAJA_CREDENTIALS, ApiClient, MerchantAccount
 from tests.support.intasend_sim import IntaSendSimulator
+from tests.support.payments import events, final_view, ledger_rows, view_of
 from tests.support.rabbit import Rabbit
 from tests.support.sim import Simulator
 from tests.support.waiting import wait_until
@@ -154,28 +155,6 @@ def start_payment(
     return str(response.json()["id"])
 
 
-def view_of(api: ApiClient, merchant: IntaSendMerchant, payment_id: str) -> dict[str, Any]:
-    response = api.get(f"/v1/payments/{payment_id}", headers=merchant.headers())
-    assert response.status_code == 200, response.text
-    view: dict[str, Any] = response.json()
-    return view
-
-
-def final_view(
-    api: ApiClient, merchant: IntaSendMerchant, payment_id: str, timeout_s: float = 30
-) -> dict[str, Any]:
-    def finished() -> dict[str, Any] | None:
-        response = api.get(
-            f"/v1/payments/{payment_id}", params={"wait": 5}, headers=merchant.headers()
-        )
-        if response.status_code != 200:
-            return None
-        view: dict[str, Any] = response.json()
-        return view if view["status"] not in ("created", "submitted") else None
-
-    return wait_until(finished, timeout_s=timeout_s, what=f"payment {payment_id} to finish")
-
-
 def invoice_id_of(db: Database, payment_id: str) -> str:
     """The IntaSend invoice id the worker stored for the payment (once the push was answered)."""
 
@@ -197,32 +176,10 @@ def ledger(db: Database, payment_id: str) -> list[tuple[str, int]]:
         return [(e.kind, e.amount_minor) for e in entries]
 
 
-def ledger_rows(db: Database, payment_id: str) -> list[LedgerEntry]:
-    with db.transaction() as session:
-        return list(
-            session.scalars(
-                select(LedgerEntry)
-                .where(LedgerEntry.intent_id == uuid.UUID(payment_id))
-                .order_by(LedgerEntry.id)
-            )
-        )
-
-
 def balance(db: Database, merchant: IntaSendMerchant) -> int:
     with db.transaction() as session:
         row = session.get(Balance, (merchant.id, "KES"))
         return row.available_minor if row is not None else 0
-
-
-def events(db: Database, payment_id: str) -> list[GatewayEvent]:
-    with db.transaction() as session:
-        return list(
-            session.scalars(
-                select(GatewayEvent)
-                .where(GatewayEvent.intent_id == uuid.UUID(payment_id))
-                .order_by(GatewayEvent.id)
-            )
-        )
 
 
 def fee_for(amount_minor: int) -> int:

@@ -21,15 +21,16 @@ from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from shared.crypto import CredentialCipher
-from shared.db.models import Balance, GatewayEvent, LedgerEntry, PaymentAttempt, PaymentIntent
+from shared.db.models import Balance, GatewayEvent, LedgerEntry, PaymentAttempt
 from shared.db.session import Database
 from shared.merchants import create_merchant, issue_api_key, store_gateway_credentials
 from shared.settings import Settings
 from tests.conftest import DARAJA_CREDENTIALS, ApiClient, MerchantAccount, make_merchant
 from tests.support.intouch_sim import InTouchSimulator
+from tests.support.payments import events, final_view, view_of
 from tests.support.processes import ManagedProcess
 from tests.support.rabbit import Rabbit
 from tests.support.waiting import wait_until
@@ -74,6 +75,10 @@ class InTouchMerchant:
     account: MerchantAccount
     credentials: dict[str, str]
     callback_url: str
+
+    @property
+    def id(self) -> uuid.UUID:
+        return self.account.id
 
     @property
     def agency_code(self) -> str:
@@ -141,33 +146,16 @@ def post_payment(
     return api.post("/v1/payments", json=body, headers=merchant.headers(str(uuid.uuid4())))
 
 
-def view_of(api: ApiClient, merchant: InTouchMerchant, payment_id: str) -> dict[str, Any]:
-    response = api.get(f"/v1/payments/{payment_id}", params={"wait": 5}, headers=merchant.headers())
-    assert response.status_code == 200, response.text
-    found: dict[str, Any] = response.json()
-    return found
-
-
 def next_action(api: ApiClient, merchant: InTouchMerchant, payment_id: str) -> dict[str, Any]:
     """The SDK call the worker stored for the front end (the payment is then submitted)."""
 
     def stored() -> dict[str, Any] | None:
-        view = view_of(api, merchant, payment_id)
+        view = view_of(api, merchant, payment_id, wait_s=5)
         assert view["status"] in ("created", "submitted"), view
         action: dict[str, Any] | None = view.get("next_action")
         return action if view["status"] == "submitted" and action else None
 
     return wait_until(stored, timeout_s=15, what=f"payment {payment_id}'s next_action")
-
-
-def final_view(
-    api: ApiClient, merchant: InTouchMerchant, payment_id: str, timeout_s: float = 30
-) -> dict[str, Any]:
-    def finished() -> dict[str, Any] | None:
-        view = view_of(api, merchant, payment_id)
-        return view if view["status"] not in ("created", "submitted") else None
-
-    return wait_until(finished, timeout_s=timeout_s, what=f"payment {payment_id} to finish")
 
 
 def pay_hosted(
@@ -192,27 +180,10 @@ def ledger(db: Database, merchant: InTouchMerchant) -> list[LedgerEntry]:
         )
 
 
-def ledger_total(db: Database, merchant: InTouchMerchant) -> int:
-    with db.transaction() as session:
-        total = session.scalar(
-            select(func.coalesce(func.sum(LedgerEntry.amount_minor), 0)).where(
-                LedgerEntry.merchant_id == merchant.account.id
-            )
-        )
-    return int(total or 0)
-
-
 def balance(db: Database, merchant: InTouchMerchant) -> int | None:
     with db.transaction() as session:
         found = session.get(Balance, (merchant.account.id, "XOF"))
         return None if found is None else found.available_minor
-
-
-def intent(db: Database, payment_id: str) -> PaymentIntent:
-    with db.transaction() as session:
-        found = session.get(PaymentIntent, uuid.UUID(payment_id))
-    assert found is not None
-    return found
 
 
 def order_number(db: Database, payment_id: str) -> str:
@@ -226,17 +197,6 @@ def order_number(db: Database, payment_id: str) -> str:
     assert attempt is not None, "no attempt"
     assert attempt.gateway_ref, "the attempt has no gateway reference"
     return attempt.gateway_ref
-
-
-def events(db: Database, payment_id: str) -> list[GatewayEvent]:
-    with db.transaction() as session:
-        return list(
-            session.scalars(
-                select(GatewayEvent)
-                .where(GatewayEvent.intent_id == uuid.UUID(payment_id))
-                .order_by(GatewayEvent.id)
-            )
-        )
 
 
 def merchant_events(db: Database, merchant: InTouchMerchant) -> list[GatewayEvent]:
@@ -290,7 +250,7 @@ def test_hosted_success_hands_the_sdk_its_parameters_and_credits_once_after_chec
 
     # When the front end gets the SDK call from malipo
     action = next_action(api, merchant, payment_id)
-    view = view_of(api, merchant, payment_id)
+    view = view_of(api, merchant, payment_id, wait_s=5)
 
     # Then it is exactly sendPaymentInfos's twelve arguments, the customer's included
     assert (view["gateway"], view["flow"]) == ("intouch", "hosted")
@@ -458,7 +418,7 @@ def test_a_forged_callback_is_refused_recorded_and_never_applied(
     wait_until(lambda: len(refusals(db, merchant)) >= 2, what="both refusals recorded")
     assert sorted(refusals(db, merchant)) == sorted(expected)
     # ... and never applied: the payment is still waiting, nothing credited
-    view = view_of(api, merchant, payment_id)
+    view = view_of(api, merchant, payment_id, wait_s=5)
     assert view["status"] == "submitted"
     assert [e for e in events(db, payment_id) if e.source == "callback"] == []
     assert ledger(db, merchant) == []

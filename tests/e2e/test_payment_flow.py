@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from shared.db.models import Balance, LedgerEntry, PaymentIntent
 from shared.db.session import Database
 from tests.conftest import ApiClient, MerchantAccount
+from tests.support.payments import events, final_view, intent, ledger_total
 from tests.support.rabbit import Rabbit
 from tests.support.sim import Simulator
 from tests.support.waiting import wait_until
@@ -35,21 +36,6 @@ def start_payment(
     response = api.post("/v1/payments", json=body, headers=merchant.headers(str(uuid.uuid4())))
     assert response.status_code == 202, response.text
     return str(response.json()["id"])
-
-
-def final_view(
-    api: ApiClient, merchant: MerchantAccount, payment_id: str, timeout_s: float = 30
-) -> dict[str, Any]:
-    def finished() -> dict[str, Any] | None:
-        response = api.get(
-            f"/v1/payments/{payment_id}", params={"wait": 5}, headers=merchant.headers()
-        )
-        if response.status_code != 200:
-            return None
-        view: dict[str, Any] = response.json()
-        return view if view["status"] not in ("created", "submitted") else None
-
-    return wait_until(finished, timeout_s=timeout_s, what=f"payment {payment_id} to finish")
 
 
 def test_success_reaches_the_ledger_with_the_receipt(
@@ -105,16 +91,6 @@ def test_each_failure_outcome_ends_with_its_catalogue_code(
     assert ledger_total(db, merchant) == 0
 
 
-def ledger_total(db: Database, merchant: MerchantAccount) -> int:
-    with db.transaction() as session:
-        total = session.scalar(
-            select(func.coalesce(func.sum(LedgerEntry.amount_minor), 0)).where(
-                LedgerEntry.merchant_id == merchant.id
-            )
-        )
-    return int(total or 0)
-
-
 def test_a_callback_delivered_twice_credits_once(
     api: ApiClient, merchant: MerchantAccount, sim: Simulator, db: Database, rabbit: Rabbit
 ) -> None:
@@ -159,26 +135,6 @@ def attempts(db: Database, payment_id: str) -> list[Any]:
                 select(PaymentAttempt)
                 .where(PaymentAttempt.intent_id == uuid.UUID(payment_id))
                 .order_by(PaymentAttempt.number)
-            )
-        )
-
-
-def intent(db: Database, payment_id: str) -> PaymentIntent:
-    with db.transaction() as session:
-        found = session.get(PaymentIntent, uuid.UUID(payment_id))
-    assert found is not None
-    return found
-
-
-def events(db: Database, payment_id: str) -> list[Any]:
-    from shared.db.models import GatewayEvent
-
-    with db.transaction() as session:
-        return list(
-            session.scalars(
-                select(GatewayEvent)
-                .where(GatewayEvent.intent_id == uuid.UUID(payment_id))
-                .order_by(GatewayEvent.id)
             )
         )
 
