@@ -10,11 +10,11 @@ numbers or strings; both are read as strings.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Final
 
 from shared.domain import errors
 from shared.gateways.base import Outcome
+from shared.gateways.mpesa_results import RESULT_CODES, ResultMeaning, failure_of
 
 PENDING: Final = "PENDING"
 PROCESSING: Final = "PROCESSING"
@@ -24,60 +24,33 @@ STATES: Final = frozenset({PENDING, PROCESSING, COMPLETE, FAILED})
 IN_FLIGHT: Final = frozenset({PENDING, PROCESSING})
 
 
-@dataclass(frozen=True)
-class Meaning:
-    outcome: Outcome
-    failure_code: str | None
-
-
-def _failed(code: errors.ErrorCode, outcome: Outcome = Outcome.FAILED) -> Meaning:
-    return Meaning(outcome, code.code)
-
-
+# A FAILED invoice's failed_code is M-Pesa's ResultCode; one type of meaning for both.
+Meaning = ResultMeaning
 SUCCEEDED: Final = Meaning(Outcome.SUCCEEDED, None)
 STILL_PENDING: Final = Meaning(Outcome.PENDING, None)
-UNEXPLAINED: Final = _failed(errors.GATEWAY_ERROR)
-
-# M-Pesa ResultCodes as IntaSend's failed_code (the Daraja reference's table).
-FAILED_CODES: Final[dict[str, Meaning]] = {
-    "1": _failed(errors.INSUFFICIENT_FUNDS),
-    "2": _failed(errors.LIMIT_EXCEEDED),
-    "3": _failed(errors.LIMIT_EXCEEDED),
-    "4": _failed(errors.LIMIT_EXCEEDED),
-    "8": _failed(errors.LIMIT_EXCEEDED),
-    "17": _failed(errors.RULE_LIMITED),
-    "26": _failed(errors.PUSH_ERROR),
-    "1001": _failed(errors.SUBSCRIBER_BUSY),
-    "1019": _failed(errors.TRANSACTION_EXPIRED, Outcome.EXPIRED),
-    "1025": _failed(errors.PUSH_ERROR),
-    "1032": _failed(errors.CANCELLED_BY_USER, Outcome.CANCELLED),
-    "1036": _failed(errors.PUSH_ERROR),
-    "1037": _failed(errors.CUSTOMER_UNREACHABLE, Outcome.EXPIRED),
-    "2001": _failed(errors.WRONG_PIN),
-    "9999": _failed(errors.PUSH_ERROR),
-}
+UNEXPLAINED: Final = Meaning(Outcome.FAILED, errors.GATEWAY_ERROR.code)
 
 # When the code is missing or unlisted: words of M-Pesa's ResultDescs, first match wins
 # ("DS timeout user cannot be reached" is unreachable, not expired).
 REASON_WORDS: Final[tuple[tuple[str, Meaning], ...]] = (
-    ("cancel", FAILED_CODES["1032"]),
-    ("insufficient", FAILED_CODES["1"]),
-    ("balance", FAILED_CODES["1"]),
-    ("cannot be reached", FAILED_CODES["1037"]),
-    ("unreachable", FAILED_CODES["1037"]),
-    ("timeout", FAILED_CODES["1037"]),
-    ("expired", FAILED_CODES["1019"]),
-    ("pin", FAILED_CODES["2001"]),
-    ("initiator information is invalid", FAILED_CODES["2001"]),
-    ("limit", FAILED_CODES["2"]),
+    ("cancel", RESULT_CODES["1032"]),
+    ("insufficient", RESULT_CODES["1"]),
+    ("balance", RESULT_CODES["1"]),
+    ("cannot be reached", RESULT_CODES["1037"]),
+    ("unreachable", RESULT_CODES["1037"]),
+    ("timeout", RESULT_CODES["1037"]),
+    ("expired", RESULT_CODES["1019"]),
+    ("pin", RESULT_CODES["2001"]),
+    ("initiator information is invalid", RESULT_CODES["2001"]),
+    ("limit", RESULT_CODES["2"]),
 )
 
 
 def failure_meaning(failed_code: object, failed_reason: object) -> Meaning:
     """What a FAILED invoice means: by its code, else its reason text, else gateway_error."""
-    code = "" if failed_code is None else str(failed_code).strip()
-    if code in FAILED_CODES:
-        return FAILED_CODES[code]
+    listed = failure_of("" if failed_code is None else failed_code)
+    if listed is not None:
+        return listed
     reason = str(failed_reason or "").lower()
     for words, meaning in REASON_WORDS:
         if words in reason:

@@ -379,3 +379,22 @@ def test_the_acknowledgement_is_a_200() -> None:
     reply = adapter().acknowledgement(inbound(invoice()))
     assert reply.status == 200
     assert json.loads(reply.body) == {"status": "received"}
+
+
+def test_a_failed_invoice_reads_its_code_with_m_pesa_s_own_table() -> None:
+    # IntaSend wraps M-Pesa: every code that ends an STK push unpaid means for an
+    # IntaSend invoice what it means from Daraja, whatever the reason text says.
+    from shared.gateways.intasend.codes import failure_meaning
+    from shared.gateways.base import Outcome
+    from shared.gateways.mpesa_results import RESULT_CODES
+
+    failing = {
+        code: meaning
+        for code, meaning in RESULT_CODES.items()
+        if meaning.outcome not in (Outcome.SUCCEEDED, Outcome.PENDING)
+    }
+    assert "2028" in failing  # product not assigned: the merchant's set-up
+    for code, meaning in failing.items():
+        assert failure_meaning(code, "some text") == meaning
+        if code.isdigit():  # codes arrive as numbers too
+            assert failure_meaning(int(code), None) == meaning
