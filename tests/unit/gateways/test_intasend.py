@@ -384,8 +384,8 @@ def test_the_acknowledgement_is_a_200() -> None:
 def test_a_failed_invoice_reads_its_code_with_m_pesa_s_own_table() -> None:
     # IntaSend wraps M-Pesa: every code that ends an STK push unpaid means for an
     # IntaSend invoice what it means from Daraja, whatever the reason text says.
-    from shared.gateways.intasend.codes import failure_meaning
     from shared.gateways.base import Outcome
+    from shared.gateways.intasend.codes import failure_meaning
     from shared.gateways.mpesa_results import RESULT_CODES
 
     failing = {
