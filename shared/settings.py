@@ -110,6 +110,12 @@ class Settings(BaseSettings):
     )
     poll_max_interval_s: float = Field(default=30.0, gt=0)
     payment_expiry_s: int = Field(default=180, ge=10, description="pending window, then expired")
+    hosted_payment_expiry_s: int = Field(
+        default=1800, ge=10, description="a hosted page's pending window (the bill's validity)"
+    )
+    pay_link_ttl_s: int = Field(
+        default=86_400, ge=60, description="how long a pay page link (its token) works"
+    )
     poll_min_interval_s: float = Field(default=5.0, gt=0)
     orphan_rechecks: int = Field(
         default=3,
@@ -312,6 +318,14 @@ class Settings(BaseSettings):
     def callback_url(self, gateway: str, secret: str, attempt_ref: str) -> str:
         """Where a gateway should POST the result of one attempt."""
         return f"{self.merchant_callback_url(gateway, secret)}/{attempt_ref}"
+
+    def pay_url(self, payment_id: str, token: str) -> str:
+        """malipo's pay page for a hosted payment (the link a merchant sends the customer to)."""
+        return f"{self.public_base_url}/pay/{payment_id}?t={token}"
+
+    def pay_return_url(self, payment_id: str, token: str) -> str:
+        """Where a gateway's page sends the customer back: malipo's return page."""
+        return f"{self.public_base_url}/pay/{payment_id}/return?t={token}"
 
 
 def forbidden_callback_words(url: str) -> list[str]:

@@ -68,6 +68,8 @@ class Merchant(Base):
     require_registered_customers: Mapped[bool] = mapped_column(server_default=text("false"))
     # Where malipo writes to the merchant itself (a disabled webhook endpoint, ...).
     email: Mapped[str | None] = mapped_column(String(320))
+    # What malipo's pay page shows for this merchant: ``support_url``, ``allow_retries``.
+    pay_page: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
     created_at: Mapped[datetime] = _now()
 
 

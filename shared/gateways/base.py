@@ -211,6 +211,20 @@ class InboundCallback:
 
 
 @dataclass(frozen=True)
+class Precheck:
+    """A gateway asking, before it takes the customer's money, whether a bill is good.
+
+    Idram's ``EDP_PRECHECK=YES``: answered "yes" only when the bill exists, is still
+    live, and the amount and the merchant's account match. Nothing is enqueued.
+    """
+
+    gateway_ref: str
+    amount: Money
+    # The merchant account the gateway names, checked against the ``account`` verifier.
+    account: str | None = None
+
+
+@dataclass(frozen=True)
 class CallbackReply:
     """The whole answer a gateway expects once its callback is safely queued."""
 
@@ -286,4 +300,31 @@ class CallbackReader(Protocol):
 
     def acknowledgement(self, inbound: InboundCallback) -> CallbackReply:
         """The reply the gateway expects once its callback is safely queued."""
+        ...
+
+
+@runtime_checkable
+class PrecheckReader(Protocol):
+    """A callback reader whose gateway asks before paying (see :class:`Precheck`)."""
+
+    def precheck(self, inbound: InboundCallback) -> Precheck | None:
+        """The question, when this request is a precheck; None for any other callback."""
+        ...
+
+    def precheck_reply(self, bill_is_good: bool) -> CallbackReply:
+        """The whole answer to a precheck."""
+        ...
+
+
+@runtime_checkable
+class SignedCallbacks(Protocol):
+    """A reader whose gateway signs callbacks with a merchant secret (Idram, Telcell).
+
+    The ingress holds no credential keys, so the signature is checked by the worker
+    that applies the callback, with the merchant's decrypted credentials, before
+    anything is applied; a refusal is recorded for operators.
+    """
+
+    def verify_callback(self, credentials: Any, inbound: InboundCallback) -> str | None:
+        """None when the signature is good, else why it is refused (compare in constant time)."""
         ...

@@ -80,6 +80,12 @@ class GatewayDescription:
     # Where the local simulator serves this gateway's API under the sandbox's address
     # ("" for its root; None: no simulator).
     simulator_path: str | None = None
+    # The customer goes through malipo's pay page (``/pay/{id}``): the gateway's return
+    # URLs point back to malipo, which shows the real state and hands over to the merchant.
+    pay_page: bool = False
+    # The result URL is typed into the gateway's merchant cabinet, not sent with each
+    # order (Idram, Telcell): one callback URL per merchant, without an attempt reference.
+    result_url_in_cabinet: bool = False
     # For the README's table: how callbacks are authenticated, and the source of truth.
     callback_authentication: str = ""
     source_of_truth: str = ""

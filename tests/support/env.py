@@ -46,6 +46,11 @@ def build_test_env(spool_dir: str) -> dict[str, str]:
         # Gateways mounted under the sandbox's /<name>/ prefix (sandbox/mounts.py).
         "MALIPO_INTASEND_BASE_URL": f"http://127.0.0.1:{sandbox_port}/intasend/api/v1",
         "MALIPO_INTOUCH_BASE_URL": f"http://127.0.0.1:{sandbox_port}/intouch/apidist/sec",
+        "MALIPO_IDRAM_BASE_URL": f"http://127.0.0.1:{sandbox_port}/idram",
+        "MALIPO_TELCELL_BASE_URL": f"http://127.0.0.1:{sandbox_port}/telcell",
+        "MALIPO_FASTSHIFT_BASE_URL": f"http://127.0.0.1:{sandbox_port}/fastshift/api/en/vpos",
+        "MALIPO_AMERIA_BASE_URL": f"http://127.0.0.1:{sandbox_port}/ameria/VPOS",
+        "MALIPO_ARCA_BASE_URL": f"http://127.0.0.1:{sandbox_port}/arca/payment/rest",
         # No checkout configuration (config/local.env) leaks into the suite.
         "MALIPO_CONFIG_FILE": "",
         "MALIPO_WORKER_PROCESSES": "1",
