@@ -22,6 +22,7 @@ from ingress.resources.customers import CustomerResource
 from ingress.resources.dead_letters import DeadLettersResource
 from ingress.resources.health import HealthResource, ReadinessResource
 from ingress.resources.ops import OpsEventsResource
+from ingress.resources.pay import PayPages
 from ingress.resources.payments import (
     CommandLimits,
     PaymentResource,
@@ -40,6 +41,7 @@ from shared.domain import errors as errors_catalogue
 from shared.domain.errors import MalipoError
 from shared.gateways.registry import GatewayRegistry
 from shared.messages import Publisher
+from shared.paypage import PayLinks
 from shared.redemptions import RedemptionRules
 from shared.settings import Settings
 
@@ -122,20 +124,27 @@ def create_app(
     auth = Authenticator(db, settings.secret_key.get_secret_value().encode())
 
     callbacks = CallbackResource(db, publisher, gateways, spool, settings)
+    links = PayLinks.from_settings(settings)
+    limits_ = CommandLimits.from_settings(settings)
+    app.add_route("/v1/payments", PaymentsResource(db, auth, publisher, gateways, limits_, links))
     app.add_route(
-        "/v1/payments",
-        PaymentsResource(db, auth, publisher, gateways, CommandLimits.from_settings(settings)),
+        "/v1/payments/{payment_id}",
+        PaymentResource(db, auth, settings.max_wait_s, gateways, links),
     )
-    app.add_route("/v1/payments/{payment_id}", PaymentResource(db, auth, settings.max_wait_s))
     rules = RedemptionRules(settings.redeem_window_s, settings.redeem_tolerance_minor)
     redeemer = RedeemResource(db, auth, rules)
     app.add_route("/v1/payments/{payment_id}/redeem", redeemer)
     app.add_route("/v1/redemptions", RedemptionsResource(redeemer, gateways))
     app.add_route(
         "/v1/payments/{payment_id}/retry",
-        RetryResource(db, auth, publisher, CommandLimits.from_settings(settings)),
+        RetryResource(db, auth, publisher, limits_),
     )
     app.add_route("/v1/customers/{phone}", CustomerResource(db, auth))
+    pay = PayPages(db, publisher, gateways, links, limits_)
+    app.add_route("/pay/return", pay, suffix="cabinet")
+    app.add_route("/pay/{payment_id}", pay)
+    app.add_route("/pay/{payment_id}/return", pay, suffix="return")
+    app.add_route("/pay/{payment_id}/retry", pay, suffix="retry")
     app.add_route("/callbacks/{gateway}/{secret}", callbacks)
     app.add_route("/callbacks/{gateway}/{secret}/{attempt_ref}", callbacks)
     app.add_route("/ops/events", OpsEventsResource(db, auth, gateways.names()))

@@ -101,7 +101,7 @@ class HostedPages:
             order=order,
             amount=order.amount,
             currency=order.currency,
-            action=f"{req.script_name}/_page/{order.order_id}",
+            action=f"{req.root_path}/_page/{order.order_id}",
         )
 
     def decide(self, order_id: str, choice: object) -> HostedOrder:

@@ -134,6 +134,30 @@ def fresh_phone(region: str) -> str:
     return f"{example.country_code}{national}"
 
 
+def register_cabinets(settings: Settings, merchant: dict[str, Any]) -> None:
+    """Type the demo merchant's URLs into the simulators' cabinets (Idram, Telcell).
+
+    Those gateways take the result URL from the merchant's cabinet, not from each
+    order: each simulator's ``POST /_sim/cabinet`` stands for that form.
+    """
+    simulator = f"http://{settings.sandbox_host}:{settings.sandbox_port}"
+    back = f"{settings.public_base_url}/pay/return"
+    for description in catalogue.descriptions():
+        callback_url = merchant.get("callback_urls", {}).get(description.name)
+        if not description.result_url_in_cabinet or callback_url is None:
+            continue
+        cabinet = {
+            **description.simulator_credentials,
+            "result_url": callback_url,
+            "success_url": back,
+            "fail_url": back,
+        }
+        answer = requests.post(
+            f"{simulator}/{description.name}/_sim/cabinet", json=cabinet, timeout=5
+        )
+        answer.raise_for_status()
+
+
 def demo_payment(description: GatewayDescription) -> dict[str, Any]:
     """A payment the gateway's simulator answers with success, for the ready curl."""
     currency = description.currencies[0]
@@ -171,8 +195,13 @@ routes: {json.dumps(merchant.get("routes", {}))}
         key = f"demo-{secrets.token_hex(4)}"
         payment_id = payment_id_for(uuid.UUID(merchant["id"]), key)
         body = json.dumps(demo_payment(description))
+        outcome = (
+            "it answers a pay_url: open it in a browser and press Pay on the simulator's page"
+            if description.pay_page
+            else "the simulator answers with success"
+        )
         click.echo(
-            f"""{description.title}: start a payment (the simulator answers with success)
+            f"""{description.title}: start a payment ({outcome})
 
 curl -sS -X POST {base}/v1/payments {key_header} \\
   -H 'Idempotency-Key: {key}' -H 'Content-Type: application/json' \\
@@ -212,7 +241,9 @@ def run_stack(settings: Settings) -> int:
         stack.wait_ready(
             "ingress", f"http://{settings.ingress_host}:{settings.ingress_port}/readyz"
         )
-        print_demo(settings, create_demo_merchant())
+        merchant = create_demo_merchant()
+        register_cabinets(settings, merchant)
+        print_demo(settings, merchant)
         while True:
             stack.check_alive()
             time.sleep(1)

@@ -119,11 +119,16 @@ class ApplyCallback(MessageContract):
 
 @dataclass(frozen=True)
 class PollPayment(MessageContract):
-    """Ask the gateway where a submitted payment stands; ``round`` counts the re-checks."""
+    """Ask the gateway where a submitted payment stands; ``round`` counts the re-checks.
+
+    ``once``: a single check outside the poll schedule (the customer came back to the
+    pay page's return URL); a "not yet" answer does not start another chain of polls.
+    """
 
     spec: ClassVar[ActorSpec] = POLL_PAYMENT
     payment_id: str
     round: int = 0
+    once: bool = False
 
 
 @dataclass(frozen=True)

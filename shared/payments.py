@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
-from shared.db.models import PaymentIntent
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shared.db.models import PaymentAttempt, PaymentIntent
+from shared.domain.money import Money
 from shared.domain.phone import mask_msisdn
+from shared.domain.states import PaymentStatus
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -45,3 +51,35 @@ def payment_view(intent: PaymentIntent) -> dict[str, Any]:
         "finished_at": _iso(intent.finished_at),
         "expires_at": _iso(intent.expires_at),
     }
+
+
+def bill_is_payable(
+    session: Session,
+    merchant_id: uuid.UUID,
+    gateway: str,
+    gateway_ref: str,
+    amount: Money,
+    now: datetime,
+) -> bool:
+    """Whether a gateway may take the customer's money for this bill (a precheck's question).
+
+    Yes only for the merchant's own payment, submitted to this gateway under this
+    reference in its current cycle, still within its window, for exactly this amount.
+    """
+    intent = session.scalar(
+        select(PaymentIntent)
+        .join(PaymentAttempt, PaymentAttempt.intent_id == PaymentIntent.id)
+        .where(
+            PaymentAttempt.gateway == gateway,
+            PaymentAttempt.gateway_ref == gateway_ref,
+            PaymentAttempt.cycle == PaymentIntent.cycle,
+        )
+    )
+    return (
+        intent is not None
+        and intent.merchant_id == merchant_id
+        and intent.status == PaymentStatus.SUBMITTED
+        and (intent.expires_at is None or now < intent.expires_at)
+        and intent.currency == amount.currency
+        and intent.amount_minor == amount.amount_minor
+    )

@@ -3,8 +3,8 @@
 A token is ``<expiry>.<mac>``: the expiry as Unix seconds and an HMAC-SHA256 over
 the payment id and that expiry, under a key derived from ``MALIPO_SECRET_KEY``.
 Nothing is stored, so every token malipo issued for a payment works until its own
-expiry, and the same payment cycle always gets the same token (its expiry is
-counted from the cycle's acceptance): a retried request sees the same link.
+expiry, and the same payment cycle always gets the same token (see
+:func:`pay_token`): a retried request sees the same link.
 """
 
 from __future__ import annotations
@@ -13,7 +13,10 @@ import base64
 import hashlib
 import hmac
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+from shared.settings import Settings
 
 _CONTEXT = b"malipo pay page link v1"
 
@@ -43,5 +46,40 @@ def token_valid(secret_key: str, payment_id: uuid.UUID, token: str, now: datetim
 
 
 def pay_token(secret_key: str, payment_id: uuid.UUID, accepted_at: datetime, ttl_s: int) -> str:
-    """The token of a payment cycle's link: it expires ``ttl_s`` after the cycle's acceptance."""
-    return issue_token(secret_key, payment_id, accepted_at + timedelta(seconds=ttl_s))
+    """The token of a payment cycle's link: it works for at least ``ttl_s`` after acceptance.
+
+    The expiry is counted from the start of the hour the cycle was accepted in (plus
+    that hour), so a request retried before the first one was stored, which cannot
+    know the first's exact acceptance time, is answered the same link.
+    """
+    hour = accepted_at.replace(minute=0, second=0, microsecond=0)
+    return issue_token(secret_key, payment_id, hour + timedelta(seconds=ttl_s + 3600))
+
+
+@dataclass(frozen=True)
+class PayLinks:
+    """Issues and checks a deployment's pay page links."""
+
+    secret_key: str
+    public_base_url: str
+    ttl_s: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PayLinks:
+        secret_key = settings.secret_key.get_secret_value()
+        return cls(secret_key, settings.public_base_url, settings.pay_link_ttl_s)
+
+    def token(self, payment_id: uuid.UUID, accepted_at: datetime) -> str:
+        return pay_token(self.secret_key, payment_id, accepted_at, self.ttl_s)
+
+    def pay_url(self, payment_id: uuid.UUID, accepted_at: datetime) -> str:
+        """The page to send the customer to (shown with a hosted payment through the pay page)."""
+        return f"{self.public_base_url}/pay/{payment_id}?t={self.token(payment_id, accepted_at)}"
+
+    def return_url(self, payment_id: uuid.UUID, accepted_at: datetime) -> str:
+        """Where a gateway's page sends the customer back: the pay page's return page."""
+        token = self.token(payment_id, accepted_at)
+        return f"{self.public_base_url}/pay/{payment_id}/return?t={token}"
+
+    def valid(self, payment_id: uuid.UUID, token: str | None, now: datetime) -> bool:
+        return token is not None and token_valid(self.secret_key, payment_id, token, now)

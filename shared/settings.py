@@ -319,14 +319,6 @@ class Settings(BaseSettings):
         """Where a gateway should POST the result of one attempt."""
         return f"{self.merchant_callback_url(gateway, secret)}/{attempt_ref}"
 
-    def pay_url(self, payment_id: str, token: str) -> str:
-        """malipo's pay page for a hosted payment (the link a merchant sends the customer to)."""
-        return f"{self.public_base_url}/pay/{payment_id}?t={token}"
-
-    def pay_return_url(self, payment_id: str, token: str) -> str:
-        """Where a gateway's page sends the customer back: malipo's return page."""
-        return f"{self.public_base_url}/pay/{payment_id}/return?t={token}"
-
 
 def forbidden_callback_words(url: str) -> list[str]:
     """The words in ``url`` that make Safaricom refuse it as a CallBackURL."""

@@ -33,6 +33,7 @@ from shared.gateways.base import (
     GatewayVerdict,
     InboundCallback,
     Outcome,
+    SignedCallbacks,
     StatusResult,
 )
 from shared.merchants import MerchantGateway, load_gateway_config
@@ -100,6 +101,8 @@ class CallbackApplication:
             self._record_unparsed(str(exc))
             return
         structlog.contextvars.bind_contextvars(gateway_ref=event.gateway_ref)
+        if isinstance(reader, SignedCallbacks) and not self._signature_holds(reader, inbound):
+            return
         word = self._word(event)
         with self.rt.db.transaction() as session:
             matched = self._match(session, event)
@@ -117,6 +120,51 @@ class CallbackApplication:
                 return
         # The gateway must confirm first: asked outside any transaction, then applied.
         self._apply_confirmed(event, word)
+
+    # -- signatures only the merchant's credentials can check ------------------------------
+
+    def _signature_holds(self, reader: SignedCallbacks, inbound: InboundCallback) -> bool:
+        """Check a merchant-keyed signature (Idram's, Telcell's checksum); record a refusal.
+
+        A refused callback is kept under a key of its own body, never under the
+        gateway's event key: a forgery naming a real transaction must not make the
+        genuine callback look like a duplicate.
+        """
+        with self.rt.db.transaction() as session:
+            config = load_gateway_config(
+                session, self.rt.cipher, self.merchant_id, self.message.gateway
+            )
+        reason = (
+            "gateway_not_configured"
+            if config is None
+            else reader.verify_callback(
+                self.rt.gateways.get(self.message.gateway).credentials(config.credentials),
+                inbound,
+            )
+        )
+        if reason is None:
+            return True
+        word = GatewayWord(
+            gateway=self.message.gateway,
+            event_key=f"refused:{sha256_hex(self.body)}:{sha256_hex(inbound.query_string)}",
+            source="callback",
+            gateway_ref=None,
+            verdict=GatewayVerdict(Outcome.PENDING, result_code=""),
+            received_at=datetime.fromisoformat(self.message.received_at),
+            remote_addr=self.message.remote_addr,
+            merchant_id=self.merchant_id,
+        )
+        with self.rt.db.transaction() as session:
+            record_event(
+                session,
+                word,
+                outcome="refused",
+                intent_id=None,
+                detail=reason,
+                body_sha256=sha256_hex(self.body),
+            )
+        log.warning("callback signature refused; nothing applied", reason=reason)
+        return False
 
     # -- confirm before credit -------------------------------------------------------------
 

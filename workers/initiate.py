@@ -47,6 +47,7 @@ from shared.messages import (
     PollPayment,
     RetryPayment,
 )
+from shared.paypage import PayLinks
 from shared.preflight import payment_refusal
 from workers.broker import POLICIES
 from workers.outbox import record_payment_change
@@ -259,11 +260,7 @@ class PaymentInitiation:
                 email=request.get("customer_email"),
                 city=request.get("city"),
             ),
-            return_urls=(
-                ReturnUrls(str(request["success_url"]), str(request["failure_url"]))
-                if request.get("success_url") and request.get("failure_url")
-                else None
-            ),
+            return_urls=self._return_urls(gateway, request),
         )
         try:
             if request.get("flow") == Capability.HOSTED.value:
@@ -283,6 +280,20 @@ class PaymentInitiation:
         )
         if result.accepted:
             self._schedule_poll()
+
+    def _return_urls(self, gateway: str, request: dict[str, Any]) -> ReturnUrls | None:
+        """Where the gateway's page sends the customer back.
+
+        Through malipo's pay page, both lead to its return page, which shows the real
+        state and then hands over to the merchant's URLs; otherwise to the merchant's own.
+        """
+        if self.rt.gateways.describe(gateway).pay_page:
+            accepted_at = datetime.fromisoformat(self.command.accepted_at)
+            back = PayLinks.from_settings(self.rt.settings).return_url(self.payment_id, accepted_at)
+            return ReturnUrls(back, back)
+        if request.get("success_url") and request.get("failure_url"):
+            return ReturnUrls(str(request["success_url"]), str(request["failure_url"]))
+        return None
 
     def _not_sent(self, attempt_id: uuid.UUID, exc: GatewayUnavailable) -> None:
         """The gateway did not act: retry the message (new attempt), or give up on the last try."""
@@ -414,6 +425,7 @@ def reopen(intent: PaymentIntent, requested_at: datetime) -> None:
     intent.status = PaymentStatus.CREATED
     intent.failure_code = intent.failure_message = None
     intent.gateway_ref = None
+    intent.next_action = None  # the new cycle's order gets its own
     intent.finished_at = intent.submitted_at = intent.expires_at = intent.next_poll_at = None
     intent.accepted_at = requested_at
 

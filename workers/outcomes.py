@@ -328,7 +328,11 @@ def mark_submitted(
         return
     intent.status = PaymentStatus.SUBMITTED
     intent.submitted_at = now
-    intent.expires_at = now + timedelta(seconds=settings.payment_expiry_s)
+    # A hosted page's window is its bill's validity: the customer types card or wallet details.
+    window_s = (
+        settings.hosted_payment_expiry_s if intent.flow == "hosted" else settings.payment_expiry_s
+    )
+    intent.expires_at = now + timedelta(seconds=window_s)
     intent.next_poll_at = now + timedelta(seconds=settings.poll_delay_s)
 
 

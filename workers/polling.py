@@ -48,7 +48,7 @@ SWEEP_BATCH = 500
 def poll_payment(**fields: object) -> None:
     message = PollPayment.from_kwargs(fields)
     structlog.contextvars.bind_contextvars(payment_id=message.payment_id)
-    poll(runtime(), uuid.UUID(message.payment_id), message.round)
+    poll(runtime(), uuid.UUID(message.payment_id), message.round, once=message.once)
 
 
 @dramatiq.actor(
@@ -61,7 +61,7 @@ def sweep_pending_payments(**fields: object) -> None:
     sweep(runtime())
 
 
-def poll(rt: Runtime, payment_id: uuid.UUID, round_: int) -> None:
+def poll(rt: Runtime, payment_id: uuid.UUID, round_: int, *, once: bool = False) -> None:
     with rt.db.transaction() as session:
         intent = session.get(PaymentIntent, payment_id)
         if intent is None or intent.status != PaymentStatus.SUBMITTED:
@@ -78,6 +78,8 @@ def poll(rt: Runtime, payment_id: uuid.UUID, round_: int) -> None:
     if expires_at is not None and now >= expires_at:
         _apply(rt, payment_id, expiry_word(gateway, payment_id, gateway_ref, now, cycle))
         return
+    if once:
+        return  # the scheduled polls go on as they were
     _poll_again(rt, payment_id, round_, now, expires_at)
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import falcon
 import structlog
+from sqlalchemy.exc import SQLAlchemyError
 
 from ingress.net import client_address
 from ingress.policy_cache import StaleWhileUnavailableCache
@@ -34,7 +35,15 @@ from ingress.spool import CallbackSpool
 from shared.callback_auth import SIGNATURE_HEADER, Refusal, check_signature, ip_allowed
 from shared.db.session import Database
 from shared.gateways import catalogue
-from shared.gateways.base import CallbackReader, Capability, InboundCallback
+from shared.gateways.base import (
+    CallbackMalformed,
+    CallbackReader,
+    Capability,
+    InboundCallback,
+    Precheck,
+    PrecheckReader,
+)
+from shared.gateways.description import sha256_verifier
 from shared.gateways.registry import GatewayRegistry
 from shared.merchants import credential_for_callback_secret
 from shared.messages import (
@@ -45,6 +54,7 @@ from shared.messages import (
     RecordRefusedCallback,
     current_log_options,
 )
+from shared.payments import bill_is_payable
 from shared.settings import Settings, parse_networks
 
 log = structlog.stdlib.get_logger(__name__)
@@ -133,6 +143,10 @@ class CallbackResource:
             self._refuse(description.name, refusal, body, client_ip, received_at, policy)
             raise falcon.HTTPNotFound()
         assert policy is not None  # _check refuses an unknown secret
+        if isinstance(reader, PrecheckReader) and self._answer_precheck(
+            description.name, reader, policy, inbound, resp
+        ):
+            return
         message = ApplyCallback(
             gateway=description.name,
             merchant_id=str(policy.merchant_id),
@@ -151,6 +165,63 @@ class CallbackResource:
         resp.data = reply.body
 
     on_get = on_post
+
+    def _answer_precheck(
+        self,
+        gateway: str,
+        reader: PrecheckReader,
+        policy: CallbackPolicy,
+        inbound: InboundCallback,
+        resp: falcon.Response,
+    ) -> bool:
+        """Answer a gateway asking whether a bill may be paid; False when this is no precheck.
+
+        Read-only and synchronous (the gateway waits for the answer before it takes
+        the customer's money); nothing is enqueued. Anything doubtful is a "no": a
+        refused precheck costs the customer a retry, a wrong "yes" could take money
+        for a bill that cannot be credited.
+        """
+        try:
+            question = reader.precheck(inbound)
+        except CallbackMalformed as exc:
+            log.warning("precheck malformed: refused", gateway=gateway, error=str(exc))
+            good = False
+        else:
+            if question is None:
+                return False
+            good = self._bill_is_good(gateway, policy, question)
+            log.info(
+                "precheck answered",
+                gateway=gateway,
+                gateway_ref=question.gateway_ref,
+                amount=question.amount.amount_minor,
+                payable=good,
+            )
+        reply = reader.precheck_reply(good)
+        resp.status = falcon.code_to_http_status(reply.status)
+        resp.content_type = reply.content_type
+        resp.data = reply.body
+        return True
+
+    def _bill_is_good(self, gateway: str, policy: CallbackPolicy, question: Precheck) -> bool:
+        expected_account = policy.verifiers.get("account")
+        if expected_account is not None and not hmac.compare_digest(
+            sha256_verifier(question.account or ""), expected_account
+        ):
+            return False
+        try:
+            with self.db.transaction() as session:
+                return bill_is_payable(
+                    session,
+                    policy.merchant_id,
+                    gateway,
+                    question.gateway_ref,
+                    question.amount,
+                    datetime.now(UTC),
+                )
+        except SQLAlchemyError as exc:
+            log.warning("precheck refused: database unavailable", error=str(exc))
+            return False
 
     def _policy(self, gateway: str, secret: str) -> CallbackPolicy | None:
         if len(secret) > 128:

@@ -23,6 +23,7 @@ from shared.domain.states import LIVE_STATES, PaymentStatus, can_retry
 from shared.gateways.registry import GatewayRegistry
 from shared.messages import BrokerUnavailable, InitiatePayment, Publisher, RetryPayment
 from shared.payments import payment_view
+from shared.paypage import PayLinks
 from shared.preflight import payment_refusal, routed_gateway
 from shared.ratelimit import RateDecision, consume
 from shared.settings import Settings
@@ -69,12 +70,14 @@ class PaymentsResource:
         publisher: Publisher,
         gateways: GatewayRegistry,
         limits: CommandLimits,
+        links: PayLinks,
     ) -> None:
         self.db = db
         self.auth = auth
         self.publisher = publisher
         self.gateways = gateways
         self.limits = limits
+        self.links = links
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         merchant_id = self.auth.require_merchant(req, "payments:write")
@@ -84,12 +87,25 @@ class PaymentsResource:
         fingerprint = request_hash(command)
         payment_id = payment_id_for(merchant_id, key)
         structlog.contextvars.bind_contextvars(payment_id=str(payment_id))
+        accepted_at = datetime.now(UTC)
         routed = self._is_new(merchant_id, payment_id, fingerprint, command)
         if routed is not None:
-            self._enqueue(merchant_id, payment_id, key, routed, fingerprint)
+            self._enqueue(merchant_id, payment_id, key, routed, fingerprint, accepted_at)
+            gateway = routed["gateway"]
+        else:
+            gateway, accepted_at = self._stored(payment_id)
         resp.status = falcon.HTTP_202
         resp.location = f"/v1/payments/{payment_id}"
         resp.media = {"id": str(payment_id), "status": "accepted"}
+        if self.gateways.describe(gateway).pay_page:
+            resp.media["pay_url"] = self.links.pay_url(payment_id, accepted_at)
+
+    def _stored(self, payment_id: uuid.UUID) -> tuple[str, datetime]:
+        """The gateway and acceptance time of a payment already stored (a retried request)."""
+        with self.db.transaction() as session:
+            intent = session.get(PaymentIntent, payment_id)
+            assert intent is not None  # its request hash was just read
+            return intent.gateway, intent.accepted_at
 
     def _is_new(
         self,
@@ -144,6 +160,7 @@ class PaymentsResource:
         key: str,
         command: dict[str, Any],
         fingerprint: str,
+        accepted_at: datetime,
     ) -> None:
         message = InitiatePayment(
             payment_id=str(payment_id),
@@ -151,7 +168,7 @@ class PaymentsResource:
             idempotency_key=key,
             request=command,
             request_hash=fingerprint,
-            accepted_at=datetime.now(UTC).isoformat(),
+            accepted_at=accepted_at.isoformat(),
         )
         try:
             self.publisher.send(message)
@@ -166,17 +183,27 @@ class PaymentResource:
 
     ``?wait=N`` (seconds, at most ``max_wait_s``) holds the answer until the status
     differs from what it was when the request arrived — or, with ``&until=final``,
-    until the payment is finished — so front ends need not poll.
+    until the payment is finished, or with ``&until=action`` until its next action
+    (where to send the customer) is known — so front ends need not poll.
     """
 
-    def __init__(self, db: Database, auth: Authenticator, max_wait_s: int) -> None:
+    def __init__(
+        self,
+        db: Database,
+        auth: Authenticator,
+        max_wait_s: int,
+        gateways: GatewayRegistry,
+        links: PayLinks,
+    ) -> None:
         self.db = db
         self.auth = auth
         self.max_wait_s = max_wait_s
+        self.gateways = gateways
+        self.links = links
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, payment_id: str) -> None:
         merchant_id = self.auth.require_merchant(req, "payments:read")
-        wait_s, until_final = self._wait(req)
+        wait_s, until = self._wait(req)
         try:
             wanted = uuid.UUID(payment_id)
         except ValueError:
@@ -184,38 +211,43 @@ class PaymentResource:
         deadline = time.monotonic() + wait_s
         view = self._load(wanted, merchant_id)
         first_status = view["status"] if view else None
-        while time.monotonic() < deadline and not self._done(view, first_status, until_final):
+        while time.monotonic() < deadline and not self._done(view, first_status, until):
             time.sleep(WAIT_STEP_S)
             view = self._load(wanted, merchant_id)
         if view is None:
             raise MalipoError(errors.NOT_FOUND, "no such payment (yet): it may still be queued")
         resp.media = view
 
-    def _wait(self, req: falcon.Request) -> tuple[float, bool]:
+    def _wait(self, req: falcon.Request) -> tuple[float, str]:
         raw, until = req.get_param("wait"), req.get_param("until") or "change"
-        if until not in ("change", "final"):
-            raise MalipoError(errors.INVALID_REQUEST, "until must be 'change' or 'final'")
+        if until not in ("change", "final", "action"):
+            raise MalipoError(errors.INVALID_REQUEST, "until must be 'change', 'final' or 'action'")
         if raw is None:
-            return 0.0, False
+            return 0.0, until
         # ASCII digits only: str.isdigit() also says yes to '²', which int() refuses.
         if not raw.isascii() or not raw.isdigit() or int(raw) > self.max_wait_s:
             raise MalipoError(errors.INVALID_REQUEST, f"wait must be 0-{self.max_wait_s} seconds")
-        return float(raw), until == "final"
+        return float(raw), until
 
     @staticmethod
-    def _done(view: dict[str, Any] | None, first_status: str | None, until_final: bool) -> bool:
+    def _done(view: dict[str, Any] | None, first_status: str | None, until: str) -> bool:
         if view is None:
             return False
         if PaymentStatus(view["status"]).is_final:
             return True
-        return not until_final and view["status"] != first_status
+        if until == "action":
+            return view["next_action"] is not None
+        return until == "change" and view["status"] != first_status
 
     def _load(self, payment_id: uuid.UUID, merchant_id: uuid.UUID) -> dict[str, Any] | None:
         with self.db.transaction() as session:
             intent = session.get(PaymentIntent, payment_id)
             if intent is None or intent.merchant_id != merchant_id:
                 return None
-            return payment_view(intent)
+            view = payment_view(intent)
+            if intent.flow == "hosted" and self.gateways.describe(intent.gateway).pay_page:
+                view["pay_url"] = self.links.pay_url(intent.id, intent.accepted_at)
+            return view
 
 
 class RetryResource:
@@ -241,38 +273,49 @@ class RetryResource:
             wanted = uuid.UUID(payment_id)
         except ValueError:
             raise MalipoError(errors.NOT_FOUND) from None
-        now = datetime.now(UTC)
-        with self.db.transaction() as session:
-            intent = session.get(PaymentIntent, wanted)
-            if intent is None or intent.merchant_id != merchant_id:
-                raise MalipoError(errors.NOT_FOUND)
-            if not can_retry(PaymentStatus(intent.status)):
-                raise MalipoError(errors.PAYMENT_NOT_RETRYABLE, f"the payment is {intent.status}")
-            if live_payment_for_reference(session, merchant_id, intent.reference, wanted):
-                raise MalipoError(errors.DUPLICATE_PAYMENT)
-            refusal = payment_refusal(session, merchant_id, intent.gateway, intent.phone)
-            if refusal is not None:
-                raise MalipoError(refusal)
-            within(
-                consume(
-                    session,
-                    f"pushes:{intent.phone}",
-                    self.limits.phone_push_limit,
-                    self.limits.phone_push_window_s,
-                    now,
-                ),
-                "too many payment prompts to this phone",
-            )
-        message = RetryPayment(
-            payment_id=str(wanted), merchant_id=str(merchant_id), requested_at=now.isoformat()
-        )
-        try:
-            self.publisher.send(message)
-        except BrokerUnavailable as exc:
-            raise MalipoError(errors.SERVICE_UNAVAILABLE) from exc
+        request_retry(self.db, self.publisher, self.limits, merchant_id, wanted)
         resp.status = falcon.HTTP_202
         resp.location = f"/v1/payments/{wanted}"
         resp.media = {"id": str(wanted), "status": "retrying"}
+
+
+def request_retry(
+    db: Database,
+    publisher: Publisher,
+    limits: CommandLimits,
+    merchant_id: uuid.UUID,
+    payment_id: uuid.UUID,
+) -> None:
+    """Check a customer's retry of ``payment_id`` and enqueue it; refusals are MalipoErrors."""
+    now = datetime.now(UTC)
+    with db.transaction() as session:
+        intent = session.get(PaymentIntent, payment_id)
+        if intent is None or intent.merchant_id != merchant_id:
+            raise MalipoError(errors.NOT_FOUND)
+        if not can_retry(PaymentStatus(intent.status)):
+            raise MalipoError(errors.PAYMENT_NOT_RETRYABLE, f"the payment is {intent.status}")
+        if live_payment_for_reference(session, merchant_id, intent.reference, payment_id):
+            raise MalipoError(errors.DUPLICATE_PAYMENT)
+        refusal = payment_refusal(session, merchant_id, intent.gateway, intent.phone)
+        if refusal is not None:
+            raise MalipoError(refusal)
+        within(
+            consume(
+                session,
+                f"pushes:{intent.phone}",
+                limits.phone_push_limit,
+                limits.phone_push_window_s,
+                now,
+            ),
+            "too many payment prompts to this phone",
+        )
+    message = RetryPayment(
+        payment_id=str(payment_id), merchant_id=str(merchant_id), requested_at=now.isoformat()
+    )
+    try:
+        publisher.send(message)
+    except BrokerUnavailable as exc:
+        raise MalipoError(errors.SERVICE_UNAVAILABLE) from exc
 
 
 def live_payment_for_reference(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 
@@ -139,6 +140,35 @@ def merchant_route(merchant_id: uuid.UUID, currency: str, gateways: str) -> None
     click.echo(
         json.dumps({"merchant_id": str(merchant_id), "currency": currency, "gateways": routed})
     )
+
+
+@merchant.command("pay-page")
+@click.argument("merchant_id", type=click.UUID)
+@click.option("--support-url", default=None, help="the help link the pay page shows ('' clears)")
+@click.option(
+    "--allow-retries/--no-retries",
+    default=None,
+    help="whether a customer whose payment failed may try again from the pay page",
+)
+def merchant_pay_page(
+    merchant_id: uuid.UUID, support_url: str | None, allow_retries: bool | None
+) -> None:
+    """What malipo's pay page shows for this merchant's customers (prints the result)."""
+    settings = cli_settings()
+    if support_url and urlsplit(support_url).scheme not in ("http", "https", "mailto"):
+        raise click.ClickException("--support-url must be an http(s) or mailto: URL")
+    with cli_database(settings) as database, database.transaction() as session:
+        row = session.get(Merchant, merchant_id)
+        if row is None:
+            raise click.ClickException(f"no merchant {merchant_id}")
+        page = dict(row.pay_page or {})
+        if support_url is not None:
+            page["support_url"] = support_url or None
+        if allow_retries is not None:
+            page["allow_retries"] = allow_retries
+        row.pay_page = {k: v for k, v in page.items() if v is not None}
+        shown = dict(row.pay_page)
+    click.echo(json.dumps({"merchant_id": str(merchant_id), "pay_page": shown}))
 
 
 def _pepper() -> tuple[Any, bytes]:

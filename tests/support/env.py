@@ -60,6 +60,7 @@ def build_test_env(spool_dir: str) -> dict[str, str]:
         "MALIPO_POLL_MIN_INTERVAL_S": "0.5",
         "MALIPO_POLL_MAX_INTERVAL_S": "2",
         "MALIPO_PAYMENT_EXPIRY_S": "12",
+        "MALIPO_HOSTED_PAYMENT_EXPIRY_S": "20",
         "MALIPO_ORPHAN_RECHECKS": "1",
         "MALIPO_SCHEDULER_SWEEP_INTERVAL_S": "1",
         # Generous limits for the suite; the rate-limit tests set their own.

@@ -23,9 +23,13 @@ class Merchant(Protocol):
     def headers(self, idempotency_key: str | None = None) -> dict[str, str]: ...
 
 
-def view_of(api: Client, merchant: Merchant, payment_id: str, wait_s: int = 0) -> dict[str, Any]:
-    """``GET /v1/payments/{id}`` (held up to ``wait_s`` for a change); it must exist."""
-    params = {"wait": wait_s} if wait_s else None
+def view_of(
+    api: Client, merchant: Merchant, payment_id: str, wait_s: int = 0, until: str | None = None
+) -> dict[str, Any]:
+    """``GET /v1/payments/{id}``, held up to ``wait_s`` for a change (or ``until``); it exists."""
+    params: dict[str, Any] | None = {"wait": wait_s} if wait_s else None
+    if params is not None and until is not None:
+        params["until"] = until
     response = api.get(f"/v1/payments/{payment_id}", params=params, headers=merchant.headers())
     assert response.status_code == 200, response.text
     view: dict[str, Any] = response.json()

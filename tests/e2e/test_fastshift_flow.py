@@ -1,0 +1,178 @@
+"""FastShift end to end, through malipo's pay page: register, redirect, webhook, status.
+
+FastShift's webhook is unsigned, so every success is confirmed with ``order/status``
+before money moves; when the webhook never comes, the poll finishes the payment.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from shared.crypto import CredentialCipher
+from shared.db.session import Database
+from shared.settings import Settings
+from tests.conftest import DARAJA_CREDENTIALS, ApiClient, make_merchant
+from tests.support.fastshift_sim import FastShiftSimulator
+from tests.support.hosted import (
+    Customer,
+    HostedMerchant,
+    gateway_ref,
+    hosted_merchant,
+    next_action,
+    page_state,
+    post_payment,
+    start_payment,
+)
+from tests.support.payments import events, final_view, ledger_rows, view_of
+from tests.support.processes import ManagedProcess
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("worker", "ingress_server")]
+
+
+@pytest.fixture
+def fastshift(
+    sandbox_server: ManagedProcess, test_env: dict[str, str]
+) -> Iterator[FastShiftSimulator]:
+    simulator = FastShiftSimulator(f"http://127.0.0.1:{test_env['MALIPO_SANDBOX_PORT']}/fastshift")
+    yield simulator
+    simulator.close()
+
+
+@pytest.fixture
+def merchant(
+    db: Database, settings: Settings, cipher: CredentialCipher, fastshift: FastShiftSimulator
+) -> HostedMerchant:
+    return hosted_merchant(db, settings, cipher, "fastshift", fastshift.new_account())
+
+
+@pytest.fixture
+def customer() -> Iterator[Customer]:
+    browser = Customer()
+    yield browser
+    browser.close()
+
+
+def test_a_customer_pays_on_fastshift_s_page_and_is_credited_once(
+    api: ApiClient,
+    merchant: HostedMerchant,
+    fastshift: FastShiftSimulator,
+    customer: Customer,
+    db: Database,
+) -> None:
+    payment_id, pay_url = start_payment(api, merchant, amount_drams=5000)
+
+    # The pay page sends the customer to the order FastShift registered.
+    page = customer.open_pay_page(pay_url)
+    action = next_action(api, merchant, payment_id)
+    assert action["type"] == "redirect"
+    assert action["url"] in page
+    order_number = gateway_ref(db, payment_id)
+    assert customer.go_on(page).status_code == 200  # FastShift's own page
+    registered = [r for r in fastshift.requests("register") if r["status"] == 200]
+    assert [r["body"]["order_number"] for r in registered] == [order_number]
+    assert registered[0]["body"]["amount"] == 5000  # whole drams on the wire
+
+    # The customer pays; FastShift sends the browser back to malipo's return page.
+    decided = fastshift.decide(order_number, "pay")
+    assert decided["return_url"].startswith(f"{api.base_url}/pay/{payment_id}/return?t=")
+    final = final_view(api, merchant, payment_id)
+    assert final["status"] == "succeeded"
+    page = customer.return_page(decided["return_url"])
+    assert page_state(page) == "paid"
+    assert "https://shop.example.am/thanks" in page  # then on to the merchant
+
+    rows = ledger_rows(db, payment_id)
+    assert [(r.amount_minor, r.currency) for r in rows] == [(500000, "AMD")]
+    # The unsigned webhook was applied only after order/status said completed.
+    statuses = [r for r in fastshift.requests("status") if order_number in r["path"]]
+    assert statuses, "no order/status confirmed the webhook's word"
+
+
+def test_a_lost_webhook_is_finished_by_polling(
+    api: ApiClient, merchant: HostedMerchant, fastshift: FastShiftSimulator, db: Database
+) -> None:
+    fastshift.scenario(match={"amount": 4321}, result="none")
+    payment_id, _ = start_payment(api, merchant, amount_drams=4321)
+    next_action(api, merchant, payment_id)
+
+    fastshift.decide(gateway_ref(db, payment_id), "pay")
+    final = final_view(api, merchant, payment_id, timeout_s=40)
+
+    assert final["status"] == "succeeded"
+    assert fastshift.deliveries(gateway_ref(db, payment_id)) == []
+    assert [e.source for e in events(db, payment_id) if e.outcome == "applied"] == ["query"]
+    assert len(ledger_rows(db, payment_id)) == 1
+
+
+def test_a_declined_order_fails_and_the_return_page_says_not_paid(
+    api: ApiClient,
+    merchant: HostedMerchant,
+    fastshift: FastShiftSimulator,
+    customer: Customer,
+    db: Database,
+) -> None:
+    payment_id, pay_url = start_payment(api, merchant, amount_drams=700)
+    customer.open_pay_page(pay_url)
+
+    decided = fastshift.decide(gateway_ref(db, payment_id), "decline")
+    final = final_view(api, merchant, payment_id)
+
+    assert final["status"] == "failed"
+    page = customer.return_page(decided["return_url"])
+    assert page_state(page) == "failed"
+    assert 'id="retry"' not in page  # this merchant does not offer retries
+    assert "https://shop.example.am/sorry" in page
+    assert ledger_rows(db, payment_id) == []
+
+
+def test_the_pay_link_is_the_same_for_a_retried_request_and_useless_for_anyone_else(
+    api: ApiClient, merchant: HostedMerchant, customer: Customer
+) -> None:
+    first = post_payment(api, merchant, reference="AM-same-link")
+    key = first.request.headers["Idempotency-Key"]
+    again = api.post(
+        "/v1/payments",
+        json=json.loads(first.request.body or b"{}"),
+        headers=merchant.headers(key),
+    )
+    assert (first.status_code, again.status_code) == (202, 202)
+    assert first.json()["pay_url"] == again.json()["pay_url"]
+    payment_id = first.json()["id"]
+    view = view_of(api, merchant, payment_id, wait_s=10, until="action")
+    assert view["pay_url"] == first.json()["pay_url"]
+
+    forged = first.json()["pay_url"][:-3] + "AAA"
+    for url in (
+        forged,
+        f"{api.base_url}/pay/{payment_id}",
+        f"{api.base_url}/pay/{payment_id}/return",
+    ):
+        answer = customer.visit(url)
+        assert answer.status_code == 404
+        assert page_state(answer.text) == "missing"
+
+
+def test_an_amd_payment_the_merchant_has_no_credentials_for_is_refused_before_any_redirect(
+    api: ApiClient, db: Database, settings: Settings, cipher: CredentialCipher
+) -> None:
+    daraja_only = make_merchant(db, settings, cipher, daraja=dict(DARAJA_CREDENTIALS))
+    body = {
+        "amount": 500000,
+        "currency": "AMD",
+        "phone": "+37477123456",
+        "reference": "AM-no-creds",
+        "success_url": "https://shop.example.am/thanks",
+        "failure_url": "https://shop.example.am/sorry",
+    }
+    for named, code in ((None, "currency_not_supported"), ("fastshift", "gateway_not_configured")):
+        response = api.post(
+            "/v1/payments",
+            json={**body, **({"gateway": named} if named else {})},
+            headers=daraja_only.headers(f"no-creds-{named}"),
+        )
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["code"] == code
+        assert "pay_url" not in response.text
