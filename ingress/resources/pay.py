@@ -130,7 +130,6 @@ class PayPages:
         if not status.is_final:
             if req.get_param("checked") is None:
                 self._check_status(intent)
-            description = self.gateways.describe(intent.gateway)
             _render(
                 resp,
                 "return.html",
@@ -141,7 +140,6 @@ class PayPages:
                 refresh_url=f"/pay/{intent.id}/return?t={token}&checked=1",
                 window_minutes=max(1, round(self._window_s(intent) / 60)),
                 continue_url=None,
-                gateway_title=description.title,
             )
             return
         if status == PaymentStatus.SUCCEEDED:

@@ -176,3 +176,27 @@ def test_an_amd_payment_the_merchant_has_no_credentials_for_is_refused_before_an
         assert response.status_code == 422, response.text
         assert response.json()["error"]["code"] == code
         assert "pay_url" not in response.text
+
+
+def test_the_return_page_says_confirming_until_the_status_api_says_paid(
+    api: ApiClient,
+    merchant: HostedMerchant,
+    fastshift: FastShiftSimulator,
+    customer: Customer,
+    db: Database,
+) -> None:
+    # FastShift's webhook never comes and its status API lags behind the page.
+    fastshift.scenario(match={"amount": 6111}, result="none", status_lag_s=4)
+    payment_id, pay_url = start_payment(api, merchant, amount_drams=6111)
+    customer.open_pay_page(pay_url)
+    order_number = gateway_ref(db, payment_id)
+    decided = fastshift.decide(order_number, "pay")
+
+    # The customer is back at once: the page says so, and asks FastShift once.
+    page = customer.return_page(decided["return_url"])
+    assert page_state(page) == "confirming"
+    assert "You may close this page" in page
+    assert 'href="https://shop.example.am/help"' in page  # the merchant's support link
+    assert final_view(api, merchant, payment_id)["status"] == "succeeded"
+    assert page_state(customer.return_page(decided["return_url"])) == "paid"
+    assert len(ledger_rows(db, payment_id)) == 1

@@ -1,0 +1,113 @@
+"""A customer in Chromium pays on each hosted-page gateway's page through malipo's pay page.
+
+For every gateway: the customer opens the merchant's ``pay_url``, is sent on to the
+simulator's own page, presses "Pay" (or "Decline"), comes back to malipo's return
+page and sees the real state, which the ledger agrees with (one credit, or none).
+The return page of each successful run is kept as ``docs/screenshots/pay-<gateway>.png``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
+
+from shared.crypto import CredentialCipher
+from shared.db.session import Database
+from shared.settings import Settings
+from tests.browser.conftest import SCREENSHOTS
+from tests.conftest import ApiClient
+from tests.support.hosted import FAILURE_URL, SUCCESS_URL, HostedMerchant, start_payment
+from tests.support.hosted_cases import CASES, HostedCase
+from tests.support.payments import final_view, ledger_rows
+from tests.support.processes import ManagedProcess
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("worker", "ingress_server")]
+WAIT_S = 30
+
+
+@pytest.fixture(params=CASES, ids=lambda case: case.gateway)
+def case(request: pytest.FixtureRequest) -> HostedCase:
+    chosen: HostedCase = request.param
+    return chosen
+
+
+@pytest.fixture
+def merchant(
+    case: HostedCase,
+    sandbox_server: ManagedProcess,
+    test_env: dict[str, str],
+    db: Database,
+    settings: Settings,
+    cipher: CredentialCipher,
+) -> Iterator[HostedMerchant]:
+    sandbox = f"http://127.0.0.1:{test_env['MALIPO_SANDBOX_PORT']}"
+    with case.merchant(sandbox, db, settings, cipher) as created:
+        yield created
+
+
+def pay_in_browser(browser: webdriver.Chrome, pay_url: str, button: str) -> None:
+    """Open the pay link, wait for the gateway's page, press its button."""
+    browser.get(pay_url)
+    wait = WebDriverWait(browser, WAIT_S)
+    wait.until(expected_conditions.element_to_be_clickable((By.ID, button))).click()
+
+
+def returned_state(browser: webdriver.Chrome, wanted: str) -> str:
+    """The return page's state once it shows ``wanted`` (it refreshes while confirming)."""
+    wait = WebDriverWait(browser, WAIT_S)
+    try:
+        wait.until(
+            lambda driver: driver.find_element(By.ID, "page").get_attribute("data-state") == wanted
+        )
+    except TimeoutException:
+        pytest.fail(f"the browser is at {browser.current_url}, showing:\n{browser.page_source}")
+    return str(browser.find_element(By.ID, "page").get_attribute("data-state"))
+
+
+def test_the_customer_pays_on_the_gateway_s_page_and_sees_paid(
+    case: HostedCase,
+    merchant: HostedMerchant,
+    browser: webdriver.Chrome,
+    api: ApiClient,
+    db: Database,
+) -> None:
+    payment_id, pay_url = start_payment(api, merchant, amount_drams=case.amount_drams)
+
+    pay_in_browser(browser, pay_url, "pay")
+
+    assert returned_state(browser, "paid") == "paid"
+    assert browser.current_url.startswith(f"{api.base_url}/pay/")
+    assert browser.find_element(By.ID, "heading").text == "Paid"
+    assert browser.find_element(By.ID, "back").get_attribute("href") == SUCCESS_URL
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SCREENSHOTS / f"pay-{case.gateway}.png"))
+    assert final_view(api, merchant, payment_id)["status"] == "succeeded"
+    rows = ledger_rows(db, payment_id)
+    assert [(r.amount_minor, r.currency) for r in rows] == [(case.amount_drams * 100, "AMD")]
+
+
+def test_a_declined_payment_ends_failed_and_the_return_page_says_so(
+    case: HostedCase,
+    merchant: HostedMerchant,
+    browser: webdriver.Chrome,
+    api: ApiClient,
+    db: Database,
+) -> None:
+    payment_id, pay_url = start_payment(api, merchant, amount_drams=case.amount_drams + 1)
+
+    pay_in_browser(browser, pay_url, "decline")
+
+    # Idram reports nothing for a decline: its bill expires at the end of its window.
+    assert returned_state(browser, "failed") == "failed"
+    assert browser.find_element(By.ID, "heading").text == "Not paid"
+    assert browser.find_element(By.ID, "reason").text
+    assert browser.find_element(By.ID, "back").get_attribute("href") == FAILURE_URL
+    final = final_view(api, merchant, payment_id)
+    assert final["status"] in ("failed", "expired")
+    assert ledger_rows(db, payment_id) == []
