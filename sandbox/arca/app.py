@@ -1,0 +1,116 @@
+"""Wiring of the ArCa simulator: state, scenarios, the page, middleware and routes."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Final
+from urllib.parse import parse_qsl
+
+import falcon
+
+from sandbox.arca import api, control
+from sandbox.arca.scenarios import ScenarioBook, ScenarioError
+from sandbox.arca.state import PAGE_PATH, ArcaState, Clock, RequestRecord, utc_now_iso
+from sandbox.config import SimulatorConfig
+from sandbox.hosted import HostedPages
+from sandbox.web import REDACTED, ScenariosResource, parsed_body
+
+CONTROL_PREFIX: Final = "/_sim"
+API_ROOT: Final = "/payment/rest"
+REGISTER_PATH: Final = f"{API_ROOT}/register.do"
+STATUS_PATH: Final = f"{API_ROOT}/getOrderStatusExtended.do"
+WsgiApp = falcon.App[falcon.Request, falcon.Response]
+
+
+@dataclass
+class ArcaSimulator:
+    """A running simulator: what tests may reach into."""
+
+    app: WsgiApp
+    config: SimulatorConfig
+    state: ArcaState
+    scenarios: ScenarioBook
+    pages: HostedPages
+
+    def close(self) -> None:
+        """Nothing runs in the background: no callbacks are made."""
+
+
+def create_arca_simulator(
+    config: SimulatorConfig, *, clock: Clock = time.monotonic
+) -> ArcaSimulator:
+    state = ArcaState(clock)
+    scenarios = ScenarioBook()
+    pages = HostedPages(state, "ArCa iPay", colour="#e3f2fd")
+    app: WsgiApp = falcon.App(middleware=[RecordingMiddleware(state, config.latency_s)])
+    app.add_route(REGISTER_PATH, api.RegisterResource(state, scenarios))
+    app.add_route(STATUS_PATH, api.StatusResource(state))
+    app.add_route(PAGE_PATH, api.PayPageResource(state, pages))
+    pages.add_routes(app)
+    p = CONTROL_PREFIX
+    orders = control.OrdersResource(state)
+    app.add_route(f"{p}/orders", orders)
+    app.add_route(f"{p}/orders/{{order_id}}", orders, suffix="one")
+    app.add_route(f"{p}/orders/{{order_id}}/status", orders, suffix="status")
+    app.add_route(f"{p}/accounts", control.AccountsResource(state))
+    app.add_route(f"{p}/scenarios", ScenariosResource(scenarios, ScenarioError))
+    app.add_route(f"{p}/requests", control.RequestsResource(state))
+    app.add_route(f"{p}/reset", control.ResetResource(state, scenarios))
+    app.add_route(f"{p}/health", control.HealthResource(state))
+    return ArcaSimulator(app, config, state, scenarios, pages)
+
+
+class RecordingMiddleware:
+    """Reads every body into ``req.context.raw_body``; delays and records the engine's requests."""
+
+    def __init__(self, state: ArcaState, latency_s: float) -> None:
+        self._state = state
+        self._latency_s = latency_s
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        req.context.raw_body = req.bounded_stream.read()
+        if self._latency_s and _kind(req.path) in ("register", "status"):
+            time.sleep(self._latency_s)
+
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool
+    ) -> None:
+        kind = _kind(req.path)
+        if kind == "control":
+            return
+        raw = getattr(req.context, "raw_body", b"")
+        body = _form(raw) if kind in ("register", "status") else parsed_body(raw)
+        self._state.record(
+            RequestRecord(
+                method=req.method,
+                path=req.path,
+                kind=kind,
+                query=_redacted({k: str(v) for k, v in req.params.items()}),
+                body=_redacted(body),
+                status=resp.status_code,
+                response=resp.media if kind != "page" else None,
+                time=utc_now_iso(),
+            )
+        )
+
+
+def _form(raw: bytes) -> object:
+    try:
+        return dict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True)) if raw else None
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", errors="replace")
+
+
+def _kind(path: str) -> str:
+    if path == CONTROL_PREFIX or path.startswith(f"{CONTROL_PREFIX}/"):
+        return "control"
+    return {REGISTER_PATH: "register", STATUS_PATH: "status", PAGE_PATH: "page"}.get(
+        path, "page" if path.startswith("/_page/") else "other"
+    )
+
+
+def _redacted(document: Any) -> Any:
+    if isinstance(document, dict):
+        return {k: REDACTED if "password" in str(k).lower() else v for k, v in document.items()}
+    return document

@@ -1,0 +1,183 @@
+"""Scenarios of the ArCa simulator: what happens to orders of a given amount.
+
+``POST /_sim/scenarios`` with ``{"match": {"amount": <luma, as register.do's
+amount: 5000 drams is 500000>}, ...}`` and any of:
+
+- ``page_delay_s``: the payment page takes this long to show;
+- ``status_lag_s``: after the customer decides, getOrderStatusExtended.do keeps
+  saying orderStatus 0 for this long;
+- ``init_error``: ``{"status": 500, "times": 1}``: register.do answers that HTTP
+  status (and registers nothing) this many times;
+- ``decline_code``: the ``actionCode`` of a declined order (default ``100``, "do
+  not honour"; e.g. ``116`` not enough money, ``-2007`` the page timed out);
+- ``forged_return``: a declined customer is sent to ``returnUrl`` (the success
+  URL) instead of ``failUrl``, as anyone could type it;
+- ``two_step``: the merchant is two-stage: a paid order stays approved (orderStatus 1).
+
+The newest scenario matching an order's amount wins; an order keeps the scenario
+it was registered under.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import threading
+from dataclasses import dataclass, replace
+from typing import Final
+
+DEFAULT_DECLINE_CODE: Final = 100
+_KEYS: Final = frozenset(
+    {
+        "match",
+        "page_delay_s",
+        "status_lag_s",
+        "init_error",
+        "decline_code",
+        "forged_return",
+        "two_step",
+    }
+)
+
+
+class ScenarioError(ValueError):
+    """A scenario document the simulator cannot use."""
+
+
+@dataclass
+class InitError:
+    status: int
+    remaining: int
+
+
+@dataclass
+class Scenario:
+    id: str
+    match_amount: int | None = None
+    page_delay_s: float = 0.0
+    status_lag_s: float = 0.0
+    init_error: InitError | None = None
+    decline_code: int = DEFAULT_DECLINE_CODE
+    forged_return: bool = False
+    two_step: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        error = self.init_error
+        return {
+            "id": self.id,
+            "match": {"amount": self.match_amount} if self.match_amount else {},
+            "page_delay_s": self.page_delay_s,
+            "status_lag_s": self.status_lag_s,
+            "init_error": {"status": error.status, "times": error.remaining} if error else None,
+            "decline_code": self.decline_code,
+            "forged_return": self.forged_return,
+            "two_step": self.two_step,
+        }
+
+
+DEFAULT: Final = Scenario(id="default")
+
+
+@dataclass(frozen=True)
+class Decision:
+    scenario: Scenario  # a copy: later changes to the book do not reach registered orders
+    init_error: int | None  # an HTTP status to answer register.do with instead
+
+
+class ScenarioBook:
+    """Thread-safe list of scenarios; counts injected errors down atomically."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._scenarios: list[Scenario] = []
+        self._ids = itertools.count(1)
+
+    def add(self, document: object) -> Scenario:
+        with self._lock:
+            scenario = parse_scenario(document, f"sc_{next(self._ids)}")
+            self._scenarios.append(scenario)
+            return scenario
+
+    def snapshot(self) -> list[dict[str, object]]:
+        with self._lock:
+            return [s.to_json() for s in self._scenarios]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._scenarios.clear()
+
+    def decide(self, amount: int | None) -> Decision:
+        """The scenario for a register.do of ``amount`` luma; consumes one injected error."""
+        with self._lock:
+            scenario = next(
+                (
+                    s
+                    for s in reversed(self._scenarios)
+                    if amount is not None and s.match_amount == amount
+                ),
+                DEFAULT,
+            )
+            error = scenario.init_error
+            if error is not None and error.remaining > 0:
+                error.remaining -= 1
+                return Decision(replace(scenario), error.status)
+            return Decision(replace(scenario), None)
+
+
+def parse_scenario(document: object, scenario_id: str) -> Scenario:
+    if not isinstance(document, dict):
+        raise ScenarioError("a scenario must be a JSON object")
+    unknown = set(document) - _KEYS
+    if unknown:
+        raise ScenarioError(f"unknown scenario keys: {sorted(unknown)}")
+    decline_code = document.get("decline_code", DEFAULT_DECLINE_CODE)
+    if isinstance(decline_code, bool) or not isinstance(decline_code, int) or decline_code == 0:
+        raise ScenarioError("decline_code must be a non-zero actionCode such as 116")
+    return Scenario(
+        id=scenario_id,
+        match_amount=_parse_match(document.get("match")),
+        page_delay_s=_seconds(document, "page_delay_s"),
+        status_lag_s=_seconds(document, "status_lag_s"),
+        init_error=_parse_init_error(document.get("init_error")),
+        decline_code=decline_code,
+        forged_return=_flag(document, "forged_return"),
+        two_step=_flag(document, "two_step"),
+    )
+
+
+def _parse_match(match: object) -> int:
+    if not isinstance(match, dict) or set(match) != {"amount"}:
+        raise ScenarioError('match must be {"amount": <luma>}')
+    amount = match["amount"]
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount < 1:
+        raise ScenarioError("match.amount must be a whole number of luma >= 1")
+    return amount
+
+
+def _seconds(document: dict[str, object], name: str) -> float:
+    value = document.get(name, 0)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ScenarioError(f"{name} must be a number of seconds")
+    if not 0 <= value <= 600:
+        raise ScenarioError(f"{name} must be between 0 and 600")
+    return float(value)
+
+
+def _flag(document: dict[str, object], name: str) -> bool:
+    value = document.get(name, False)
+    if not isinstance(value, bool):
+        raise ScenarioError(f"{name} must be true or false")
+    return value
+
+
+def _parse_init_error(value: object) -> InitError | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) - {"status", "times"}:
+        raise ScenarioError('init_error must be {"status": 500, "times": 1}')
+    status, times = value.get("status", 500), value.get("times", 1)
+    if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
+        raise ScenarioError("init_error.status must be an HTTP error status (400-599)")
+    if isinstance(times, bool) or not isinstance(times, int) or times < 1:
+        raise ScenarioError("init_error.times must be an integer >= 1")
+    return InitError(status, times)
