@@ -146,12 +146,8 @@ def register_cabinets(settings: Settings, merchant: dict[str, Any]) -> None:
         callback_url = merchant.get("callback_urls", {}).get(description.name)
         if not description.result_url_in_cabinet or callback_url is None:
             continue
-        cabinet = {
-            **description.simulator_credentials,
-            "result_url": callback_url,
-            "success_url": back,
-            "fail_url": back,
-        }
+        # No account named: the simulator's built-in one, whose credentials the demo uses.
+        cabinet = {"result_url": callback_url, "success_url": back, "fail_url": back}
         answer = requests.post(
             f"{simulator}/{description.name}/_sim/cabinet", json=cabinet, timeout=5
         )

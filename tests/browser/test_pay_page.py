@@ -28,7 +28,7 @@ from tests.support.payments import final_view, ledger_rows
 from tests.support.processes import ManagedProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("worker", "ingress_server")]
-WAIT_S = 30
+WAIT_S = 45
 
 
 @pytest.fixture(params=CASES, ids=lambda case: case.gateway)

@@ -15,6 +15,8 @@ from tests.support.ameria_sim import AmeriaSimulator
 from tests.support.arca_sim import ArcaSimulator
 from tests.support.fastshift_sim import FastShiftSimulator
 from tests.support.hosted import HostedMerchant, hosted_merchant
+from tests.support.idram_sim import IdramSimulator
+from tests.support.telcell_sim import TelcellSimulator
 
 MerchantFactory = Callable[
     [str, Database, Settings, CredentialCipher], contextlib.AbstractContextManager[HostedMerchant]
@@ -53,7 +55,49 @@ def with_fresh_account(
     return factory
 
 
+@contextlib.contextmanager
+def idram_merchant(
+    sandbox: str, db: Database, settings: Settings, cipher: CredentialCipher
+) -> Iterator[HostedMerchant]:
+    """A fresh Idram account whose cabinet names the merchant's result URL and the pay page."""
+    simulator = IdramSimulator(f"{sandbox}/idram")
+    try:
+        merchant = hosted_merchant(db, settings, cipher, "idram", simulator.new_account())
+        back = f"{settings.public_base_url}/pay/return"
+        simulator.cabinet(
+            merchant.credentials["rec_account"],
+            result_url=merchant.callback_url,
+            success_url=back,
+            fail_url=back,
+        )
+        yield merchant
+    finally:
+        simulator.close()
+
+
+@contextlib.contextmanager
+def telcell_merchant(
+    sandbox: str, db: Database, settings: Settings, cipher: CredentialCipher
+) -> Iterator[HostedMerchant]:
+    """A fresh Telcell shop whose cabinet names the merchant's result URL and the pay page."""
+    simulator = TelcellSimulator(f"{sandbox}/telcell")
+    try:
+        merchant = hosted_merchant(db, settings, cipher, "telcell", simulator.new_shop())
+        back = f"{settings.public_base_url}/pay/return"
+        simulator.cabinet(
+            merchant.credentials["shop_id"],
+            result_url=merchant.callback_url,
+            success_url=back,
+            fail_url=back,
+        )
+        yield merchant
+    finally:
+        simulator.close()
+
+
 CASES: list[HostedCase] = [
+    HostedCase("idram", idram_merchant),
+    HostedCase("telcell", telcell_merchant),
     HostedCase("fastshift", with_fresh_account("fastshift", FastShiftSimulator)),
     HostedCase("ameria", with_fresh_account("ameria", AmeriaSimulator)),
     HostedCase("arca", with_fresh_account("arca", ArcaSimulator)),

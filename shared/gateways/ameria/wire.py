@@ -27,9 +27,8 @@ from collections.abc import Mapping
 from typing import Any, Final
 from urllib.parse import quote
 
-from shared.domain import errors
-from shared.domain.errors import MalipoError
 from shared.domain.money import Money
+from shared.gateways import amd
 from shared.gateways.ameria.credentials import AmeriaCredentials
 from shared.gateways.base import PaymentRequest
 
@@ -54,14 +53,8 @@ def order_id_of(attempt_ref: str, low: int = 1, high: int = 2_000_000_000) -> in
 
 
 def whole_drams(amount: Money) -> int:
-    """The amount Ameria takes: whole drams (AMD is kept with two decimals, luma unused)."""
-    if amount.currency != "AMD":
-        raise MalipoError(errors.INVALID_CURRENCY, "Ameriabank vPOS takes AMD only")
-    if amount.amount_minor <= 0:
-        raise MalipoError(errors.INVALID_AMOUNT, "the amount must be positive")
-    if amount.amount_minor % 100:
-        raise MalipoError(errors.INVALID_AMOUNT, "Ameriabank vPOS takes whole drams")
-    return amount.amount_minor // 100
+    """The amount Ameria takes: whole drams."""
+    return amd.whole_drams(amount, "Ameriabank vPOS")
 
 
 def description_of(request: PaymentRequest) -> str:

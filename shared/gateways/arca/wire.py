@@ -21,9 +21,8 @@ from collections.abc import Mapping
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from shared.domain import errors
-from shared.domain.errors import MalipoError
 from shared.domain.money import Money
+from shared.gateways import amd
 from shared.gateways.arca.credentials import ArcaCredentials
 from shared.gateways.base import PaymentRequest, ReturnUrls
 
@@ -52,13 +51,7 @@ def order_number_of(attempt_ref: str) -> str:
 
 def amount_minor(amount: Money) -> int:
     """The amount ArCa takes, in luma; only whole drams are offered (AMD has no coins in use)."""
-    if amount.currency != "AMD":
-        raise MalipoError(errors.INVALID_CURRENCY, "ArCa iPay takes AMD only")
-    if amount.amount_minor <= 0:
-        raise MalipoError(errors.INVALID_AMOUNT, "the amount must be positive")
-    if amount.amount_minor % 100:
-        raise MalipoError(errors.INVALID_AMOUNT, "ArCa iPay takes whole drams")
-    return amount.amount_minor
+    return amd.whole_drams(amount, "ArCa iPay") * amd.LUMA_PER_DRAM
 
 
 def description_of(request: PaymentRequest) -> str:

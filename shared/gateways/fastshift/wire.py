@@ -22,9 +22,8 @@ from collections.abc import Mapping
 from typing import Any, Final
 from urllib.parse import quote, urlsplit
 
-from shared.domain import errors
-from shared.domain.errors import MalipoError
 from shared.domain.money import Money
+from shared.gateways import amd
 from shared.gateways.base import PaymentRequest
 
 REGISTER_PATH: Final = "order/register"
@@ -38,17 +37,8 @@ MAX_ID_LENGTH: Final = 100
 
 
 def whole_drams(amount: Money) -> int:
-    """The amount FastShift takes: whole drams, positive, within an unsigned int."""
-    if amount.currency != CURRENCY:
-        raise MalipoError(errors.INVALID_CURRENCY, "FastShift takes AMD only")
-    if amount.amount_minor <= 0:
-        raise MalipoError(errors.INVALID_AMOUNT, "the amount must be positive")
-    if amount.amount_minor % DRAM != 0:
-        raise MalipoError(errors.INVALID_AMOUNT, "FastShift takes whole drams")
-    drams = amount.amount_minor // DRAM
-    if drams > MAX_DRAMS:
-        raise MalipoError(errors.AMOUNT_OUT_OF_RANGE, f"FastShift takes at most {MAX_DRAMS} drams")
-    return drams
+    """The amount FastShift takes: whole drams, within an unsigned int."""
+    return amd.whole_drams(amount, "FastShift", MAX_DRAMS)
 
 
 def drams_to_money(value: Any) -> Money | None:

@@ -1,0 +1,165 @@
+"""How Telcell behaves for an invoice: caller-registered scenarios, else as documented.
+
+A scenario is ``{"match": {"amount": 5000} | {"issuer_id": "<reference>"}, ...}``
+(``issuer_id`` decoded, or base64 as the link sent it) with:
+
+* ``"result"``: ``"once"`` (default), ``"twice"`` (the same result, same
+  ``payment_id``, sent again) or ``"none"`` (no result at all);
+* ``"wrong_checksum": true``: the result's ``checksum`` is not the right one;
+* ``"page_delay_s"``: how long the page takes to show;
+* ``"result_delay_s"``: seconds from the decision to the result (default: the
+  sandbox's callback delay).
+
+The newest scenario naming the invoice's issuer_id wins, else the newest matching
+its price (whole drams, as the link sent it), else the default behaviour.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import threading
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Final, Literal
+
+from sandbox.hosted import HostedOrder
+
+ResultMode = Literal["once", "twice", "none"]
+RESULT_MODES: Final[tuple[ResultMode, ...]] = ("once", "twice", "none")
+_KEYS: Final = frozenset({"match", "result", "wrong_checksum", "page_delay_s", "result_delay_s"})
+
+
+class ScenarioError(ValueError):
+    """A scenario document the simulator cannot use; the message says why."""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    id: str
+    match_amount: Decimal | None = None
+    match_issuer_id: str | None = None
+    result: ResultMode = "once"
+    wrong_checksum: bool = False
+    page_delay_s: float = 0.0
+    result_delay_s: float | None = None
+
+    def matches(self, order: HostedOrder) -> bool:
+        if self.match_issuer_id is not None:
+            return self.match_issuer_id in (order.extra["merchant_ref"], order.extra["issuer_id"])
+        return self.match_amount is not None and _decimal(order.amount) == self.match_amount
+
+    def to_json(self) -> dict[str, object]:
+        match: dict[str, object] = (
+            {"issuer_id": self.match_issuer_id}
+            if self.match_issuer_id is not None
+            else {"amount": str(self.match_amount)}
+        )
+        return {
+            "id": self.id,
+            "match": match,
+            "result": self.result,
+            "wrong_checksum": self.wrong_checksum,
+            "page_delay_s": self.page_delay_s,
+            "result_delay_s": self.result_delay_s,
+        }
+
+
+DEFAULT: Final = Scenario("default")
+
+
+class ScenarioBook:
+    """Thread-safe registry of scenarios."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._scenarios: list[Scenario] = []
+        self._ids = itertools.count(1)
+
+    def add(self, document: object) -> Scenario:
+        with self._lock:
+            scenario = parse_scenario(document, f"sc_{next(self._ids)}")
+            self._scenarios.append(scenario)
+            return scenario
+
+    def snapshot(self) -> list[dict[str, object]]:
+        with self._lock:
+            return [s.to_json() for s in self._scenarios]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._scenarios.clear()
+
+    def for_order(self, order: HostedOrder) -> Scenario:
+        with self._lock:
+            newest_first = list(reversed(self._scenarios))
+        for scenario in newest_first:
+            if scenario.match_issuer_id is not None and scenario.matches(order):
+                return scenario
+        for scenario in newest_first:
+            if scenario.match_amount is not None and scenario.matches(order):
+                return scenario
+        return DEFAULT
+
+
+def parse_scenario(document: object, scenario_id: str) -> Scenario:
+    """A scenario from its JSON document; ``ScenarioError`` says what is wrong."""
+    if not isinstance(document, dict):
+        raise ScenarioError("a scenario must be a JSON object")
+    unknown = set(document) - _KEYS
+    if unknown:
+        raise ScenarioError(f"unknown scenario keys: {sorted(unknown)}")
+    amount, issuer_id = _parse_match(document.get("match"))
+    result = document.get("result", "once")
+    if result not in RESULT_MODES:
+        raise ScenarioError(f"result must be one of {list(RESULT_MODES)}")
+    wrong_checksum = document.get("wrong_checksum", False)
+    if not isinstance(wrong_checksum, bool):
+        raise ScenarioError("wrong_checksum must be true or false")
+    return Scenario(
+        id=scenario_id,
+        match_amount=amount,
+        match_issuer_id=issuer_id,
+        result=result,
+        wrong_checksum=wrong_checksum,
+        page_delay_s=_seconds(document.get("page_delay_s"), "page_delay_s") or 0.0,
+        result_delay_s=_seconds(document.get("result_delay_s"), "result_delay_s"),
+    )
+
+
+def _parse_match(match: object) -> tuple[Decimal | None, str | None]:
+    usage = 'match must be {"amount": 5000} or {"issuer_id": "<reference>"}'
+    if not isinstance(match, dict) or len(match) != 1:
+        raise ScenarioError(usage)
+    if "issuer_id" in match:
+        issuer_id = match["issuer_id"]
+        if not isinstance(issuer_id, str) or not issuer_id:
+            raise ScenarioError("match.issuer_id must be a non-empty string")
+        return None, issuer_id
+    if "amount" in match:
+        value = match["amount"]
+        amount = None
+        if not isinstance(value, bool) and isinstance(value, int | float | str):
+            amount = _decimal(str(value))
+        if amount is None or amount <= 0:
+            raise ScenarioError("match.amount must be an amount in drams > 0")
+        return amount, None
+    raise ScenarioError(usage)
+
+
+def _decimal(text: str) -> Decimal | None:
+    try:
+        number = Decimal(text.strip())
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
+def _seconds(value: object, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ScenarioError(f"{name} must be a number of seconds")
+    if value < 0:
+        raise ScenarioError(f"{name} must be >= 0")
+    return float(value)
