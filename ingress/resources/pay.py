@@ -23,10 +23,12 @@ that does not exist.
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import falcon
 import jinja2
@@ -50,6 +52,7 @@ COOKIE = "malipo_pay"
 CHECK_EVERY_S = 5
 REFRESH_S = 3
 HANDOVER_S = 8
+RETRY_WAIT_S = 20
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent.parent / "templates"),
     autoescape=True,
@@ -99,6 +102,8 @@ class PayPages:
             return _not_valid(resp)
         intent, merchant, token = found
         if PaymentStatus(intent.status).is_final:
+            if _retry_pending(req):
+                return _render(resp, "preparing.html")  # the retry's new cycle is queued
             raise falcon.HTTPSeeOther(f"/pay/{intent.id}/return?t={token}")
         resp.set_cookie(
             COOKIE,
@@ -109,13 +114,12 @@ class PayPages:
             http_only=True,
             same_site="Lax",
         )
-        _render(
-            resp,
-            "pay.html",
-            **self._common(intent, merchant),
-            state="paying",
-            action=intent.next_action if intent.status == PaymentStatus.SUBMITTED else None,
-        )
+        action = intent.next_action if intent.status == PaymentStatus.SUBMITTED else None
+        if action is not None and not _web_address(action.get("url")):
+            # Only ever send a customer to an http(s) page, whatever a gateway answered.
+            log.error("next action without an http(s) URL: not shown", payment_id=str(intent.id))
+            action = None
+        _render(resp, "pay.html", **self._common(intent, merchant), state="paying", action=action)
 
     # -- /pay/{id}/return --------------------------------------------------------------------
 
@@ -184,8 +188,10 @@ class PayPages:
             log.info("pay page retry refused", payment_id=str(intent.id), code=exc.error.code)
             raise falcon.HTTPSeeOther(f"/pay/{intent.id}/return?t={token}") from None
         log.info("pay page retry requested", payment_id=str(intent.id))
-        # The new cycle has a new acceptance time, hence a new link: the cookie's stays valid.
-        raise falcon.HTTPSeeOther(f"/pay/{intent.id}?t={token}")
+        # Until the worker has opened the new cycle the payment still looks finished:
+        # the pay page waits for it (a little while) instead of showing the old result.
+        since = int(time.time())
+        raise falcon.HTTPSeeOther(f"/pay/{intent.id}?t={token}&retrying={since}")
 
     # -- /pay/return (cabinet return URLs) ---------------------------------------------------
 
@@ -268,6 +274,16 @@ class PayPages:
             log.warning("return page status check not queued", error=str(exc))
             return
         log.info("return page asked for a status check", payment_id=str(intent.id))
+
+
+def _retry_pending(req: falcon.Request) -> bool:
+    """A retry was asked for moments ago (``retrying`` is when): its cycle may not be open yet."""
+    since = req.get_param("retrying") or ""
+    return since.isascii() and since.isdigit() and 0 <= time.time() - int(since) < RETRY_WAIT_S
+
+
+def _web_address(url: object) -> bool:
+    return isinstance(url, str) and urlsplit(url).scheme in ("http", "https")
 
 
 def _shown(money: Money) -> str:

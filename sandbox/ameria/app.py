@@ -10,16 +10,28 @@ import falcon
 
 from sandbox.ameria import api, control
 from sandbox.ameria.scenarios import ScenarioBook, ScenarioError
-from sandbox.ameria.state import AmeriaState, Clock, RequestRecord, utc_now_iso
+from sandbox.ameria.state import AmeriaState, Clock, RequestRecord
 from sandbox.config import SimulatorConfig
 from sandbox.hosted import HostedPages
+from sandbox.kit import (
+    CONTROL_PREFIX,
+    HealthResource,
+    Recorder,
+    RecordingMiddleware,
+    RequestsResource,
+    ResetResource,
+    is_control,
+    raw_body,
+    utc_now_iso,
+)
 from sandbox.web import REDACTED, ScenariosResource, parsed_body
 
-CONTROL_PREFIX: Final = "/_sim"
 API_ROOT: Final = "/VPOS"
 INIT_PATH: Final = f"{API_ROOT}/api/VPOS/InitPayment"
 DETAILS_PATH: Final = f"{API_ROOT}/api/VPOS/GetPaymentDetails"
 PAY_PATH: Final = f"{API_ROOT}/Payments/Pay"
+# The API's kinds of request (delayed by the sandbox's latency).
+API_KINDS: Final = ("init", "details")
 WsgiApp = falcon.App[falcon.Request, falcon.Response]
 
 
@@ -43,7 +55,8 @@ def create_ameria_simulator(
     state = AmeriaState(clock)
     scenarios = ScenarioBook()
     pages = HostedPages(state, "Ameriabank vPOS", colour="#fbe9e7")
-    app: WsgiApp = falcon.App(middleware=[RecordingMiddleware(state, config.latency_s)])
+    recording = RecordingMiddleware(_kind, _record(state), config.latency_s, delayed=API_KINDS)
+    app: WsgiApp = falcon.App(middleware=[recording])
     app.add_route(INIT_PATH, api.InitPaymentResource(state, scenarios))
     app.add_route(DETAILS_PATH, api.PaymentDetailsResource(state))
     app.add_route(PAY_PATH, api.PayPageResource(state, pages))
@@ -55,46 +68,34 @@ def create_ameria_simulator(
     app.add_route(f"{p}/orders/{{order_id}}/status", orders, suffix="status")
     app.add_route(f"{p}/accounts", control.AccountsResource(state))
     app.add_route(f"{p}/scenarios", ScenariosResource(scenarios, ScenarioError))
-    app.add_route(f"{p}/requests", control.RequestsResource(state))
-    app.add_route(f"{p}/reset", control.ResetResource(state, scenarios))
-    app.add_route(f"{p}/health", control.HealthResource(state))
+    app.add_route(f"{p}/requests", RequestsResource(state.requests, control.KINDS))
+    app.add_route(f"{p}/reset", ResetResource(state.reset, scenarios.clear))
+    app.add_route(f"{p}/health", HealthResource(lambda: control.health(state)))
     return AmeriaSimulator(app, config, state, scenarios, pages)
 
 
-class RecordingMiddleware:
-    """Reads every body into ``req.context.raw_body``; delays and records the vPOS's requests."""
+def _record(state: AmeriaState) -> Recorder:
+    """How the vPOS's requests are kept: query, body (passwords redacted), answer."""
 
-    def __init__(self, state: AmeriaState, latency_s: float) -> None:
-        self._state = state
-        self._latency_s = latency_s
-
-    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        req.context.raw_body = req.bounded_stream.read()
-        if self._latency_s and _kind(req.path) in ("init", "details"):
-            time.sleep(self._latency_s)
-
-    def process_response(
-        self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool
-    ) -> None:
-        kind = _kind(req.path)
-        if kind == "control":
-            return
-        self._state.record(
+    def record(req: falcon.Request, resp: falcon.Response, kind: str) -> None:
+        state.record(
             RequestRecord(
                 method=req.method,
                 path=req.path,
                 kind=kind,
                 query={k: str(v) for k, v in req.params.items()},
-                body=_redacted(parsed_body(getattr(req.context, "raw_body", b""))),
+                body=_redacted(parsed_body(raw_body(req))),
                 status=resp.status_code,
                 response=resp.media if kind != "page" else None,
                 time=utc_now_iso(),
             )
         )
 
+    return record
+
 
 def _kind(path: str) -> str:
-    if path == CONTROL_PREFIX or path.startswith(f"{CONTROL_PREFIX}/"):
+    if is_control(path):
         return "control"
     return {INIT_PATH: "init", DETAILS_PATH: "details", PAY_PATH: "page"}.get(
         path, "page" if path.startswith("/_page/") else "other"

@@ -20,12 +20,12 @@ it was registered under.
 
 from __future__ import annotations
 
-import itertools
 import math
-import threading
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from typing import Final
+
+from sandbox.kit import ScenarioList
 
 DEFAULT_DECLINE_CODE: Final = "0100"
 _KEYS: Final = frozenset(
@@ -85,27 +85,11 @@ class Decision:
     init_error: int | None  # an HTTP status to answer InitPayment with instead
 
 
-class ScenarioBook:
+class ScenarioBook(ScenarioList[Scenario]):
     """Thread-safe list of scenarios; counts injected errors down atomically."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._scenarios: list[Scenario] = []
-        self._ids = itertools.count(1)
-
-    def add(self, document: object) -> Scenario:
-        with self._lock:
-            scenario = parse_scenario(document, f"sc_{next(self._ids)}")
-            self._scenarios.append(scenario)
-            return scenario
-
-    def snapshot(self) -> list[dict[str, object]]:
-        with self._lock:
-            return [s.to_json() for s in self._scenarios]
-
-    def clear(self) -> None:
-        with self._lock:
-            self._scenarios.clear()
+        super().__init__(parse_scenario)
 
     def decide(self, amount: Decimal | None) -> Decision:
         """The scenario for an InitPayment of ``amount``; consumes one injected error."""

@@ -16,13 +16,13 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final
 from urllib.parse import urlencode
 
 from sandbox.ameria.scenarios import Scenario
 from sandbox.hosted import HostedOrder
+from sandbox.kit import utc_now_iso
 
 Clock = Callable[[], float]
 
@@ -42,10 +42,6 @@ PAYMENT_STATES: Final = {
 }
 APPROVED_CODE: Final = "00"
 NO_PAYMENT_YET: Final = "0-100"  # table 1: "no_payments_yet"
-
-
-def utc_now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 @dataclass(frozen=True)

@@ -11,15 +11,27 @@ import falcon
 
 from sandbox.arca import api, control
 from sandbox.arca.scenarios import ScenarioBook, ScenarioError
-from sandbox.arca.state import PAGE_PATH, ArcaState, Clock, RequestRecord, utc_now_iso
+from sandbox.arca.state import PAGE_PATH, ArcaState, Clock, RequestRecord
 from sandbox.config import SimulatorConfig
 from sandbox.hosted import HostedPages
+from sandbox.kit import (
+    CONTROL_PREFIX,
+    HealthResource,
+    Recorder,
+    RecordingMiddleware,
+    RequestsResource,
+    ResetResource,
+    is_control,
+    raw_body,
+    utc_now_iso,
+)
 from sandbox.web import REDACTED, ScenariosResource, parsed_body
 
-CONTROL_PREFIX: Final = "/_sim"
 API_ROOT: Final = "/payment/rest"
 REGISTER_PATH: Final = f"{API_ROOT}/register.do"
 STATUS_PATH: Final = f"{API_ROOT}/getOrderStatusExtended.do"
+# The API's kinds of request (delayed by the sandbox's latency; their bodies are forms).
+API_KINDS: Final = ("register", "status")
 WsgiApp = falcon.App[falcon.Request, falcon.Response]
 
 
@@ -43,7 +55,10 @@ def create_arca_simulator(
     state = ArcaState(clock)
     scenarios = ScenarioBook()
     pages = HostedPages(state, "ArCa iPay", colour="#e3f2fd")
-    app: WsgiApp = falcon.App(middleware=[RecordingMiddleware(state, config.latency_s)])
+    recording = RecordingMiddleware(
+        _kind, _record(state), config.latency_s, delayed=("register", "status")
+    )
+    app: WsgiApp = falcon.App(middleware=[recording])
     app.add_route(REGISTER_PATH, api.RegisterResource(state, scenarios))
     app.add_route(STATUS_PATH, api.StatusResource(state))
     app.add_route(PAGE_PATH, api.PayPageResource(state, pages))
@@ -55,33 +70,19 @@ def create_arca_simulator(
     app.add_route(f"{p}/orders/{{order_id}}/status", orders, suffix="status")
     app.add_route(f"{p}/accounts", control.AccountsResource(state))
     app.add_route(f"{p}/scenarios", ScenariosResource(scenarios, ScenarioError))
-    app.add_route(f"{p}/requests", control.RequestsResource(state))
-    app.add_route(f"{p}/reset", control.ResetResource(state, scenarios))
-    app.add_route(f"{p}/health", control.HealthResource(state))
+    app.add_route(f"{p}/requests", RequestsResource(state.requests, control.KINDS))
+    app.add_route(f"{p}/reset", ResetResource(state.reset, scenarios.clear))
+    app.add_route(f"{p}/health", HealthResource(lambda: control.health(state)))
     return ArcaSimulator(app, config, state, scenarios, pages)
 
 
-class RecordingMiddleware:
-    """Reads every body into ``req.context.raw_body``; delays and records the engine's requests."""
+def _record(state: ArcaState) -> Recorder:
+    """How the engine's requests are kept: query, body (passwords redacted), answer."""
 
-    def __init__(self, state: ArcaState, latency_s: float) -> None:
-        self._state = state
-        self._latency_s = latency_s
-
-    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        req.context.raw_body = req.bounded_stream.read()
-        if self._latency_s and _kind(req.path) in ("register", "status"):
-            time.sleep(self._latency_s)
-
-    def process_response(
-        self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool
-    ) -> None:
-        kind = _kind(req.path)
-        if kind == "control":
-            return
-        raw = getattr(req.context, "raw_body", b"")
-        body = _form(raw) if kind in ("register", "status") else parsed_body(raw)
-        self._state.record(
+    def record(req: falcon.Request, resp: falcon.Response, kind: str) -> None:
+        raw = raw_body(req)
+        body = _form(raw) if kind in API_KINDS else parsed_body(raw)
+        state.record(
             RequestRecord(
                 method=req.method,
                 path=req.path,
@@ -94,6 +95,8 @@ class RecordingMiddleware:
             )
         )
 
+    return record
+
 
 def _form(raw: bytes) -> object:
     try:
@@ -103,7 +106,7 @@ def _form(raw: bytes) -> object:
 
 
 def _kind(path: str) -> str:
-    if path == CONTROL_PREFIX or path.startswith(f"{CONTROL_PREFIX}/"):
+    if is_control(path):
         return "control"
     return {REGISTER_PATH: "register", STATUS_PATH: "status", PAGE_PATH: "page"}.get(
         path, "page" if path.startswith("/_page/") else "other"

@@ -9,7 +9,6 @@ from typing import Final
 
 import falcon
 
-from sandbox.arca.scenarios import ScenarioBook
 from sandbox.arca.state import ORDER_STATUSES, ArcaState
 from sandbox.hosted import HostedOrder
 from sandbox.web import json_object
@@ -86,35 +85,6 @@ class AccountsResource:
         resp.media = merchant.to_json()
 
 
-class RequestsResource:
-    """``GET /_sim/requests?kind=register|status|page|other``: requests, passwords redacted."""
-
-    def __init__(self, state: ArcaState) -> None:
-        self._state = state
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        kind = req.get_param("kind")
-        if kind is not None and kind not in KINDS:
-            raise falcon.HTTPBadRequest(description=f"kind must be one of {list(KINDS)}")
-        resp.media = {"requests": [r.to_json() for r in self._state.requests(kind)]}
-
-
-class ResetResource:
-    """``POST /_sim/reset``: forget every order, request, scenario and added merchant."""
-
-    def __init__(self, state: ArcaState, scenarios: ScenarioBook) -> None:
-        self._state = state
-        self._scenarios = scenarios
-
-    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self._state.reset()
-        self._scenarios.clear()
-        resp.media = {"reset": True}
-
-
-class HealthResource:
-    def __init__(self, state: ArcaState) -> None:
-        self._state = state
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = {"status": "ok", "gateway": "arca", "orders": len(self._state.orders())}
+def health(state: ArcaState) -> dict[str, object]:
+    """What ``GET /_sim/health`` reports besides ``"status": "ok"``."""
+    return {"gateway": "arca", "orders": len(state.orders())}

@@ -16,7 +16,6 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import urlencode
 
@@ -48,10 +47,6 @@ ACTION_DESCRIPTIONS: Final = {
     -2007: "Payment time limit exceeded",
 }
 PAGE_PATH: Final = "/payment/merchants/ipay/payment.html"
-
-
-def utc_now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,26 @@ from sandbox.config import SimulatorConfig
 from sandbox.fastshift import api, control
 from sandbox.fastshift.checkout import FastShiftCheckout
 from sandbox.fastshift.scenarios import ScenarioBook, ScenarioError
-from sandbox.fastshift.state import Clock, RequestRecord, SimulatorState, utc_now_iso
+from sandbox.fastshift.state import Clock, RequestRecord, SimulatorState
 from sandbox.fastshift.webhooks import WebhookDispatcher
 from sandbox.hosted import HostedPages
+from sandbox.kit import (
+    CONTROL_PREFIX,
+    DeliveriesResource,
+    HealthResource,
+    Recorder,
+    RecordingMiddleware,
+    RequestsResource,
+    ResetResource,
+    is_control,
+    raw_body,
+    utc_now_iso,
+)
 from sandbox.web import ScenariosResource, parsed_body, redacted_headers
 
 API_ROOT: Final = "/api/en/vpos"
-CONTROL_PREFIX: Final = "/_sim"
+# The API's kinds of request (delayed by the sandbox's latency).
+API_KINDS: Final = ("register", "status")
 PAGE_TITLE: Final = "Pay by FastShift"
 PAGE_COLOUR: Final = "#e6f4ef"
 WsgiApp = falcon.App[falcon.Request, falcon.Response]
@@ -70,7 +83,8 @@ def create_fastshift_simulator(
     )
     checkout = FastShiftCheckout(state, dispatcher)
     pages = HostedPages(checkout, PAGE_TITLE, PAGE_COLOUR)
-    app: WsgiApp = falcon.App(middleware=[RecordingMiddleware(state, config.latency_s)])
+    recording = RecordingMiddleware(_kind, _record(state), config.latency_s, delayed=API_KINDS)
+    app: WsgiApp = falcon.App(middleware=[recording])
     app.add_route(
         f"{API_ROOT}/order/register",
         api.RegisterResource(state, scenarios, checkout, config, page_base_url(env)),
@@ -97,47 +111,35 @@ def _add_control_routes(
     app.add_route(f"{p}/orders/{{order_id}}/expire", orders, suffix="expire")
     app.add_route(f"{p}/accounts", control.AccountsResource(state))
     app.add_route(f"{p}/scenarios", ScenariosResource(scenarios, ScenarioError))
-    app.add_route(f"{p}/requests", control.RequestsResource(state))
-    app.add_route(f"{p}/deliveries", control.DeliveriesResource(state))
-    app.add_route(f"{p}/reset", control.ResetResource(state, scenarios, dispatcher))
-    app.add_route(f"{p}/health", control.HealthResource(state, dispatcher))
+    app.add_route(f"{p}/requests", RequestsResource(state.requests))
+    app.add_route(f"{p}/deliveries", DeliveriesResource(state.deliveries, "order_number"))
+    app.add_route(f"{p}/reset", ResetResource(dispatcher.clear, scenarios.clear, state.reset))
+    app.add_route(f"{p}/health", HealthResource(lambda: control.health(state, dispatcher)))
 
 
-class RecordingMiddleware:
-    """Reads every body into ``req.context.raw_body``; delays and records API calls."""
+def _record(state: SimulatorState) -> Recorder:
+    """How API calls and page requests are kept: headers (token redacted), body, answer."""
 
-    def __init__(self, state: SimulatorState, latency_s: float) -> None:
-        self._state = state
-        self._latency_s = latency_s
-
-    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        req.context.raw_body = req.bounded_stream.read()
-        if self._latency_s and _kind(req.path) in ("register", "status"):
-            time.sleep(self._latency_s)
-
-    def process_response(
-        self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool
-    ) -> None:
-        kind = _kind(req.path)
-        if kind == "control":
-            return
-        self._state.record_request(
+    def record(req: falcon.Request, resp: falcon.Response, kind: str) -> None:
+        state.record_request(
             RequestRecord(
                 method=req.method,
                 path=req.path,
                 kind=kind,
                 query={k: str(v) for k, v in req.params.items()},
                 headers=redacted_headers(req),
-                body=parsed_body(getattr(req.context, "raw_body", b"")),
+                body=parsed_body(raw_body(req)),
                 status=resp.status_code,
                 response=resp.media,
                 time=utc_now_iso(),
             )
         )
 
+    return record
+
 
 def _kind(path: str) -> str:
-    if path == CONTROL_PREFIX or path.startswith(f"{CONTROL_PREFIX}/"):
+    if is_control(path):
         return "control"
     if path == f"{API_ROOT}/order/register":
         return "register"

@@ -1,4 +1,6 @@
-"""The ``/_sim`` controls: orders, accounts, records, reset and health.
+"""The FastShift simulator's own ``/_sim`` controls: orders, accounts, what health reports.
+
+The records, reset and health resources are ``sandbox/kit.py``'s.
 
 Bad input is answered 400 with falcon's JSON error document (``title``,
 ``description``), unknown ids 404. Deciding an order is the shared page's
@@ -10,7 +12,6 @@ from __future__ import annotations
 import falcon
 
 from sandbox.fastshift.checkout import FastShiftCheckout
-from sandbox.fastshift.scenarios import ScenarioBook
 from sandbox.fastshift.state import Order, SimulatorState
 from sandbox.fastshift.webhooks import WebhookDispatcher
 from sandbox.web import json_object
@@ -92,49 +93,11 @@ class AccountsResource:
         resp.media = account.to_json(show_token=True)
 
 
-class RequestsResource:
-    def __init__(self, state: SimulatorState) -> None:
-        self._state = state
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        kind = req.get_param("kind")
-        resp.media = {"requests": [r.to_json() for r in self._state.requests(kind)]}
-
-
-class DeliveriesResource:
-    def __init__(self, state: SimulatorState) -> None:
-        self._state = state
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        order = req.get_param("order_number")
-        resp.media = {"deliveries": [d.to_json() for d in self._state.deliveries(order)]}
-
-
-class ResetResource:
-    def __init__(
-        self, state: SimulatorState, scenarios: ScenarioBook, dispatcher: WebhookDispatcher
-    ) -> None:
-        self._state = state
-        self._scenarios = scenarios
-        self._dispatcher = dispatcher
-
-    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self._dispatcher.clear()
-        self._scenarios.clear()
-        self._state.reset()
-        resp.media = {"reset": True}
-
-
-class HealthResource:
-    def __init__(self, state: SimulatorState, dispatcher: WebhookDispatcher) -> None:
-        self._state = state
-        self._dispatcher = dispatcher
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = {
-            "status": "ok",
-            "accounts": len(self._state.accounts()),
-            "orders": len(self._state.orders()),
-            "pending_deliveries": self._dispatcher.pending(),
-            "delivery_thread_alive": self._dispatcher.is_alive(),
-        }
+def health(state: SimulatorState, dispatcher: WebhookDispatcher) -> dict[str, object]:
+    """What ``GET /_sim/health`` reports besides ``"status": "ok"``."""
+    return {
+        "accounts": len(state.accounts()),
+        "orders": len(state.orders()),
+        "pending_deliveries": dispatcher.pending(),
+        "delivery_thread_alive": dispatcher.is_alive(),
+    }

@@ -22,11 +22,11 @@ Document (``POST /_sim/scenarios``)::
 
 from __future__ import annotations
 
-import itertools
 import math
-import threading
 from dataclasses import dataclass, replace
-from typing import Any, Final, Literal
+from typing import Final, Literal
+
+from sandbox.kit import ScenarioList
 
 ResultMode = Literal["once", "twice", "none"]
 WebhookFormat = Literal["json", "form"]
@@ -122,13 +122,11 @@ class Decision:
     register_error: int | None  # an HTTP status to answer the register with instead
 
 
-class ScenarioBook:
+class ScenarioBook(ScenarioList[Scenario]):
     """Thread-safe registry of scenarios; consumes injected register errors atomically."""
 
     def __init__(self, default_webhook_delay_s: float) -> None:
-        self._lock = threading.Lock()
-        self._scenarios: list[Scenario] = []
-        self._ids = itertools.count(1)
+        super().__init__(parse_scenario)
         self._default = OrderPlan(
             result="once",
             webhook_delay_s=default_webhook_delay_s,
@@ -139,20 +137,6 @@ class ScenarioBook:
             register_delay_s=0.0,
             source="default",
         )
-
-    def add(self, document: Any, /) -> Scenario:
-        with self._lock:
-            scenario = parse_scenario(document, f"sc_{next(self._ids)}")
-            self._scenarios.append(scenario)
-            return scenario
-
-    def snapshot(self) -> list[dict[str, object]]:
-        with self._lock:
-            return [s.to_json() for s in self._scenarios]
-
-    def clear(self) -> None:
-        with self._lock:
-            self._scenarios.clear()
 
     def decide(self, order_number: str, amount: int) -> Decision:
         """The plan for a new order; a register error is counted when it is given."""

@@ -38,10 +38,6 @@ PAGE_TO_FASTSHIFT: Final = {
 }
 
 
-def utc_now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
 def fastshift_datetime(at: datetime) -> str:
     """FastShift's ``yyyy-mm-dd HH:MM:SS`` (Yerevan time)."""
     return at.astimezone(YEREVAN).strftime("%Y-%m-%d %H:%M:%S")

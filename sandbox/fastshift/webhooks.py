@@ -18,7 +18,8 @@ from typing import Final
 import requests
 
 from sandbox.due import DueQueue
-from sandbox.fastshift.state import Clock, DeliveryRecord, Order, utc_now_iso
+from sandbox.fastshift.state import Clock, DeliveryRecord, Order
+from sandbox.kit import utc_now_iso
 
 logger = logging.getLogger(__name__)
 USER_AGENT: Final = "FastShift-Simulator/1.0"

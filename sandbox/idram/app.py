@@ -9,7 +9,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from typing import Final
-from urllib.parse import parse_qsl
 
 import falcon
 
@@ -31,25 +30,37 @@ from sandbox.idram.state import (
     BillConflict,
     IdramState,
     RequestRecord,
+)
+from sandbox.kit import (
+    CONTROL_PREFIX,
+    DeliveriesResource,
+    HealthResource,
+    Recorder,
+    RecordingMiddleware,
+    RequestsResource,
+    ResetResource,
+    cabinet_urls,
+    form_fields,
+    is_control,
+    raw_body,
+    redacted_fields,
     utc_now_iso,
 )
-from sandbox.web import REDACTED, ScenariosResource
+from sandbox.web import ScenariosResource
 
 PAYMENT_PATH: Final = "/Payment/GetPayment"
-CONTROL_PREFIX: Final = "/_sim"
 LANGUAGES: Final = ("EN", "AM", "RU")
 # The customer waits on Idram's page while the precheck is asked: never long.
 PRECHECK_TIMEOUT_S: Final = 5.0
 MAX_FIELD_LENGTH: Final = 200
+# Form fields whose values requests are recorded without.
+_SECRET: Final = ("secret", "key", "password")
 WsgiApp = falcon.App[falcon.Request, falcon.Response]
 
 
 def form_of(raw: bytes) -> dict[str, str]:
     """A form body's fields (first value of each name); undecodable bytes replaced."""
-    fields: dict[str, str] = {}
-    for name, value in parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True):
-        fields.setdefault(name, value)
-    return fields
+    return form_fields(raw.decode("utf-8", "replace"))
 
 
 def error_page(resp: falcon.Response, status: int, message: str) -> None:
@@ -210,15 +221,7 @@ class IdramSimulator:
 def builtin_account(environ: Mapping[str, str]) -> Account:
     """The built-in account, its cabinet from ``SANDBOX_IDRAM_RESULT_URL``,
     ``SANDBOX_IDRAM_SUCCESS_URL`` and ``SANDBOX_IDRAM_FAIL_URL`` when set."""
-    changes: dict[str, str] = {}
-    for name in ("result_url", "success_url", "fail_url"):
-        variable = f"SANDBOX_IDRAM_{name.upper()}"
-        value = environ.get(variable, "").strip()
-        if value:
-            if not value.startswith(("http://", "https://")):
-                raise ValueError(f"{variable} must be an http(s) URL")
-            changes[name] = value
-    return replace(BUILTIN_ACCOUNT, **changes)
+    return replace(BUILTIN_ACCOUNT, **cabinet_urls(environ, "idram"))
 
 
 def create_idram_simulator(
@@ -233,7 +236,8 @@ def create_idram_simulator(
     sender = ResultSender(state.record_delivery, clock=clock, timeout_s=config.callback_timeout_s)
     checkout = IdramCheckout(state, scenarios, sender, config)
     pages = HostedPages(checkout, "Idram", colour="#fdeede")
-    app: WsgiApp = falcon.App(middleware=[RecordingMiddleware(state, config.latency_s)])
+    recording = RecordingMiddleware(_kind, _record(state), config.latency_s)
+    app: WsgiApp = falcon.App(middleware=[recording])
     app.add_route(PAYMENT_PATH, PaymentResource(state))
     pages.add_routes(app)
     p = CONTROL_PREFIX
@@ -243,55 +247,37 @@ def create_idram_simulator(
     app.add_route(f"{p}/orders/{{order_id}}", orders, suffix="one")
     app.add_route(f"{p}/orders/{{order_id}}/resend", orders, suffix="resend")
     app.add_route(f"{p}/scenarios", ScenariosResource(scenarios, ScenarioError))
-    app.add_route(f"{p}/requests", control.RequestsResource(state))
-    app.add_route(f"{p}/deliveries", control.DeliveriesResource(state))
-    app.add_route(f"{p}/reset", control.ResetResource(state, scenarios, sender))
-    app.add_route(f"{p}/health", control.HealthResource(state, sender))
+    app.add_route(f"{p}/requests", RequestsResource(state.requests))
+    app.add_route(f"{p}/deliveries", DeliveriesResource(state.deliveries, "order"))
+    app.add_route(f"{p}/reset", ResetResource(sender.clear, scenarios.clear, state.reset))
+    app.add_route(f"{p}/health", HealthResource(lambda: control.health(state, sender)))
     return IdramSimulator(app, config, state, scenarios, sender, checkout, pages)
 
 
-class RecordingMiddleware:
-    """Reads every body into ``req.context.raw_body``; delays and records Idram-side requests."""
+def _record(state: IdramState) -> Recorder:
+    """How Idram-side requests are kept: their query and form fields, secrets redacted."""
 
-    def __init__(self, state: IdramState, latency_s: float) -> None:
-        self._state = state
-        self._latency_s = latency_s
-
-    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        req.context.raw_body = req.bounded_stream.read()
-        if self._latency_s and _kind(req.path) != "control":
-            time.sleep(self._latency_s)
-
-    def process_response(
-        self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool
-    ) -> None:
-        kind = _kind(req.path)
-        if kind == "control":
-            return
-        form = form_of(getattr(req.context, "raw_body", b"") or b"")
-        self._state.record_request(
+    def record(req: falcon.Request, resp: falcon.Response, kind: str) -> None:
+        state.record_request(
             RequestRecord(
                 method=req.method,
                 path=req.path,
                 kind=kind,
-                query=_redacted(form_of(req.query_string.encode())),
-                form=_redacted(form),
+                query=redacted_fields(form_of(req.query_string.encode()), _SECRET),
+                form=redacted_fields(form_of(raw_body(req)), _SECRET),
                 status=resp.status_code,
                 time=utc_now_iso(),
             )
         )
 
+    return record
+
 
 def _kind(path: str) -> str:
-    if path == CONTROL_PREFIX or path.startswith(f"{CONTROL_PREFIX}/"):
+    if is_control(path):
         return "control"
     if path == PAYMENT_PATH:
         return "payment"
     if path.startswith("/_page/"):
         return "page"
     return "other"
-
-
-def _redacted(fields: Mapping[str, str]) -> dict[str, str]:
-    secret = ("secret", "key", "password")
-    return {k: REDACTED if any(s in k.lower() for s in secret) else v for k, v in fields.items()}

@@ -1,4 +1,6 @@
-"""The Idram simulator's ``/_sim`` controls: the cabinet, orders, records, reset, health.
+"""The Idram simulator's own ``/_sim`` controls: the cabinet, orders, what health reports.
+
+The records, reset and health resources are ``sandbox/kit.py``'s.
 
 Bad input is answered 400 with falcon's JSON error document, unknown ids 404.
 """
@@ -9,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 import falcon
 
-from sandbox.idram.scenarios import ScenarioBook
 from sandbox.idram.state import BUILTIN_ACCOUNT, IdramState
 from sandbox.web import json_object
 
@@ -102,51 +103,11 @@ class OrdersResource:
         resp.media = {"scheduled": True, "order_id": order.order_id, "url": delivery.url}
 
 
-class RequestsResource:
-    """``GET /_sim/requests?kind=payment|page``: requests to Idram's side, oldest first."""
-
-    def __init__(self, state: IdramState) -> None:
-        self._state = state
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        kind = req.get_param("kind")
-        resp.media = {"requests": [r.to_json() for r in self._state.requests(kind)]}
-
-
-class DeliveriesResource:
-    """``GET /_sim/deliveries?order=<id or bill>``: every call to a RESULT_URL, oldest first."""
-
-    def __init__(self, state: IdramState) -> None:
-        self._state = state
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        key = req.get_param("order")
-        resp.media = {"deliveries": [d.to_json() for d in self._state.deliveries(key)]}
-
-
-class ResetResource:
-    def __init__(self, state: IdramState, scenarios: ScenarioBook, sender: ResultSender) -> None:
-        self._state = state
-        self._scenarios = scenarios
-        self._sender = sender
-
-    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self._sender.clear()
-        self._scenarios.clear()
-        self._state.reset()
-        resp.media = {"reset": True}
-
-
-class HealthResource:
-    def __init__(self, state: IdramState, sender: ResultSender) -> None:
-        self._state = state
-        self._sender = sender
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = {
-            "status": "ok",
-            "gateway": "idram",
-            "accounts": len(self._state.accounts()),
-            "orders": len(self._state.orders()),
-            "pending_results": self._sender.pending(),
-        }
+def health(state: IdramState, sender: ResultSender) -> dict[str, object]:
+    """What ``GET /_sim/health`` reports besides ``"status": "ok"``."""
+    return {
+        "gateway": "idram",
+        "accounts": len(state.accounts()),
+        "orders": len(state.orders()),
+        "pending_results": sender.pending(),
+    }

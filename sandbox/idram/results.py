@@ -20,7 +20,8 @@ import requests
 
 from sandbox.due import Clock, DueQueue
 from sandbox.hosted import HostedOrder
-from sandbox.idram.state import DeliveryRecord, utc_now_iso
+from sandbox.idram.state import DeliveryRecord
+from sandbox.kit import utc_now_iso
 
 HEADERS: Final = {"User-Agent": "Idram-Merchant-Interface/sandbox"}
 NO_RESULT_URL: Final = "no RESULT_URL in the account's cabinet"

@@ -14,7 +14,7 @@ import secrets
 import threading
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Final
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -23,10 +23,6 @@ from sandbox.web import REDACTED
 
 # Idram's clock: Yerevan, UTC+4 all year.
 YEREVAN: Final = timezone(timedelta(hours=4))
-
-
-def utc_now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def with_bill(url: str | None, bill_no: str) -> str | None:

@@ -12,13 +12,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from typing import Final
-from urllib.parse import parse_qsl
 
 import falcon
 
 from sandbox.config import SimulatorConfig
 from sandbox.due import Clock
 from sandbox.hosted import HostedOrder, HostedPages
+from sandbox.kit import (
+    CONTROL_PREFIX,
+    DeliveriesResource,
+    HealthResource,
+    Recorder,
+    RecordingMiddleware,
+    RequestsResource,
+    ResetResource,
+    cabinet_urls,
+    form_fields,
+    is_control,
+    raw_body,
+    redacted_fields,
+    utc_now_iso,
+)
 from sandbox.telcell import control
 from sandbox.telcell.results import (
     CURRENCY,
@@ -36,12 +50,10 @@ from sandbox.telcell.state import (
     RequestRecord,
     Shop,
     TelcellState,
-    utc_now_iso,
 )
-from sandbox.web import REDACTED, ScenariosResource
+from sandbox.web import ScenariosResource
 
 INVOICE_PATH: Final = "/invoices"
-CONTROL_PREFIX: Final = "/_sim"
 LANGUAGES: Final = ("am", "en", "ru")
 REQUIRED: Final = (
     "action",
@@ -54,15 +66,9 @@ REQUIRED: Final = (
     "security_code",
 )
 MAX_FIELD_LENGTH: Final = 500
+# Fields whose values requests are recorded without.
+_SECRET: Final = ("secret", "shop_key", "password")
 WsgiApp = falcon.App[falcon.Request, falcon.Response]
-
-
-def fields_of(text: str) -> dict[str, str]:
-    """Form or query fields (first value of each name), ``+`` read as a space."""
-    fields: dict[str, str] = {}
-    for name, value in parse_qsl(text, keep_blank_values=True):
-        fields.setdefault(name, value)
-    return fields
 
 
 def error_page(resp: falcon.Response, status: int, message: str) -> None:
@@ -156,11 +162,11 @@ class InvoiceResource:
         self._state = state
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self._open(req, resp, fields_of(req.query_string))
+        self._open(req, resp, form_fields(req.query_string))
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = (req.context.raw_body or b"").decode("utf-8", "replace")
-        self._open(req, resp, {**fields_of(req.query_string), **fields_of(body)})
+        self._open(req, resp, {**form_fields(req.query_string), **form_fields(body)})
 
     def _open(self, req: falcon.Request, resp: falcon.Response, params: dict[str, str]) -> None:
         problem = _params_problem(params)
@@ -229,15 +235,7 @@ class TelcellSimulator:
 def builtin_shop(environ: Mapping[str, str]) -> Shop:
     """The built-in shop, its cabinet from ``SANDBOX_TELCELL_RESULT_URL``,
     ``SANDBOX_TELCELL_SUCCESS_URL`` and ``SANDBOX_TELCELL_FAIL_URL`` when set."""
-    changes: dict[str, str] = {}
-    for name in ("result_url", "success_url", "fail_url"):
-        variable = f"SANDBOX_TELCELL_{name.upper()}"
-        value = environ.get(variable, "").strip()
-        if value:
-            if not value.startswith(("http://", "https://")):
-                raise ValueError(f"{variable} must be an http(s) URL")
-            changes[name] = value
-    return replace(BUILTIN_SHOP, **changes)
+    return replace(BUILTIN_SHOP, **cabinet_urls(environ, "telcell"))
 
 
 def create_telcell_simulator(
@@ -252,7 +250,8 @@ def create_telcell_simulator(
     sender = ResultSender(state.record_delivery, clock=clock, timeout_s=config.callback_timeout_s)
     checkout = TelcellCheckout(state, scenarios, sender, config)
     pages = HostedPages(checkout, "Telcell Money", colour="#e3eefa")
-    app: WsgiApp = falcon.App(middleware=[RecordingMiddleware(state, config.latency_s)])
+    recording = RecordingMiddleware(_kind, _record(state), config.latency_s)
+    app: WsgiApp = falcon.App(middleware=[recording])
     app.add_route(INVOICE_PATH, InvoiceResource(state))
     pages.add_routes(app)
     p = CONTROL_PREFIX
@@ -262,55 +261,38 @@ def create_telcell_simulator(
     app.add_route(f"{p}/orders/{{order_id}}", orders, suffix="one")
     app.add_route(f"{p}/orders/{{order_id}}/resend", orders, suffix="resend")
     app.add_route(f"{p}/scenarios", ScenariosResource(scenarios, ScenarioError))
-    app.add_route(f"{p}/requests", control.RequestsResource(state))
-    app.add_route(f"{p}/deliveries", control.DeliveriesResource(state))
-    app.add_route(f"{p}/reset", control.ResetResource(state, scenarios, sender))
-    app.add_route(f"{p}/health", control.HealthResource(state, sender))
+    app.add_route(f"{p}/requests", RequestsResource(state.requests))
+    app.add_route(f"{p}/deliveries", DeliveriesResource(state.deliveries, "order"))
+    app.add_route(f"{p}/reset", ResetResource(sender.clear, scenarios.clear, state.reset))
+    app.add_route(f"{p}/health", HealthResource(lambda: control.health(state, sender)))
     return TelcellSimulator(app, config, state, scenarios, sender, checkout, pages)
 
 
-class RecordingMiddleware:
-    """Reads every body into ``req.context.raw_body``; delays and records Telcell-side requests."""
+def _record(state: TelcellState) -> Recorder:
+    """How Telcell-side requests are kept: their query and form fields, keys redacted."""
 
-    def __init__(self, state: TelcellState, latency_s: float) -> None:
-        self._state = state
-        self._latency_s = latency_s
-
-    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        req.context.raw_body = req.bounded_stream.read()
-        if self._latency_s and _kind(req.path) != "control":
-            time.sleep(self._latency_s)
-
-    def process_response(
-        self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool
-    ) -> None:
-        kind = _kind(req.path)
-        if kind == "control":
-            return
-        body = (getattr(req.context, "raw_body", b"") or b"").decode("utf-8", "replace")
-        self._state.record_request(
+    def record(req: falcon.Request, resp: falcon.Response, kind: str) -> None:
+        body = raw_body(req).decode("utf-8", "replace")
+        state.record_request(
             RequestRecord(
                 method=req.method,
                 path=req.path,
                 kind=kind,
-                query=_redacted(fields_of(req.query_string)),
-                form=_redacted(fields_of(body)),
+                query=redacted_fields(form_fields(req.query_string), _SECRET),
+                form=redacted_fields(form_fields(body), _SECRET),
                 status=resp.status_code,
                 time=utc_now_iso(),
             )
         )
 
+    return record
+
 
 def _kind(path: str) -> str:
-    if path == CONTROL_PREFIX or path.startswith(f"{CONTROL_PREFIX}/"):
+    if is_control(path):
         return "control"
     if path == INVOICE_PATH:
         return "invoice"
     if path.startswith("/_page/"):
         return "page"
     return "other"
-
-
-def _redacted(fields: Mapping[str, str]) -> dict[str, str]:
-    secret = ("secret", "shop_key", "password")
-    return {k: REDACTED if any(s in k.lower() for s in secret) else v for k, v in fields.items()}

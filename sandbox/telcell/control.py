@@ -1,4 +1,6 @@
-"""The Telcell simulator's ``/_sim`` controls: the cabinet, invoices, records, reset, health.
+"""The Telcell simulator's own ``/_sim`` controls: the cabinet, invoices, what health reports.
+
+The records, reset and health resources are ``sandbox/kit.py``'s.
 
 Bad input is answered 400 with falcon's JSON error document, unknown ids 404.
 """
@@ -9,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 import falcon
 
-from sandbox.telcell.scenarios import ScenarioBook
 from sandbox.telcell.state import BUILTIN_SHOP, TelcellState
 from sandbox.web import json_object
 
@@ -100,51 +101,11 @@ class OrdersResource:
         resp.media = {"scheduled": True, "order_id": order.order_id, "url": delivery.url}
 
 
-class RequestsResource:
-    """``GET /_sim/requests?kind=invoice|page``: requests to Telcell's side, oldest first."""
-
-    def __init__(self, state: TelcellState) -> None:
-        self._state = state
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        kind = req.get_param("kind")
-        resp.media = {"requests": [r.to_json() for r in self._state.requests(kind)]}
-
-
-class DeliveriesResource:
-    """``GET /_sim/deliveries?order=<invoice or reference>``: every result posted, oldest first."""
-
-    def __init__(self, state: TelcellState) -> None:
-        self._state = state
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        key = req.get_param("order")
-        resp.media = {"deliveries": [d.to_json() for d in self._state.deliveries(key)]}
-
-
-class ResetResource:
-    def __init__(self, state: TelcellState, scenarios: ScenarioBook, sender: ResultSender) -> None:
-        self._state = state
-        self._scenarios = scenarios
-        self._sender = sender
-
-    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self._sender.clear()
-        self._scenarios.clear()
-        self._state.reset()
-        resp.media = {"reset": True}
-
-
-class HealthResource:
-    def __init__(self, state: TelcellState, sender: ResultSender) -> None:
-        self._state = state
-        self._sender = sender
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = {
-            "status": "ok",
-            "gateway": "telcell",
-            "shops": len(self._state.shops()),
-            "orders": len(self._state.orders()),
-            "pending_results": self._sender.pending(),
-        }
+def health(state: TelcellState, sender: ResultSender) -> dict[str, object]:
+    """What ``GET /_sim/health`` reports besides ``"status": "ok"``."""
+    return {
+        "gateway": "telcell",
+        "shops": len(state.shops()),
+        "orders": len(state.orders()),
+        "pending_results": sender.pending(),
+    }

@@ -21,7 +21,8 @@ import requests
 
 from sandbox.due import Clock, DueQueue
 from sandbox.hosted import HostedOrder
-from sandbox.telcell.state import DeliveryRecord, utc_now_iso
+from sandbox.kit import utc_now_iso
+from sandbox.telcell.state import DeliveryRecord
 
 HEADERS: Final = {"User-Agent": "TelcellMoney-Invoices/sandbox"}
 NO_RESULT_URL: Final = "no RESULT_URL in the shop's cabinet"

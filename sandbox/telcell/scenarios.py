@@ -16,14 +16,13 @@ its price (whole drams, as the link sent it), else the default behaviour.
 
 from __future__ import annotations
 
-import itertools
 import math
-import threading
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Final, Literal
 
 from sandbox.hosted import HostedOrder
+from sandbox.kit import ScenarioList
 
 ResultMode = Literal["once", "twice", "none"]
 RESULT_MODES: Final[tuple[ResultMode, ...]] = ("once", "twice", "none")
@@ -68,27 +67,11 @@ class Scenario:
 DEFAULT: Final = Scenario("default")
 
 
-class ScenarioBook:
+class ScenarioBook(ScenarioList[Scenario]):
     """Thread-safe registry of scenarios."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._scenarios: list[Scenario] = []
-        self._ids = itertools.count(1)
-
-    def add(self, document: object) -> Scenario:
-        with self._lock:
-            scenario = parse_scenario(document, f"sc_{next(self._ids)}")
-            self._scenarios.append(scenario)
-            return scenario
-
-    def snapshot(self) -> list[dict[str, object]]:
-        with self._lock:
-            return [s.to_json() for s in self._scenarios]
-
-    def clear(self) -> None:
-        with self._lock:
-            self._scenarios.clear()
+        super().__init__(parse_scenario)
 
     def for_order(self, order: HostedOrder) -> Scenario:
         with self._lock:

@@ -14,17 +14,13 @@ import secrets
 import threading
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Final
 
 from sandbox.hosted import HostedOrder
 from sandbox.web import REDACTED
 
 YEREVAN: Final = timezone(timedelta(hours=4))
-
-
-def utc_now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from tests.support.arca_sim import ArcaSimulator
 from tests.support.hosted import (
     Customer,
     HostedMerchant,
+    attempt_ref,
     gateway_ref,
     hosted_merchant,
     next_action,
@@ -96,7 +97,10 @@ def test_ameria_pays_through_init_payment_and_get_payment_details(
     assert action == {"type": "redirect", "url": action["url"]}
     assert f"id={payment_ref}" in action["url"]
     assert customer.go_on(page).status_code == 200  # the bank's page
-    init = [r for r in ameria.requests("init") if r["status"] == 200]
+    ours = attempt_ref(db, payment_id)
+    init = [
+        r for r in ameria.requests("init") if r["status"] == 200 and r["body"]["Opaque"] == ours
+    ]
     assert [(r["body"]["Amount"], r["body"]["Currency"]) for r in init] == [(12000, "051")]
     assert init[0]["body"]["BackURL"].startswith(f"{api.base_url}/pay/{payment_id}/return?t=")
 
@@ -163,7 +167,12 @@ def test_arca_pays_through_register_do_and_its_status(
     payment_id, pay_url = start_payment(api, arca_merchant, amount_drams=8000)
     customer.open_pay_page(pay_url)
     order_id = gateway_ref(db, payment_id)
-    registered = [r for r in arca.requests("register") if r["status"] == 200]
+    ours = attempt_ref(db, payment_id).replace("-", "")
+    registered = [
+        r
+        for r in arca.requests("register")
+        if r["status"] == 200 and r["body"]["orderNumber"] == ours
+    ]
     assert [(r["body"]["amount"], r["body"]["currency"]) for r in registered] == [("800000", "051")]
 
     back = arca.decide(order_id, "pay")["return_url"]

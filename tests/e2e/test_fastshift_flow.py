@@ -7,7 +7,9 @@ before money moves; when the webhook never comes, the poll finishes the payment.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
+from html import unescape
 
 import pytest
 
@@ -28,6 +30,7 @@ from tests.support.hosted import (
 )
 from tests.support.payments import events, final_view, ledger_rows, view_of
 from tests.support.processes import ManagedProcess
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("worker", "ingress_server")]
 
@@ -71,8 +74,12 @@ def test_a_customer_pays_on_fastshift_s_page_and_is_credited_once(
     assert action["url"] in page
     order_number = gateway_ref(db, payment_id)
     assert customer.go_on(page).status_code == 200  # FastShift's own page
-    registered = [r for r in fastshift.requests("register") if r["status"] == 200]
-    assert [r["body"]["order_number"] for r in registered] == [order_number]
+    registered = [
+        r
+        for r in fastshift.requests("register")
+        if r["status"] == 200 and r["body"]["order_number"] == order_number
+    ]
+    assert len(registered) == 1  # one order, registered once
     assert registered[0]["body"]["amount"] == 5000  # whole drams on the wire
 
     # The customer pays; FastShift sends the browser back to malipo's return page.
@@ -200,3 +207,41 @@ def test_the_return_page_says_confirming_until_the_status_api_says_paid(
     assert final_view(api, merchant, payment_id)["status"] == "succeeded"
     assert page_state(customer.return_page(decided["return_url"])) == "paid"
     assert len(ledger_rows(db, payment_id)) == 1
+
+
+def test_a_customer_may_try_again_from_the_return_page_when_the_merchant_allows_it(
+    api: ApiClient,
+    db: Database,
+    settings: Settings,
+    cipher: CredentialCipher,
+    fastshift: FastShiftSimulator,
+    customer: Customer,
+) -> None:
+    merchant = hosted_merchant(
+        db, settings, cipher, "fastshift", fastshift.new_account(), allow_retries=True
+    )
+    payment_id, pay_url = start_payment(api, merchant, amount_drams=950)
+    customer.open_pay_page(pay_url)
+    first_order = gateway_ref(db, payment_id)
+    declined = fastshift.decide(first_order, "decline")
+    assert final_view(api, merchant, payment_id)["status"] == "failed"
+    page = customer.return_page(declined["return_url"])
+    assert page_state(page) == "failed"
+    retry = re.search(r'<form method="post" action="([^"]+)">', page)
+    assert retry is not None, page
+
+    # "Try again": a new cycle of the same payment, with an order of its own.
+    again = customer.http.post(f"{api.base_url}{unescape(retry.group(1))}", timeout=20)
+    assert again.status_code == 200
+    assert again.url.startswith(f"{api.base_url}/pay/{payment_id}?t="), again.url
+    page = customer.open_pay_page(again.url)
+    second_order = wait_until(
+        lambda: ref if (ref := gateway_ref(db, payment_id)) != first_order else None,
+        timeout_s=15,
+        what="the retry's order",
+    )
+    paid = fastshift.decide(second_order, "pay")
+
+    assert final_view(api, merchant, payment_id)["status"] == "succeeded"
+    assert page_state(customer.return_page(paid["return_url"])) == "paid"
+    assert [(r.amount_minor, r.currency) for r in ledger_rows(db, payment_id)] == [(95000, "AMD")]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import socketserver
 import threading
 import time
 import uuid
@@ -18,7 +17,6 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlsplit
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
 import requests
@@ -29,6 +27,7 @@ from sandbox.fastshift import PREFIX, FastShiftSimulator, create_fastshift_simul
 from sandbox.mounts import MountedSimulator
 from tests.support.fastshift_sim import BUILTIN_TOKEN
 from tests.support.fastshift_sim import FastShiftSimulator as Controls
+from tests.support.serving import serving_wsgi
 from tests.support.waiting import wait_until
 
 DELAY_S = 0.05
@@ -37,15 +36,6 @@ RETURN_URL = "https://malipo.example/pay/p-1/return?t=tok"
 
 
 # -- servers ------------------------------------------------------------------------------------
-
-
-class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-
-
-class _QuietWSGIHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
 
 @dataclass
@@ -106,20 +96,12 @@ class Served:
 def served() -> Iterator[Served]:
     simulator = create_fastshift_simulator(SimulatorConfig(callback_delay_s=DELAY_S), environ={})
     mounted = MountedSimulator(prefix=PREFIX, app=simulator.app, close=simulator.close)
-    server = make_server(
-        "127.0.0.1", 0, mounted, server_class=_ThreadingWSGIServer, handler_class=_QuietWSGIHandler
-    )
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    root = f"http://127.0.0.1:{server.server_port}"
-    http = requests.Session()
-    controls = Controls(f"{root}{PREFIX}")
-    yield Served(simulator, root, controls, http)
-    controls.close()
-    http.close()
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    with serving_wsgi(mounted) as root:
+        http = requests.Session()
+        controls = Controls(f"{root}{PREFIX}")
+        yield Served(simulator, root, controls, http)
+        controls.close()
+        http.close()
     simulator.close()
 
 

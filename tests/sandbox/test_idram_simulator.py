@@ -280,8 +280,14 @@ def test_paying_asks_the_precheck_then_sends_a_signed_confirmation(
     assert confirmation["EDP_CHECKSUM"] == checksum(confirmation, secret)
     order = sim.control("GET", f"/orders/{order_id}").json
     assert order["extra"]["trans_id"] == confirmation["EDP_TRANS_ID"]
-    assert [d["kind"] for d in sim.deliveries()] == ["precheck", "confirmation"]
-    assert [d["answer"] for d in sim.deliveries()] == ["OK", "OK"]
+    # The receiver has the confirmation a moment before the simulator records its answer.
+    deliveries = wait_until(
+        lambda: found if len(found := sim.deliveries()) == 2 else None,
+        timeout_s=5,
+        what="both deliveries recorded",
+    )
+    assert [d["kind"] for d in deliveries] == ["precheck", "confirmation"]
+    assert [d["answer"] for d in deliveries] == ["OK", "OK"]
 
 
 def test_every_payment_has_its_own_transaction_id(sim: Sim, receiver: Receiver) -> None:

@@ -9,23 +9,12 @@ from urllib.parse import urlsplit
 
 import requests
 
+from tests.support.sim_controls import SimControls
 
-class IdramSimulator:
-    def __init__(self, base_url: str) -> None:
-        """``base_url``: the simulator's mount, ``http://127.0.0.1:<port>/idram``."""
-        self.base_url = base_url.rstrip("/")
-        self.http = requests.Session()
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self.http.request(method, f"{self.base_url}/_sim{path}", timeout=10, **kwargs)
-        response.raise_for_status()
-        return response.json() if response.content else None
-
-    def close(self) -> None:
-        self.http.close()
-
-    def reset(self) -> None:
-        self._call("POST", "/reset")
+class IdramSimulator(SimControls):
+    """Order keys: Idram's id or the bill number; request kinds ``payment`` (the form),
+    ``page``; e.g. ``scenario(match={"amount": 5000}, result="twice")``."""
 
     # -- the cabinet ----------------------------------------------------------------------------
 
@@ -61,38 +50,11 @@ class IdramSimulator:
         page.raise_for_status()
         return urlsplit(page.url).path.rsplit("/", 1)[-1], page
 
-    def decide(self, key: str, choice: str) -> dict[str, Any]:
-        """The page's Pay / Decline without a browser; ``key``: Idram's id or the bill number."""
-        result: dict[str, Any] = self._call(
-            "POST", f"/orders/{key}/decide", json={"choice": choice}
-        )
-        return result
-
     # -- steering and records -------------------------------------------------------------------
-
-    def scenario(self, **scenario: Any) -> dict[str, Any]:
-        """E.g. ``scenario(match={"amount": 5000}, result="twice")``."""
-        result: dict[str, Any] = self._call("POST", "/scenarios", json=scenario)
-        return result
-
-    def orders(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._call("GET", "/orders")["orders"]
-        return result
-
-    def order(self, key: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._call("GET", f"/orders/{key}")
-        return result
 
     def resend(self, key: str) -> None:
         """The order's confirmation again (same EDP_TRANS_ID)."""
         self._call("POST", f"/orders/{key}/resend")
-
-    def requests(self, kind: str | None = None) -> list[dict[str, Any]]:
-        """Requests to Idram's side: ``payment`` (the form), ``page``."""
-        result: list[dict[str, Any]] = self._call(
-            "GET", "/requests", params={"kind": kind} if kind else None
-        )["requests"]
-        return result
 
     def deliveries(self, order: str | None = None) -> list[dict[str, Any]]:
         """Calls to RESULT_URLs (``kind`` precheck or confirmation), with their answers."""

@@ -7,7 +7,6 @@ free port, and a tiny local receiver stands in for malipo's callback endpoint.
 from __future__ import annotations
 
 import socket
-import socketserver
 import threading
 import time
 import uuid
@@ -16,7 +15,6 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
 import requests
@@ -39,6 +37,7 @@ from shared.gateways.fastshift import DESCRIPTION
 from shared.gateways.fastshift.client import FastShiftAdapter
 from shared.gateways.fastshift.credentials import FastShiftCredentials
 from tests.support.fastshift_sim import FastShiftSimulator
+from tests.support.serving import serving_wsgi
 from tests.support.waiting import wait_until
 
 DELAY_S = 0.1
@@ -46,15 +45,6 @@ RETURN_URL = "https://malipo.example/pay/p-1/return?t=tok"
 
 
 # -- the sandbox and a callback receiver ------------------------------------------------------
-
-
-class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-
-
-class _QuietWSGIHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
 
 @dataclass
@@ -71,17 +61,10 @@ class Served:
 @pytest.fixture
 def served() -> Iterator[Served]:
     sandbox = create_sandbox(SimulatorConfig(callback_delay_s=DELAY_S))
-    server = make_server(
-        "127.0.0.1", 0, sandbox, server_class=_ThreadingWSGIServer, handler_class=_QuietWSGIHandler
-    )
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    root = f"http://127.0.0.1:{server.server_port}"
-    sim = FastShiftSimulator(f"{root}/fastshift")
-    yield Served(sandbox, root, sim)
-    sim.close()
-    server.shutdown()
-    server.server_close()
+    with serving_wsgi(sandbox) as root:
+        sim = FastShiftSimulator(f"{root}/fastshift")
+        yield Served(sandbox, root, sim)
+        sim.close()
     sandbox.close()
 
 

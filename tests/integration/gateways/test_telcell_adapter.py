@@ -8,7 +8,6 @@ return page.
 from __future__ import annotations
 
 import re
-import socketserver
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,7 +15,6 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
 
@@ -33,21 +31,13 @@ from shared.gateways.base import (
 from shared.gateways.description import GatewaySettings
 from shared.gateways.telcell.client import TelcellAdapter
 from shared.gateways.telcell.credentials import TelcellCredentials
+from tests.support.serving import serving_wsgi
 from tests.support.telcell_sim import TelcellSimulator
 from tests.support.waiting import wait_until
 
 DELAY_S = 0.2
 
 # -- the sandbox ------------------------------------------------------------------------------
-
-
-class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-
-
-class _QuietWSGIHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
 
 @dataclass
@@ -63,14 +53,8 @@ class Served:
 @pytest.fixture
 def served() -> Iterator[Served]:
     sandbox = create_sandbox(SimulatorConfig(callback_delay_s=DELAY_S))
-    server = make_server(
-        "127.0.0.1", 0, sandbox, server_class=_ThreadingWSGIServer, handler_class=_QuietWSGIHandler
-    )
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield Served(sandbox, f"http://127.0.0.1:{server.server_port}")
-    server.shutdown()
-    server.server_close()
+    with serving_wsgi(sandbox) as root:
+        yield Served(sandbox, root)
     sandbox.close()
 
 
