@@ -12,7 +12,12 @@ from collections.abc import Iterator
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import (
+    JavascriptException,
+    NoSuchElementException,
+    StaleElementReferenceException,
+    TimeoutException,
+)
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
@@ -29,6 +34,7 @@ from tests.support.processes import ManagedProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("worker", "ingress_server")]
 WAIT_S = 45
+RELOADING = (JavascriptException, NoSuchElementException, StaleElementReferenceException)
 
 
 @pytest.fixture(params=CASES, ids=lambda case: case.gateway)
@@ -58,16 +64,32 @@ def pay_in_browser(browser: webdriver.Chrome, pay_url: str, button: str) -> None
     wait.until(expected_conditions.element_to_be_clickable((By.ID, button))).click()
 
 
-def returned_state(browser: webdriver.Chrome, wanted: str) -> str:
-    """The return page's state once it shows ``wanted`` (it refreshes while confirming)."""
-    wait = WebDriverWait(browser, WAIT_S)
+# What the return page shows, read in one go the moment it shows the wanted state
+# (a few seconds later it hands the customer over to the merchant's URL).
+SNAPSHOT = """
+const page = document.getElementById("page");
+if (!page || page.dataset.state !== arguments[0]) return null;
+const text = (id) => {
+  const element = document.getElementById(id);
+  return element ? element.textContent.trim() : null;
+};
+const back = document.getElementById("back");
+return {state: page.dataset.state, heading: text("heading"), reason: text("reason"),
+        back: back ? back.getAttribute("href") : null, url: window.location.href};
+"""
+
+
+def returned_page(browser: webdriver.Chrome, wanted: str) -> dict[str, str | None]:
+    """The return page once it shows ``wanted`` (it refreshes itself while confirming)."""
     try:
-        wait.until(
-            lambda driver: driver.find_element(By.ID, "page").get_attribute("data-state") == wanted
+        # The page reloads itself every few seconds: a script caught mid-reload is retried.
+        wait = WebDriverWait(browser, WAIT_S, ignored_exceptions=RELOADING)
+        shown: dict[str, str | None] = wait.until(
+            lambda driver: driver.execute_script(SNAPSHOT, wanted)
         )
     except TimeoutException:
         pytest.fail(f"the browser is at {browser.current_url}, showing:\n{browser.page_source}")
-    return str(browser.find_element(By.ID, "page").get_attribute("data-state"))
+    return shown
 
 
 def test_the_customer_pays_on_the_gateway_s_page_and_sees_paid(
@@ -81,12 +103,11 @@ def test_the_customer_pays_on_the_gateway_s_page_and_sees_paid(
 
     pay_in_browser(browser, pay_url, "pay")
 
-    assert returned_state(browser, "paid") == "paid"
-    assert browser.current_url.startswith(f"{api.base_url}/pay/")
-    assert browser.find_element(By.ID, "heading").text == "Paid"
-    assert browser.find_element(By.ID, "back").get_attribute("href") == SUCCESS_URL
+    shown = returned_page(browser, "paid")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(SCREENSHOTS / f"pay-{case.gateway}.png"))
+    assert str(shown["url"]).startswith(f"{api.base_url}/pay/")
+    assert (shown["heading"], shown["back"]) == ("Paid", SUCCESS_URL)
     assert final_view(api, merchant, payment_id)["status"] == "succeeded"
     rows = ledger_rows(db, payment_id)
     assert [(r.amount_minor, r.currency) for r in rows] == [(case.amount_drams * 100, "AMD")]
@@ -104,10 +125,9 @@ def test_a_declined_payment_ends_failed_and_the_return_page_says_so(
     pay_in_browser(browser, pay_url, "decline")
 
     # Idram reports nothing for a decline: its bill expires at the end of its window.
-    assert returned_state(browser, "failed") == "failed"
-    assert browser.find_element(By.ID, "heading").text == "Not paid"
-    assert browser.find_element(By.ID, "reason").text
-    assert browser.find_element(By.ID, "back").get_attribute("href") == FAILURE_URL
+    shown = returned_page(browser, "failed")
+    assert (shown["heading"], shown["back"]) == ("Not paid", FAILURE_URL)
+    assert shown["reason"]
     final = final_view(api, merchant, payment_id)
     assert final["status"] in ("failed", "expired")
     assert ledger_rows(db, payment_id) == []
