@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 LOCAL  := config/with-local-env
 
-.PHONY: install run test test-fast lint format bench clean
+.PHONY: install services run test test-fast lint format bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=...)")'
@@ -16,8 +16,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## run: set up the database and start ingress, workers, scheduler and the Daraja simulator.
+## services: install (as root, Debian/Ubuntu) and start PostgreSQL and RabbitMQ if missing.
+services:
+	@config/install-services
+
+## run: check PostgreSQL, RabbitMQ and the ports, set up the database, start every process.
 run: install
+	@$(LOCAL) $(BIN)/malipo preflight
 	$(LOCAL) $(BIN)/malipo db upgrade
 	$(LOCAL) $(BIN)/malipo dev
 

@@ -9,6 +9,7 @@ import structlog
 
 from shared.domain import errors
 from shared.domain.errors import ErrorCode, MalipoError, RateLimited, TransientError
+from shared.messages import BrokerUnavailable
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -61,7 +62,10 @@ def handle_transient(
     req: falcon.Request, resp: falcon.Response, exc: TransientError, params: dict[str, Any]
 ) -> None:
     """PostgreSQL or RabbitMQ unreachable for now: nothing was done; the caller retries."""
-    log.warning("request refused: a dependency is unavailable", error=str(exc)[:300])
+    service = "rabbitmq" if isinstance(exc, BrokerUnavailable) else "postgresql"
+    log.warning(
+        "request refused: a dependency is unavailable", error=str(exc)[:300], outage=service
+    )
     respond_with(resp, errors.SERVICE_UNAVAILABLE)
     resp.set_header("Retry-After", "5")
 

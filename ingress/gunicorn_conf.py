@@ -7,7 +7,7 @@ from typing import Any
 
 from gunicorn import glogging
 
-from shared.logging import configure_logging
+from shared.logging import configure_process_logging
 from shared.settings import settings_or_exit
 
 _settings = settings_or_exit("ingress")
@@ -19,7 +19,7 @@ class MalipoGunicornLogger(glogging.Logger):  # type: ignore[misc]
 
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
-        configure_logging(_settings.log_format, _settings.log_level)
+        configure_process_logging(_settings)
         for logger in (self.error_log, self.access_log):
             logger.handlers = []
             logger.propagate = True

@@ -43,7 +43,9 @@ class StaleWhileUnavailableCache(Generic[V]):
         except TransientError:
             if entry is None:
                 raise
-            log.warning("database unavailable: serving a cached callback policy")
+            log.warning(
+                "database unavailable: serving a cached callback policy", outage="postgresql"
+            )
             return entry[0]
         with self._lock:
             self._entries[key] = (value, now)

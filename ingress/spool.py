@@ -144,4 +144,9 @@ class SpoolDrainer:
                             "spooled callbacks published", count=drained, left=self.spool.depth()
                         )
             except Exception as exc:  # noqa: BLE001 - the broker is still down: try again later
-                log.info("spool not drained yet", error=str(exc), depth=self.spool.depth())
+                log.info(
+                    "spool not drained yet",
+                    error=str(exc),
+                    depth=self.spool.depth(),
+                    outage="rabbitmq",
+                )

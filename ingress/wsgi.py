@@ -11,13 +11,13 @@ from ingress.resources.callbacks import publish_spooled
 from ingress.spool import CallbackSpool, SpoolDrainer
 from shared.db.session import Database
 from shared.gateways.registry import GatewayRegistry
-from shared.logging import configure_logging
+from shared.logging import configure_process_logging
 from shared.messages import Publisher, build_broker
 from shared.settings import settings_or_exit
 
 settings = settings_or_exit("ingress")
 
-configure_logging(settings.log_format, settings.log_level)
+configure_process_logging(settings)
 publisher = Publisher(build_broker(settings.broker_url.get_secret_value(), publish_only=True))
 spool = CallbackSpool(settings.spool_dir)
 application = create_app(

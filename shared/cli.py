@@ -18,13 +18,34 @@ from shared.commands.db import db
 from shared.commands.keys import keys
 from shared.commands.merchants import merchant, operator
 from shared.commands.reference import dev, errors_command
+from shared.commands.services import (
+    EXIT_SERVICE,
+    SERVICE_ERRORS,
+    debugging,
+    explain_service_error,
+    preflight,
+)
 from shared.commands.templates import template
 from shared.commands.webhooks import webhook
 from shared.settings import use_local_config
 
 
 class PluginGroup(click.Group):
-    """A group whose extra commands come from the ``malipo.commands`` entry points."""
+    """A group whose extra commands come from the ``malipo.commands`` entry points.
+
+    A command that meets an unreachable or misconfigured PostgreSQL or RabbitMQ ends
+    with one line saying which setting and why, and exit code 2, never a traceback
+    (unless ``--debug``).
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SERVICE_ERRORS as exc:
+            if ctx.params.get("debug") or debugging():
+                raise
+            click.echo(explain_service_error(exc), err=True)
+            ctx.exit(EXIT_SERVICE)
 
     def _plugins(self) -> dict[str, Any]:
         return {ep.name: ep for ep in entry_points(group="malipo.commands")}
@@ -41,14 +62,26 @@ class PluginGroup(click.Group):
 
 
 @click.group(cls=PluginGroup)
-def main() -> None:
+@click.option("--debug", is_flag=True, help="show tracebacks (also MALIPO_LOG_LEVEL=DEBUG)")
+def main(debug: bool) -> None:
     """malipo: mobile-money payments pipeline."""
     # Before any sub-command reads its options: a checkout's config/local.env fills what the
     # environment leaves unset (never in production), so commands work as the README shows.
     use_local_config()
 
 
-for command in (db, merchant, operator, audit, keys, errors_command, dev, template, webhook):
+for command in (
+    db,
+    merchant,
+    operator,
+    audit,
+    keys,
+    errors_command,
+    dev,
+    preflight,
+    template,
+    webhook,
+):
     main.add_command(command)
 
 

@@ -12,12 +12,17 @@ import logging
 import re
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from shared.domain.phone import mask_phone_numbers
+from shared.outages import POSTGRESQL, RABBITMQ, OutageLimiter, OutageWatch
+from shared.reachability import broker_problem, database_problem
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
 
 REDACTED = "[redacted]"
 # A key naming any of these (case and -/_ ignored: "X-Api-Key", "consumer_secret",
@@ -82,8 +87,18 @@ def redact_processor(_: WrappedLogger, __: str, event_dict: EventDict) -> EventD
     return scrubbed
 
 
-def configure_logging(log_format: str = "json", level: str = "INFO") -> None:
-    """Route structlog and stdlib logging through one masked pipeline to stdout."""
+def configure_logging(
+    log_format: str = "json",
+    level: str = "INFO",
+    *,
+    database_url: str | None = None,
+    broker_url: str | None = None,
+) -> OutageLimiter:
+    """Route structlog and stdlib logging through one masked pipeline to stdout.
+
+    Connection failures go through one :class:`~shared.outages.OutageLimiter`; with the
+    service URLs, an open outage is probed until the service answers, and its end logged.
+    """
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -115,11 +130,32 @@ def configure_logging(log_format: str = "json", level: str = "INFO") -> None:
     )
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(formatter)
+    limiter = OutageLimiter()
+    handler.addFilter(limiter)
+    probes = {}
+    if database_url is not None:
+        probes[POSTGRESQL] = lambda: database_problem(database_url) is None
+    if broker_url is not None:
+        probes[RABBITMQ] = lambda: broker_problem(broker_url) is None
+    if probes:
+        OutageWatch(limiter, probes)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
     for noisy in ("pika", "urllib3", "apscheduler"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    return limiter
+
+
+def configure_process_logging(settings: Settings) -> OutageLimiter:
+    """A long-running process's logging: its settings' format and level, and outage watches
+    on its database and broker."""
+    return configure_logging(
+        settings.log_format,
+        settings.log_level,
+        database_url=settings.database_url.get_secret_value(),
+        broker_url=settings.broker_url.get_secret_value(),
+    )
 
 
 def get_logger(name: str) -> Any:

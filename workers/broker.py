@@ -12,14 +12,14 @@ import sys
 
 import dramatiq
 
-from shared.logging import configure_logging
+from shared.logging import configure_process_logging
 from shared.messages import build_broker
 from shared.settings import ConfigurationError, settings_or_exit
 from workers import runtime
 from workers.policies import effective_policies
 
 settings = settings_or_exit("workers")
-configure_logging(settings.log_format, settings.log_level)
+configure_process_logging(settings)
 try:
     # Read once, here: actors take their retry policy when they are declared.
     POLICIES = effective_policies(settings.retry_policies)

@@ -358,7 +358,11 @@ class PaymentInitiation:
                 PollPayment(payment_id=self.command.payment_id), delay_ms=delay_ms
             )
         except errors.TransientError as exc:
-            log.warning("could not schedule the poll; the sweep will find it", error=str(exc))
+            log.warning(
+                "could not schedule the poll; the sweep will find it",
+                error=str(exc),
+                outage="rabbitmq",
+            )
 
 
 @dramatiq.actor(

@@ -18,7 +18,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from sqlalchemy import Connection, text
 
 from shared.db.session import Database
-from shared.logging import configure_logging
+from shared.logging import configure_process_logging
 from shared.messages import (
     DrainDeadLetters,
     MessageContract,
@@ -129,7 +129,7 @@ class Scheduler:
 
 def main() -> None:
     settings = settings_or_exit("scheduler")
-    configure_logging(settings.log_format, settings.log_level)
+    configure_process_logging(settings)
     db = Database(
         settings.database_url.get_secret_value(), pool_size=1, application_name="malipo-scheduler"
     )

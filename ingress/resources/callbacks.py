@@ -220,7 +220,9 @@ class CallbackResource:
                     datetime.now(UTC),
                 )
         except SQLAlchemyError as exc:
-            log.warning("precheck refused: database unavailable", error=str(exc))
+            log.warning(
+                "precheck refused: database unavailable", error=str(exc), outage="postgresql"
+            )
             return False
 
     def _policy(self, gateway: str, secret: str) -> CallbackPolicy | None:
@@ -297,7 +299,11 @@ class CallbackResource:
         try:
             self.publisher.send(record)
         except BrokerUnavailable:
-            log.warning("refused callback not recorded: broker unavailable", reason=str(refusal))
+            log.warning(
+                "refused callback not recorded: broker unavailable",
+                reason=str(refusal),
+                outage="rabbitmq",
+            )
 
     def _enqueue_or_spool(self, message: ApplyCallback) -> None:
         try:
@@ -305,7 +311,10 @@ class CallbackResource:
         except BrokerUnavailable as exc:
             self.spool.append(spool_entry(message.spec, message.to_kwargs()))
             log.warning(
-                "broker unavailable: callback spooled", error=str(exc), depth=self.spool.depth()
+                "broker unavailable: callback spooled",
+                error=str(exc),
+                depth=self.spool.depth(),
+                outage="rabbitmq",
             )
             return
         log.info("callback accepted", gateway=message.gateway)

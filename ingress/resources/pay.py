@@ -271,7 +271,7 @@ class PayPages:
         try:
             self.publisher.send(PollPayment(payment_id=str(intent.id), once=True))
         except BrokerUnavailable as exc:
-            log.warning("return page status check not queued", error=str(exc))
+            log.warning("return page status check not queued", error=str(exc), outage="rabbitmq")
             return
         log.info("return page asked for a status check", payment_id=str(intent.id))
 

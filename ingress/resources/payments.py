@@ -173,7 +173,9 @@ class PaymentsResource:
         try:
             self.publisher.send(message)
         except BrokerUnavailable as exc:
-            log.warning("payment not accepted: broker unavailable", error=str(exc))
+            log.warning(
+                "payment not accepted: broker unavailable", error=str(exc), outage="rabbitmq"
+            )
             raise MalipoError(errors.SERVICE_UNAVAILABLE) from exc
         log.info("payment accepted", amount=command["amount"], gateway=command["gateway"])
 

@@ -135,7 +135,9 @@ def _enqueue(publisher: Publisher, event_ids: list[int]) -> None:
         for event_id in event_ids:
             publisher.send(NotifyMerchant(event_id=event_id, force=True))
     except BrokerUnavailable as exc:
-        log.warning("webhook messages not queued: broker unavailable", error=str(exc))
+        log.warning(
+            "webhook messages not queued: broker unavailable", error=str(exc), outage="rabbitmq"
+        )
         raise MalipoError(errors.SERVICE_UNAVAILABLE) from exc
 
 

@@ -7,6 +7,7 @@ import sys
 import click
 
 from shared.commands.base import cli_settings
+from shared.commands.services import EXIT_SERVICE, report, service_problems
 from shared.domain.errors import catalogue
 
 
@@ -26,4 +27,9 @@ def dev() -> None:
     """Run the whole stack locally (what `make run` does after set-up)."""
     from shared.devstack import run_stack  # the supervisor is only needed here
 
-    sys.exit(run_stack(cli_settings()))
+    settings = cli_settings()
+    problems = service_problems(settings, ports=True)
+    if problems:  # before starting anything: one line each, not a log flood
+        report(problems)
+        sys.exit(EXIT_SERVICE)
+    sys.exit(run_stack(settings))
