@@ -22,6 +22,13 @@ pytestmark = pytest.mark.usefixtures("db", "broker")
 MALIPO = [sys.executable, "-c", "from shared.cli import main; main()"]
 
 
+def env_with(test_env: dict[str, str], **wrong: str) -> dict[str, str]:
+    """The suite's environment with ports of its own (the suite's ingress and sandbox hold
+    the test environment's), then the values under test."""
+    ports = {"MALIPO_INGRESS_PORT": str(free_port()), "MALIPO_SANDBOX_PORT": str(free_port())}
+    return {**test_env, **ports, **wrong}
+
+
 def run(env: dict[str, str], *args: str, timeout_s: float = 30) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*MALIPO, *args],
@@ -53,7 +60,7 @@ def test_db_upgrade_against_a_closed_port_names_the_setting_and_the_cause(
 ) -> None:
     url = with_netloc(test_env["MALIPO_DATABASE_URL"], f"postgres:pw@127.0.0.1:{free_port()}")
     line = assert_one_plain_line(
-        run({**test_env, "MALIPO_DATABASE_URL": url}, "db", "upgrade"),
+        run(env_with(test_env, MALIPO_DATABASE_URL=url), "db", "upgrade"),
         "MALIPO_DATABASE_URL=",
         "refused",
         "pg_ctlcluster",
@@ -67,7 +74,7 @@ def test_db_upgrade_against_a_closed_port_names_the_setting_and_the_cause(
 def test_db_upgrade_with_a_wrong_password_says_authentication(test_env: dict[str, str]) -> None:
     url = with_netloc(test_env["MALIPO_DATABASE_URL"], "malipo_nobody:wrong@127.0.0.1:5432")
     line = assert_one_plain_line(
-        run({**test_env, "MALIPO_DATABASE_URL": url}, "db", "upgrade"),
+        run(env_with(test_env, MALIPO_DATABASE_URL=url), "db", "upgrade"),
         "MALIPO_DATABASE_URL=",
         "authentication",
     )
@@ -76,7 +83,7 @@ def test_db_upgrade_with_a_wrong_password_says_authentication(test_env: dict[str
 
 def test_debug_shows_the_traceback(test_env: dict[str, str]) -> None:
     url = with_netloc(test_env["MALIPO_DATABASE_URL"], f"postgres@127.0.0.1:{free_port()}")
-    result = run({**test_env, "MALIPO_DATABASE_URL": url}, "--debug", "db", "upgrade")
+    result = run(env_with(test_env, MALIPO_DATABASE_URL=url), "--debug", "db", "upgrade")
     assert result.returncode != 0
     assert "Traceback" in result.stderr
 
@@ -95,7 +102,7 @@ def test_the_broker_s_problem_is_one_line_before_anything_starts(
     parts = urlsplit(test_env["MALIPO_BROKER_URL"])
     url = urlunsplit(parts._replace(netloc=netloc.format(port=free_port()), path=path))
     started = time.monotonic()
-    result = run({**test_env, "MALIPO_BROKER_URL": url}, "dev")
+    result = run(env_with(test_env, MALIPO_BROKER_URL=url), "dev")
     assert time.monotonic() - started < 10
     line = assert_one_plain_line(result, "MALIPO_BROKER_URL=", cause)
     assert ":guest@" not in line
@@ -109,16 +116,11 @@ def test_a_port_in_use_is_named_before_anything_starts(test_env: dict[str, str])
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = run({**test_env, "MALIPO_INGRESS_PORT": str(port)}, "preflight")
+        result = run(env_with(test_env, MALIPO_INGRESS_PORT=str(port)), "preflight")
     assert_one_plain_line(result, f"MALIPO_INGRESS_PORT=127.0.0.1:{port}", "port already in use")
 
 
 def test_preflight_passes_when_everything_is_there(test_env: dict[str, str]) -> None:
-    env = {
-        **test_env,
-        "MALIPO_INGRESS_PORT": str(free_port()),
-        "MALIPO_SANDBOX_PORT": str(free_port()),
-    }
-    result = run(env, "preflight")
+    result = run(env_with(test_env), "preflight")
     assert result.returncode == 0, result.stderr
     assert "reachable" in result.stderr
