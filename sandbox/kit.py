@@ -6,10 +6,13 @@ gateway's package; these are the plumbing they all wire the same way:
 
 * :func:`utc_now_iso` and :func:`is_control` (is a path one of the ``/_sim`` controls);
 * :class:`ScenarioList`, the thread-safe ``add`` / ``snapshot`` / ``clear`` a
-  scenario book is built on (``ScenariosResource`` in ``sandbox/web.py`` serves it);
+  scenario book is built on (``ScenariosResource`` in ``sandbox/web.py`` serves it),
+  :class:`ReferenceFirst` (the newest naming the order's reference, else by amount),
+  and the readers :func:`reference_or_amount`, :func:`finite_decimal`, :func:`optional_seconds`;
+* :class:`Records`, a thread-safe list of what was seen or sent;
 * :class:`RecordingMiddleware`, which reads bodies, adds the latency and hands each
-  gateway-side request to the gateway's own recorder (with :func:`form_fields` and
-  :func:`redacted_fields` for the form-posting gateways);
+  gateway-side request to the gateway's own recorder (with :func:`form_fields`,
+  :func:`redacted_fields` and :func:`form_recorder` for the form-posting gateways);
 * the ``/_sim`` controls that only list or clear: :class:`RequestsResource`,
   :class:`DeliveriesResource`, :class:`ResetResource` and :class:`HealthResource`;
 * :func:`cabinet_urls`, a built-in merchant's cabinet URLs from the environment.
@@ -18,15 +21,19 @@ gateway's package; these are the plumbing they all wire the same way:
 from __future__ import annotations
 
 import itertools
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Final, Generic, Protocol, TypeVar
 from urllib.parse import parse_qsl
 
 import falcon
 
+from sandbox.hosted import HostedOrder
 from sandbox.web import REDACTED, Scenario
 
 CONTROL_PREFIX: Final = "/_sim"
@@ -76,6 +83,112 @@ class ScenarioList(Generic[S]):
             self._scenarios.clear()
 
 
+class MatchingScenario(Scenario, Protocol):
+    @property
+    def match_amount(self) -> Decimal | None: ...
+
+    def matches(self, order: HostedOrder) -> bool: ...
+
+
+MS = TypeVar("MS", bound=MatchingScenario)
+
+
+class ReferenceFirst(ScenarioList[MS]):
+    """Scenarios chosen for an order: the newest that names its reference (``by_reference``)
+    and matches it, else the newest matching its amount, else ``default``."""
+
+    def __init__(
+        self, parse: Callable[[object, str], MS], default: MS, by_reference: Callable[[MS], bool]
+    ) -> None:
+        super().__init__(parse)
+        self._default = default
+        self._by_reference = by_reference
+
+    def for_order(self, order: HostedOrder) -> MS:
+        with self._lock:
+            newest_first = list(reversed(self._scenarios))
+        for scenario in newest_first:
+            if self._by_reference(scenario) and scenario.matches(order):
+                return scenario
+        for scenario in newest_first:
+            if scenario.match_amount is not None and scenario.matches(order):
+                return scenario
+        return self._default
+
+
+def reference_or_amount(
+    match: object, reference: str, placeholder: str, error: type[Exception]
+) -> tuple[Decimal | None, str | None]:
+    """A ``match`` of ``{"amount": 5000}`` or ``{<reference>: "<placeholder>"}``: (amount, ref)."""
+    usage = f'match must be {{"amount": 5000}} or {{"{reference}": "<{placeholder}>"}}'
+    if not isinstance(match, dict) or len(match) != 1:
+        raise error(usage)
+    if reference in match:
+        value = match[reference]
+        if not isinstance(value, str) or not value:
+            raise error(f"match.{reference} must be a non-empty string")
+        return None, value
+    if "amount" in match:
+        amount = positive_amount(match["amount"])
+        if amount is None:
+            raise error("match.amount must be an amount in drams > 0")
+        return amount, None
+    raise error(usage)
+
+
+def positive_amount(value: object) -> Decimal | None:
+    """A number or numeric text > 0 as a decimal, else ``None``."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    amount = finite_decimal(str(value))
+    return amount if amount is not None and amount > 0 else None
+
+
+def finite_decimal(text: str) -> Decimal | None:
+    try:
+        number = Decimal(text.strip())
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
+def optional_seconds(value: object, name: str, error: type[Exception]) -> float | None:
+    """``None``, or a finite number of seconds >= 0 (``error`` says otherwise)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise error(f"{name} must be a number of seconds")
+    if value < 0:
+        raise error(f"{name} must be >= 0")
+    return float(value)
+
+
+# -- records --------------------------------------------------------------------------------------
+
+R = TypeVar("R")
+
+
+class Records(Generic[R]):
+    """Records (requests seen, calls made) in the order they came; thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records: list[R] = []
+
+    def add(self, record: R) -> None:
+        with self._lock:
+            self._records.append(record)
+
+    def select(self, keep: Callable[[R], bool] | None = None) -> list[R]:
+        """The records ``keep`` accepts (all of them without it), oldest first."""
+        with self._lock:
+            return [r for r in self._records if keep is None or keep(r)]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._records.clear()
+
+
 # -- recording ------------------------------------------------------------------------------------
 
 Recorder = Callable[[falcon.Request, falcon.Response, str], None]
@@ -116,6 +229,42 @@ class RecordingMiddleware:
         kind = self._kind_of(req.path)
         if kind != "control":
             self._record(req, resp, kind)
+
+
+@dataclass(frozen=True)
+class FormRequest:
+    """One gateway-side request of a form-posting gateway, as received."""
+
+    method: str
+    path: str
+    kind: str
+    query: dict[str, str]
+    form: dict[str, str]
+    status: int
+    time: str
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def form_recorder(record: Callable[[FormRequest], None], secret: Sequence[str]) -> Recorder:
+    """A recorder keeping a request's query and form fields, the ``secret`` ones redacted."""
+
+    def recorder(req: falcon.Request, resp: falcon.Response, kind: str) -> None:
+        body = raw_body(req).decode("utf-8", "replace")
+        record(
+            FormRequest(
+                method=req.method,
+                path=req.path,
+                kind=kind,
+                query=redacted_fields(form_fields(req.query_string), secret),
+                form=redacted_fields(form_fields(body), secret),
+                status=resp.status_code,
+                time=utc_now_iso(),
+            )
+        )
+
+    return recorder
 
 
 def raw_body(req: falcon.Request) -> bytes:

@@ -10,7 +10,7 @@ import falcon
 
 from sandbox.ameria import api, control
 from sandbox.ameria.scenarios import ScenarioBook, ScenarioError
-from sandbox.ameria.state import AmeriaState, Clock, RequestRecord
+from sandbox.ameria.state import AmeriaState, Clock
 from sandbox.config import SimulatorConfig
 from sandbox.hosted import HostedPages
 from sandbox.kit import (
@@ -24,6 +24,7 @@ from sandbox.kit import (
     raw_body,
     utc_now_iso,
 )
+from sandbox.vpos import ApiRequest
 from sandbox.web import REDACTED, ScenariosResource, parsed_body
 
 API_ROOT: Final = "/VPOS"
@@ -79,7 +80,7 @@ def _record(state: AmeriaState) -> Recorder:
 
     def record(req: falcon.Request, resp: falcon.Response, kind: str) -> None:
         state.record(
-            RequestRecord(
+            ApiRequest(
                 method=req.method,
                 path=req.path,
                 kind=kind,

@@ -22,7 +22,8 @@ from urllib.parse import urlencode
 
 from sandbox.ameria.scenarios import Scenario
 from sandbox.hosted import HostedOrder
-from sandbox.kit import utc_now_iso
+from sandbox.kit import Records, utc_now_iso
+from sandbox.vpos import ApiRequest
 
 Clock = Callable[[], float]
 
@@ -67,23 +68,6 @@ BUILTIN_ACCOUNT: Final = Account(
 )
 
 
-@dataclass(frozen=True)
-class RequestRecord:
-    """One request to the vPOS API or page, as received, passwords redacted."""
-
-    method: str
-    path: str
-    kind: str
-    query: dict[str, str]
-    body: object
-    status: int
-    response: object
-    time: str
-
-    def to_json(self) -> dict[str, object]:
-        return asdict(self)
-
-
 class DuplicateOrder(Exception):
     """The merchant registered this OrderID already."""
 
@@ -99,7 +83,7 @@ class AmeriaState:
         self._clock = clock
         self._accounts = {BUILTIN_ACCOUNT.client_id: BUILTIN_ACCOUNT}
         self._orders: dict[str, HostedOrder] = {}
-        self._requests: list[RequestRecord] = []
+        self._requests = Records[ApiRequest]()
 
     def now(self) -> float:
         return self._clock()
@@ -261,13 +245,11 @@ class AmeriaState:
 
     # -- records -----------------------------------------------------------------------------
 
-    def record(self, record: RequestRecord) -> None:
-        with self._lock:
-            self._requests.append(record)
+    def record(self, record: ApiRequest) -> None:
+        self._requests.add(record)
 
-    def requests(self, kind: str | None = None) -> list[RequestRecord]:
-        with self._lock:
-            return [r for r in self._requests if kind is None or r.kind == kind]
+    def requests(self, kind: str | None = None) -> list[ApiRequest]:
+        return self._requests.select(lambda r: kind is None or r.kind == kind)
 
 
 def with_query(url: str, params: dict[str, str]) -> str:

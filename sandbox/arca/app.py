@@ -11,7 +11,7 @@ import falcon
 
 from sandbox.arca import api, control
 from sandbox.arca.scenarios import ScenarioBook, ScenarioError
-from sandbox.arca.state import PAGE_PATH, ArcaState, Clock, RequestRecord
+from sandbox.arca.state import PAGE_PATH, ArcaState, Clock
 from sandbox.config import SimulatorConfig
 from sandbox.hosted import HostedPages
 from sandbox.kit import (
@@ -25,6 +25,7 @@ from sandbox.kit import (
     raw_body,
     utc_now_iso,
 )
+from sandbox.vpos import ApiRequest
 from sandbox.web import REDACTED, ScenariosResource, parsed_body
 
 API_ROOT: Final = "/payment/rest"
@@ -83,7 +84,7 @@ def _record(state: ArcaState) -> Recorder:
         raw = raw_body(req)
         body = _form(raw) if kind in API_KINDS else parsed_body(raw)
         state.record(
-            RequestRecord(
+            ApiRequest(
                 method=req.method,
                 path=req.path,
                 kind=kind,

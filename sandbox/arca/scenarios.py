@@ -20,11 +20,10 @@ it was registered under.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Final
 
-from sandbox.kit import ScenarioList
+from sandbox.vpos import AmountScenarios, InitError, flag, init_error, seconds
 
 DEFAULT_DECLINE_CODE: Final = 100
 _KEYS: Final = frozenset(
@@ -42,12 +41,6 @@ _KEYS: Final = frozenset(
 
 class ScenarioError(ValueError):
     """A scenario document the simulator cannot use."""
-
-
-@dataclass
-class InitError:
-    status: int
-    remaining: int
 
 
 @dataclass
@@ -78,34 +71,11 @@ class Scenario:
 DEFAULT: Final = Scenario(id="default")
 
 
-@dataclass(frozen=True)
-class Decision:
-    scenario: Scenario  # a copy: later changes to the book do not reach registered orders
-    init_error: int | None  # an HTTP status to answer register.do with instead
-
-
-class ScenarioBook(ScenarioList[Scenario]):
+class ScenarioBook(AmountScenarios[Scenario]):
     """Thread-safe list of scenarios; counts injected errors down atomically."""
 
     def __init__(self) -> None:
-        super().__init__(parse_scenario)
-
-    def decide(self, amount: int | None) -> Decision:
-        """The scenario for a register.do of ``amount`` luma; consumes one injected error."""
-        with self._lock:
-            scenario = next(
-                (
-                    s
-                    for s in reversed(self._scenarios)
-                    if amount is not None and s.match_amount == amount
-                ),
-                DEFAULT,
-            )
-            error = scenario.init_error
-            if error is not None and error.remaining > 0:
-                error.remaining -= 1
-                return Decision(replace(scenario), error.status)
-            return Decision(replace(scenario), None)
+        super().__init__(parse_scenario, DEFAULT)
 
 
 def parse_scenario(document: object, scenario_id: str) -> Scenario:
@@ -120,12 +90,12 @@ def parse_scenario(document: object, scenario_id: str) -> Scenario:
     return Scenario(
         id=scenario_id,
         match_amount=_parse_match(document.get("match")),
-        page_delay_s=_seconds(document, "page_delay_s"),
-        status_lag_s=_seconds(document, "status_lag_s"),
-        init_error=_parse_init_error(document.get("init_error")),
+        page_delay_s=seconds(document, "page_delay_s", ScenarioError),
+        status_lag_s=seconds(document, "status_lag_s", ScenarioError),
+        init_error=init_error(document.get("init_error"), ScenarioError),
         decline_code=decline_code,
-        forged_return=_flag(document, "forged_return"),
-        two_step=_flag(document, "two_step"),
+        forged_return=flag(document, "forged_return", ScenarioError),
+        two_step=flag(document, "two_step", ScenarioError),
     )
 
 
@@ -136,32 +106,3 @@ def _parse_match(match: object) -> int:
     if isinstance(amount, bool) or not isinstance(amount, int) or amount < 1:
         raise ScenarioError("match.amount must be a whole number of luma >= 1")
     return amount
-
-
-def _seconds(document: dict[str, object], name: str) -> float:
-    value = document.get(name, 0)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ScenarioError(f"{name} must be a number of seconds")
-    if not 0 <= value <= 600:
-        raise ScenarioError(f"{name} must be between 0 and 600")
-    return float(value)
-
-
-def _flag(document: dict[str, object], name: str) -> bool:
-    value = document.get(name, False)
-    if not isinstance(value, bool):
-        raise ScenarioError(f"{name} must be true or false")
-    return value
-
-
-def _parse_init_error(value: object) -> InitError | None:
-    if value is None:
-        return None
-    if not isinstance(value, dict) or set(value) - {"status", "times"}:
-        raise ScenarioError('init_error must be {"status": 500, "times": 1}')
-    status, times = value.get("status", 500), value.get("times", 1)
-    if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
-        raise ScenarioError("init_error.status must be an HTTP error status (400-599)")
-    if isinstance(times, bool) or not isinstance(times, int) or times < 1:
-        raise ScenarioError("init_error.times must be an integer >= 1")
-    return InitError(status, times)

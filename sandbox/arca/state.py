@@ -21,6 +21,8 @@ from urllib.parse import urlencode
 
 from sandbox.arca.scenarios import Scenario
 from sandbox.hosted import HostedOrder
+from sandbox.kit import Records
+from sandbox.vpos import ApiRequest
 
 Clock = Callable[[], float]
 
@@ -66,23 +68,6 @@ BUILTIN_MERCHANT: Final = Merchant(
 )
 
 
-@dataclass(frozen=True)
-class RequestRecord:
-    """One request to the engine's API or page, as received, passwords redacted."""
-
-    method: str
-    path: str
-    kind: str
-    query: dict[str, str]
-    body: object
-    status: int
-    response: object
-    time: str
-
-    def to_json(self) -> dict[str, object]:
-        return asdict(self)
-
-
 class DuplicateOrder(Exception):
     """The merchant registered this orderNumber already."""
 
@@ -98,7 +83,7 @@ class ArcaState:
         self._clock = clock
         self._merchants = {BUILTIN_MERCHANT.username: BUILTIN_MERCHANT}
         self._orders: dict[str, HostedOrder] = {}
-        self._requests: list[RequestRecord] = []
+        self._requests = Records[ApiRequest]()
 
     def now(self) -> float:
         return self._clock()
@@ -238,13 +223,11 @@ class ArcaState:
 
     # -- records -----------------------------------------------------------------------------
 
-    def record(self, record: RequestRecord) -> None:
-        with self._lock:
-            self._requests.append(record)
+    def record(self, record: ApiRequest) -> None:
+        self._requests.add(record)
 
-    def requests(self, kind: str | None = None) -> list[RequestRecord]:
-        with self._lock:
-            return [r for r in self._requests if kind is None or r.kind == kind]
+    def requests(self, kind: str | None = None) -> list[ApiRequest]:
+        return self._requests.select(lambda r: kind is None or r.kind == kind)
 
 
 def with_query(url: str, params: dict[str, str]) -> str:

@@ -12,6 +12,7 @@ from typing import Final
 
 import falcon
 
+from sandbox.cabinet import add_controls, result_times
 from sandbox.config import SimulatorConfig
 from sandbox.due import Clock
 from sandbox.hosted import HostedOrder, HostedPages
@@ -29,22 +30,13 @@ from sandbox.idram.state import (
     Account,
     BillConflict,
     IdramState,
-    RequestRecord,
 )
 from sandbox.kit import (
-    CONTROL_PREFIX,
-    DeliveriesResource,
-    HealthResource,
-    Recorder,
     RecordingMiddleware,
-    RequestsResource,
-    ResetResource,
     cabinet_urls,
     form_fields,
+    form_recorder,
     is_control,
-    raw_body,
-    redacted_fields,
-    utc_now_iso,
 )
 from sandbox.web import ScenariosResource
 
@@ -89,7 +81,7 @@ class IdramCheckout:
         self.config = config
 
     def order(self, order_id: str) -> HostedOrder | None:
-        return self.state.order(order_id)
+        return self.state.orders.order(order_id)
 
     def page_delay_s(self, order: HostedOrder) -> float:
         return self.scenarios.for_order(order).page_delay_s
@@ -98,14 +90,14 @@ class IdramCheckout:
         """Precheck, then (if answered OK) the confirmation; a decline sends nothing."""
         account = self.state.account(order.extra["rec_account"])
         if account is None:  # pragma: no cover - accounts are never removed while orders live
-            self.state.update(order, "declined", declined_by="unknown account")
+            self.state.orders.update(order, "declined", declined_by="unknown account")
             return
         self.state.point_home(order, account)
         if not paid:
-            self.state.update(order, declined_by="customer")
+            self.state.orders.update(order, declined_by="customer")
             return
         scenario = self.scenarios.for_order(order)
-        self.state.update(order, scenario=scenario.id)
+        self.state.orders.update(order, scenario=scenario.id)
         bill_no = order.extra["merchant_ref"]
         precheck = Delivery(
             order.order_id,
@@ -118,10 +110,10 @@ class IdramCheckout:
             precheck, min(PRECHECK_TIMEOUT_S, self.config.callback_timeout_s)
         )
         if not answered_ok(answer):
-            self.state.update(order, "declined", declined_by="precheck")
+            self.state.orders.update(order, "declined", declined_by="precheck")
             return
         self.state.new_payment(order)
-        self.state.update(order, precheck="OK")
+        self.state.orders.update(order, precheck="OK")
         confirmation = Delivery(
             order.order_id,
             bill_no,
@@ -134,9 +126,7 @@ class IdramCheckout:
             if scenario.result_delay_s is None
             else scenario.result_delay_s
         )
-        due_at = self.sender.now() + delay
-        times = {"none": [], "once": [due_at], "twice": [due_at, due_at + max(delay, 0.1)]}
-        for at in times[scenario.result]:
+        for at in result_times(self.sender.now(), delay, scenario.result):
             self.sender.schedule(at, confirmation)
 
     def resend(self, order: HostedOrder) -> Delivery | None:
@@ -236,41 +226,22 @@ def create_idram_simulator(
     sender = ResultSender(state.record_delivery, clock=clock, timeout_s=config.callback_timeout_s)
     checkout = IdramCheckout(state, scenarios, sender, config)
     pages = HostedPages(checkout, "Idram", colour="#fdeede")
-    recording = RecordingMiddleware(_kind, _record(state), config.latency_s)
+    record = form_recorder(state.record_request, _SECRET)
+    recording = RecordingMiddleware(_kind, record, config.latency_s)
     app: WsgiApp = falcon.App(middleware=[recording])
     app.add_route(PAYMENT_PATH, PaymentResource(state))
     pages.add_routes(app)
-    p = CONTROL_PREFIX
-    orders = control.OrdersResource(state, checkout)
-    app.add_route(f"{p}/cabinet", control.CabinetResource(state))
-    app.add_route(f"{p}/orders", orders)
-    app.add_route(f"{p}/orders/{{order_id}}", orders, suffix="one")
-    app.add_route(f"{p}/orders/{{order_id}}/resend", orders, suffix="resend")
-    app.add_route(f"{p}/scenarios", ScenariosResource(scenarios, ScenarioError))
-    app.add_route(f"{p}/requests", RequestsResource(state.requests))
-    app.add_route(f"{p}/deliveries", DeliveriesResource(state.deliveries, "order"))
-    app.add_route(f"{p}/reset", ResetResource(sender.clear, scenarios.clear, state.reset))
-    app.add_route(f"{p}/health", HealthResource(lambda: control.health(state, sender)))
+    add_controls(
+        app,
+        control.cabinet(state),
+        control.orders(state, checkout),
+        ScenariosResource(scenarios, ScenarioError),
+        requests=state.requests,
+        deliveries=state.deliveries,
+        reset=(sender.clear, scenarios.clear, state.reset),
+        health=lambda: control.health(state, sender),
+    )
     return IdramSimulator(app, config, state, scenarios, sender, checkout, pages)
-
-
-def _record(state: IdramState) -> Recorder:
-    """How Idram-side requests are kept: their query and form fields, secrets redacted."""
-
-    def record(req: falcon.Request, resp: falcon.Response, kind: str) -> None:
-        state.record_request(
-            RequestRecord(
-                method=req.method,
-                path=req.path,
-                kind=kind,
-                query=redacted_fields(form_of(req.query_string.encode()), _SECRET),
-                form=redacted_fields(form_of(raw_body(req)), _SECRET),
-                status=resp.status_code,
-                time=utc_now_iso(),
-            )
-        )
-
-    return record
 
 
 def _kind(path: str) -> str:

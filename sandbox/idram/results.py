@@ -11,22 +11,18 @@ never retried (Idram e-mails the merchant when a confirmation is not answered
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
-import requests
-
+from sandbox import cabinet
+from sandbox.cabinet import PostFn
 from sandbox.due import Clock, DueQueue
 from sandbox.hosted import HostedOrder
 from sandbox.idram.state import DeliveryRecord
-from sandbox.kit import utc_now_iso
 
 HEADERS: Final = {"User-Agent": "Idram-Merchant-Interface/sandbox"}
 NO_RESULT_URL: Final = "no RESULT_URL in the account's cabinet"
-
-PostFn = Callable[[str, Mapping[str, str], float], tuple[int, str]]
 
 
 @dataclass(frozen=True)
@@ -80,9 +76,7 @@ def confirmation_fields(
 
 
 def post_form(url: str, fields: Mapping[str, str], timeout_s: float) -> tuple[int, str]:
-    """Post a form and return the answer's status and (the start of) its body."""
-    with requests.post(url, data=dict(fields), headers=HEADERS, timeout=timeout_s) as reply:
-        return reply.status_code, reply.text[:500]
+    return cabinet.post_form(url, fields, timeout_s, HEADERS)
 
 
 def answered_ok(record: DeliveryRecord) -> bool:
@@ -111,30 +105,19 @@ class ResultSender(DueQueue[Delivery]):
 
     def send_now(self, delivery: Delivery, timeout_s: float | None = None) -> DeliveryRecord:
         """Send one call on the caller's thread; record and return what happened."""
-        started_at, started = utc_now_iso(), time.monotonic()
-        status: int | None = None
-        answer: str | None = None
-        error: str | None = None
-        if delivery.url is None:
-            error = NO_RESULT_URL
-        else:
-            try:
-                status, answer = self._post(
-                    delivery.url, delivery.fields, timeout_s or self._timeout_s
-                )
-            except requests.RequestException as exc:
-                error = f"{type(exc).__name__}: {exc}"
+        timeout = timeout_s or self._timeout_s
+        tried = cabinet.attempt(self._post, delivery.url, delivery.fields, timeout, NO_RESULT_URL)
         record = DeliveryRecord(
             order_id=delivery.order_id,
             bill_no=delivery.bill_no,
             kind=delivery.kind,
             url=delivery.url,
             fields=dict(delivery.fields),
-            status=status,
-            answer=answer,
-            error=error,
-            time=started_at,
-            duration_ms=round((time.monotonic() - started) * 1000, 1),
+            status=tried.status,
+            answer=tried.answer,
+            error=tried.error,
+            time=tried.time,
+            duration_ms=tried.duration_ms,
         )
         self._record(record)
         return record

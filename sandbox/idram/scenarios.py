@@ -17,13 +17,18 @@ The newest scenario naming the order's bill wins, else the newest matching its a
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Final, Literal
 
 from sandbox.hosted import HostedOrder
-from sandbox.kit import ScenarioList
+from sandbox.kit import (
+    ReferenceFirst,
+    finite_decimal,
+    optional_seconds,
+    positive_amount,
+    reference_or_amount,
+)
 
 ResultMode = Literal["once", "twice", "none"]
 RESULT_MODES: Final[tuple[ResultMode, ...]] = ("once", "twice", "none")
@@ -51,7 +56,7 @@ class Scenario:
     def matches(self, order: HostedOrder) -> bool:
         if self.match_bill_no is not None:
             return bool(order.extra.get("merchant_ref") == self.match_bill_no)
-        return self.match_amount is not None and _decimal(order.amount) == self.match_amount
+        return self.match_amount is not None and finite_decimal(order.amount) == self.match_amount
 
     def to_json(self) -> dict[str, object]:
         match: dict[str, object] = (
@@ -71,7 +76,7 @@ class Scenario:
 
     def precheck_amount_for(self, order: HostedOrder) -> str:
         """The ``EDP_AMOUNT`` the precheck sends."""
-        amount = _decimal(order.amount)
+        amount = finite_decimal(order.amount)
         if self.precheck_amount is True and amount is not None:
             return str(amount + 1)
         if isinstance(self.precheck_amount, str):
@@ -82,22 +87,11 @@ class Scenario:
 DEFAULT: Final = Scenario("default")
 
 
-class ScenarioBook(ScenarioList[Scenario]):
-    """Thread-safe registry of scenarios."""
+class ScenarioBook(ReferenceFirst[Scenario]):
+    """Thread-safe registry of scenarios: by bill number first, then by amount."""
 
     def __init__(self) -> None:
-        super().__init__(parse_scenario)
-
-    def for_order(self, order: HostedOrder) -> Scenario:
-        with self._lock:
-            newest_first = list(reversed(self._scenarios))
-        for scenario in newest_first:
-            if scenario.match_bill_no is not None and scenario.matches(order):
-                return scenario
-        for scenario in newest_first:
-            if scenario.match_amount is not None and scenario.matches(order):
-                return scenario
-        return DEFAULT
+        super().__init__(parse_scenario, DEFAULT, lambda s: s.match_bill_no is not None)
 
 
 def parse_scenario(document: object, scenario_id: str) -> Scenario:
@@ -107,7 +101,9 @@ def parse_scenario(document: object, scenario_id: str) -> Scenario:
     unknown = set(document) - _KEYS
     if unknown:
         raise ScenarioError(f"unknown scenario keys: {sorted(unknown)}")
-    amount, bill_no = _parse_match(document.get("match"))
+    amount, bill_no = reference_or_amount(
+        document.get("match"), "bill_no", "EDP_BILL_NO", ScenarioError
+    )
     result = document.get("result", "once")
     if result not in RESULT_MODES:
         raise ScenarioError(f"result must be one of {list(RESULT_MODES)}")
@@ -126,52 +122,14 @@ def parse_scenario(document: object, scenario_id: str) -> Scenario:
     )
 
 
-def _parse_match(match: object) -> tuple[Decimal | None, str | None]:
-    usage = 'match must be {"amount": 5000} or {"bill_no": "<EDP_BILL_NO>"}'
-    if not isinstance(match, dict) or len(match) != 1:
-        raise ScenarioError(usage)
-    if "bill_no" in match:
-        bill_no = match["bill_no"]
-        if not isinstance(bill_no, str) or not bill_no:
-            raise ScenarioError("match.bill_no must be a non-empty string")
-        return None, bill_no
-    if "amount" in match:
-        amount = _positive_amount(match["amount"])
-        if amount is None:
-            raise ScenarioError("match.amount must be an amount in drams > 0")
-        return amount, None
-    raise ScenarioError(usage)
-
-
 def _parse_precheck_amount(value: object) -> bool | str:
     if isinstance(value, bool):
         return value
-    amount = _positive_amount(value)
+    amount = positive_amount(value)
     if amount is None:
         raise ScenarioError("precheck_amount must be true or an amount in drams > 0")
     return str(value).strip()
 
 
-def _positive_amount(value: object) -> Decimal | None:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    amount = _decimal(str(value))
-    return amount if amount is not None and amount > 0 else None
-
-
-def _decimal(text: str) -> Decimal | None:
-    try:
-        number = Decimal(text.strip())
-    except InvalidOperation:
-        return None
-    return number if number.is_finite() else None
-
-
 def _seconds(value: object, name: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ScenarioError(f"{name} must be a number of seconds")
-    if value < 0:
-        raise ScenarioError(f"{name} must be >= 0")
-    return float(value)
+    return optional_seconds(value, name, ScenarioError)

@@ -11,14 +11,15 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import secrets
-import threading
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Final
+from typing import Final
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
+from sandbox.cabinet import Merchants, OrderBook
 from sandbox.hosted import HostedOrder
+from sandbox.kit import FormRequest, Records
 from sandbox.web import REDACTED
 
 # Idram's clock: Yerevan, UTC+4 all year.
@@ -54,22 +55,6 @@ ACCOUNT_FIELDS: Final = frozenset(f.name for f in dataclasses.fields(Account))
 
 
 @dataclass(frozen=True)
-class RequestRecord:
-    """One request to Idram's side (the payment form, the page), as received."""
-
-    method: str
-    path: str
-    kind: str
-    query: dict[str, str]
-    form: dict[str, str]
-    status: int
-    time: str
-
-    def to_json(self) -> dict[str, object]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
 class DeliveryRecord:
     """One call to a RESULT_URL: ``status`` and ``answer`` when answered, else ``error``."""
 
@@ -93,64 +78,40 @@ class BillConflict(Exception):
 
 
 class IdramState:
-    """The simulator's memory; every public method takes the lock."""
+    """The simulator's memory: accounts, orders and records, each thread-safe."""
 
     def __init__(self, builtin: Account = BUILTIN_ACCOUNT) -> None:
-        self._lock = threading.Lock()
-        self._builtin = builtin
-        self._accounts: dict[str, Account] = {}
-        self._orders: dict[str, HostedOrder] = {}
-        self._requests: list[RequestRecord] = []
-        self._deliveries: list[DeliveryRecord] = []
+        self.accounts = Merchants(Account, builtin, key="rec_account")
+        self.orders = OrderBook(lambda order: (order.extra["merchant_ref"],))
+        self._requests = Records[FormRequest]()
+        self._deliveries = Records[DeliveryRecord]()
         self._order_ids = itertools.count(7_000_000_000 + secrets.randbelow(10**9))
         self._trans_ids = itertools.count(10**13 + secrets.randbelow(10**12))
-        self.reset()
 
     def reset(self) -> None:
         """Forget everything but the built-in account."""
-        with self._lock:
-            self._accounts = {self._builtin.rec_account: self._builtin}
-            self._orders.clear()
-            self._requests.clear()
-            self._deliveries.clear()
-
-    # -- accounts ---------------------------------------------------------------------------------
+        self.accounts.reset()
+        self.orders.clear()
+        self._requests.clear()
+        self._deliveries.clear()
 
     def account(self, rec_account: str) -> Account | None:
-        with self._lock:
-            return self._accounts.get(rec_account)
-
-    def accounts(self) -> list[Account]:
-        with self._lock:
-            return list(self._accounts.values())
-
-    def put_account(self, changes: Mapping[str, Any]) -> tuple[Account, bool]:
-        """Add an account (``secret_key`` required) or change one; and whether it is new."""
-        rec_account = changes["rec_account"]
-        with self._lock:
-            existing = self._accounts.get(rec_account)
-            if existing is None:
-                account = Account(**changes)
-            else:
-                account = dataclasses.replace(existing, **changes)
-            self._accounts[rec_account] = account
-            return account, existing is None
+        return self.accounts.get(rec_account)
 
     # -- orders -----------------------------------------------------------------------------------
 
     def open_order(self, account: Account, form: Mapping[str, str]) -> HostedOrder:
         """The order of this bill: a new one, or the same one when the form is posted again."""
         bill_no, amount = form["EDP_BILL_NO"], form["EDP_AMOUNT"]
-        with self._lock:
-            for order in self._orders.values():
-                if (order.extra["rec_account"], order.extra["merchant_ref"]) == (
-                    account.rec_account,
-                    bill_no,
-                ):
-                    if order.amount != amount:
-                        raise BillConflict(bill_no)
-                    return order
-            order = HostedOrder(
+
+        def same(order: HostedOrder) -> bool:
+            return (order.extra["rec_account"], order.extra["merchant_ref"]) == (
+                account.rec_account,
+                bill_no,
+            )
+
+        def create() -> HostedOrder:
+            return HostedOrder(
                 order_id=str(next(self._order_ids)),
                 amount=amount,
                 currency="AMD",
@@ -164,68 +125,39 @@ class IdramState:
                     "email": form.get("EDP_EMAIL"),
                 },
             )
-            self._orders[order.order_id] = order
-            return order
 
-    def order(self, key: str) -> HostedOrder | None:
-        """The order with Idram's id ``key``, else the newest whose bill number is ``key``."""
-        with self._lock:
-            if key in self._orders:
-                return self._orders[key]
-            found = [o for o in self._orders.values() if o.extra["merchant_ref"] == key]
-            return found[-1] if found else None
-
-    def orders(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [_shown(order) for order in self._orders.values()]
-
-    def shown(self, order: HostedOrder) -> dict[str, Any]:
-        with self._lock:
-            return _shown(order)
-
-    def update(self, order: HostedOrder, status: str | None = None, **extra: Any) -> None:
-        """Change an order's status or details (under the lock readers take)."""
-        with self._lock:
-            if status is not None:
-                order.status = status
-            order.extra.update(extra)
+        order = self.orders.open(same, create)
+        if order.amount != amount:
+            raise BillConflict(bill_no)
+        return order
 
     def point_home(self, order: HostedOrder, account: Account) -> None:
         """Where the browser goes now: the cabinet's pages as they are at the decision."""
         bill_no = order.extra["merchant_ref"]
-        with self._lock:
-            order.success_url = with_bill(account.success_url, bill_no)
-            order.fail_url = with_bill(account.fail_url, bill_no)
+        self.orders.point_home(
+            order, with_bill(account.success_url, bill_no), with_bill(account.fail_url, bill_no)
+        )
 
     def new_payment(self, order: HostedOrder) -> dict[str, str]:
         """Idram's ids of the payment of an order: its transaction, payer and date."""
-        with self._lock:
-            payment = {
-                "trans_id": str(next(self._trans_ids)),
-                "payer_account": f"1{secrets.randbelow(10**8):08d}",
-                "trans_date": datetime.now(YEREVAN).strftime("%d/%m/%Y"),
-            }
-            order.extra.update(payment)
-            return payment
+        payment = {
+            "trans_id": str(next(self._trans_ids)),
+            "payer_account": f"1{secrets.randbelow(10**8):08d}",
+            "trans_date": datetime.now(YEREVAN).strftime("%d/%m/%Y"),
+        }
+        self.orders.update(order, **payment)
+        return payment
 
     # -- records ----------------------------------------------------------------------------------
 
-    def record_request(self, record: RequestRecord) -> None:
-        with self._lock:
-            self._requests.append(record)
+    def record_request(self, record: FormRequest) -> None:
+        self._requests.add(record)
 
-    def requests(self, kind: str | None = None) -> list[RequestRecord]:
-        with self._lock:
-            return [r for r in self._requests if kind is None or r.kind == kind]
+    def requests(self, kind: str | None = None) -> list[FormRequest]:
+        return self._requests.select(lambda r: kind is None or r.kind == kind)
 
     def record_delivery(self, record: DeliveryRecord) -> None:
-        with self._lock:
-            self._deliveries.append(record)
+        self._deliveries.add(record)
 
     def deliveries(self, key: str | None = None) -> list[DeliveryRecord]:
-        with self._lock:
-            return [d for d in self._deliveries if key in (None, d.order_id, d.bill_no)]
-
-
-def _shown(order: HostedOrder) -> dict[str, Any]:
-    return {**order.to_json(), "extra": dict(order.extra)}
+        return self._deliveries.select(lambda d: key in (None, d.order_id, d.bill_no))

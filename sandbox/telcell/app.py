@@ -15,23 +15,16 @@ from typing import Final
 
 import falcon
 
+from sandbox.cabinet import add_controls, result_times
 from sandbox.config import SimulatorConfig
 from sandbox.due import Clock
 from sandbox.hosted import HostedOrder, HostedPages
 from sandbox.kit import (
-    CONTROL_PREFIX,
-    DeliveriesResource,
-    HealthResource,
-    Recorder,
     RecordingMiddleware,
-    RequestsResource,
-    ResetResource,
     cabinet_urls,
     form_fields,
+    form_recorder,
     is_control,
-    raw_body,
-    redacted_fields,
-    utc_now_iso,
 )
 from sandbox.telcell import control
 from sandbox.telcell.results import (
@@ -47,7 +40,6 @@ from sandbox.telcell.scenarios import ScenarioBook, ScenarioError
 from sandbox.telcell.state import (
     BUILTIN_SHOP,
     InvoiceConflict,
-    RequestRecord,
     Shop,
     TelcellState,
 )
@@ -110,7 +102,7 @@ class TelcellCheckout:
         self.config = config
 
     def order(self, order_id: str) -> HostedOrder | None:
-        return self.state.order(order_id)
+        return self.state.orders.order(order_id)
 
     def page_delay_s(self, order: HostedOrder) -> float:
         return self.scenarios.for_order(order).page_delay_s
@@ -123,7 +115,7 @@ class TelcellCheckout:
         self.state.point_home(order, shop)
         scenario = self.scenarios.for_order(order)
         self.state.close_invoice(order, PAID if paid else REJECTED)
-        self.state.update(order, scenario=scenario.id)
+        self.state.orders.update(order, scenario=scenario.id)
         delivery = Delivery(
             order.order_id,
             order.extra["merchant_ref"],
@@ -135,9 +127,7 @@ class TelcellCheckout:
             if scenario.result_delay_s is None
             else scenario.result_delay_s
         )
-        due_at = self.sender.now() + delay
-        times = {"none": [], "once": [due_at], "twice": [due_at, due_at + max(delay, 0.1)]}
-        for at in times[scenario.result]:
+        for at in result_times(self.sender.now(), delay, scenario.result):
             self.sender.schedule(at, delivery)
 
     def resend(self, order: HostedOrder) -> Delivery | None:
@@ -250,42 +240,22 @@ def create_telcell_simulator(
     sender = ResultSender(state.record_delivery, clock=clock, timeout_s=config.callback_timeout_s)
     checkout = TelcellCheckout(state, scenarios, sender, config)
     pages = HostedPages(checkout, "Telcell Money", colour="#e3eefa")
-    recording = RecordingMiddleware(_kind, _record(state), config.latency_s)
+    record = form_recorder(state.record_request, _SECRET)
+    recording = RecordingMiddleware(_kind, record, config.latency_s)
     app: WsgiApp = falcon.App(middleware=[recording])
     app.add_route(INVOICE_PATH, InvoiceResource(state))
     pages.add_routes(app)
-    p = CONTROL_PREFIX
-    orders = control.OrdersResource(state, checkout)
-    app.add_route(f"{p}/cabinet", control.CabinetResource(state))
-    app.add_route(f"{p}/orders", orders)
-    app.add_route(f"{p}/orders/{{order_id}}", orders, suffix="one")
-    app.add_route(f"{p}/orders/{{order_id}}/resend", orders, suffix="resend")
-    app.add_route(f"{p}/scenarios", ScenariosResource(scenarios, ScenarioError))
-    app.add_route(f"{p}/requests", RequestsResource(state.requests))
-    app.add_route(f"{p}/deliveries", DeliveriesResource(state.deliveries, "order"))
-    app.add_route(f"{p}/reset", ResetResource(sender.clear, scenarios.clear, state.reset))
-    app.add_route(f"{p}/health", HealthResource(lambda: control.health(state, sender)))
+    add_controls(
+        app,
+        control.cabinet(state),
+        control.orders(state, checkout),
+        ScenariosResource(scenarios, ScenarioError),
+        requests=state.requests,
+        deliveries=state.deliveries,
+        reset=(sender.clear, scenarios.clear, state.reset),
+        health=lambda: control.health(state, sender),
+    )
     return TelcellSimulator(app, config, state, scenarios, sender, checkout, pages)
-
-
-def _record(state: TelcellState) -> Recorder:
-    """How Telcell-side requests are kept: their query and form fields, keys redacted."""
-
-    def record(req: falcon.Request, resp: falcon.Response, kind: str) -> None:
-        body = raw_body(req).decode("utf-8", "replace")
-        state.record_request(
-            RequestRecord(
-                method=req.method,
-                path=req.path,
-                kind=kind,
-                query=redacted_fields(form_fields(req.query_string), _SECRET),
-                form=redacted_fields(form_fields(body), _SECRET),
-                status=resp.status_code,
-                time=utc_now_iso(),
-            )
-        )
-
-    return record
 
 
 def _kind(path: str) -> str:

@@ -12,16 +12,14 @@ Sent from one background thread, once per scheduled result, never retried.
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
-import requests
-
+from sandbox import cabinet
+from sandbox.cabinet import PostFn
 from sandbox.due import Clock, DueQueue
 from sandbox.hosted import HostedOrder
-from sandbox.kit import utc_now_iso
 from sandbox.telcell.state import DeliveryRecord
 
 HEADERS: Final = {"User-Agent": "TelcellMoney-Invoices/sandbox"}
@@ -30,8 +28,6 @@ CURRENCY: Final = "֏"
 PAID: Final = "PAID"
 REJECTED: Final = "REJECTED"
 CHECKSUM_FIELDS: Final = ("invoice", "issuer_id", "payment_id", "currency", "sum", "time", "status")
-
-PostFn = Callable[[str, Mapping[str, str], float], tuple[int, str]]
 
 
 @dataclass(frozen=True)
@@ -69,8 +65,7 @@ def result_fields(
 
 
 def post_form(url: str, fields: Mapping[str, str], timeout_s: float) -> tuple[int, str]:
-    with requests.post(url, data=dict(fields), headers=HEADERS, timeout=timeout_s) as reply:
-        return reply.status_code, reply.text[:500]
+    return cabinet.post_form(url, fields, timeout_s, HEADERS)
 
 
 class ResultSender(DueQueue[Delivery]):
@@ -93,27 +88,19 @@ class ResultSender(DueQueue[Delivery]):
         self.push(due_at, delivery)
 
     def _deliver(self, delivery: Delivery) -> None:
-        started_at, started = utc_now_iso(), time.monotonic()
-        status: int | None = None
-        answer: str | None = None
-        error: str | None = None
-        if delivery.url is None:
-            error = NO_RESULT_URL
-        else:
-            try:
-                status, answer = self._post(delivery.url, delivery.fields, self._timeout_s)
-            except requests.RequestException as exc:
-                error = f"{type(exc).__name__}: {exc}"
+        tried = cabinet.attempt(
+            self._post, delivery.url, delivery.fields, self._timeout_s, NO_RESULT_URL
+        )
         self._record(
             DeliveryRecord(
                 order_id=delivery.order_id,
                 merchant_ref=delivery.merchant_ref,
                 url=delivery.url,
                 fields=dict(delivery.fields),
-                status=status,
-                answer=answer,
-                error=error,
-                time=started_at,
-                duration_ms=round((time.monotonic() - started) * 1000, 1),
+                status=tried.status,
+                answer=tried.answer,
+                error=tried.error,
+                time=tried.time,
+                duration_ms=tried.duration_ms,
             )
         )

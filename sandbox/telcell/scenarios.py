@@ -16,13 +16,12 @@ its price (whole drams, as the link sent it), else the default behaviour.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Final, Literal
 
 from sandbox.hosted import HostedOrder
-from sandbox.kit import ScenarioList
+from sandbox.kit import ReferenceFirst, finite_decimal, optional_seconds, reference_or_amount
 
 ResultMode = Literal["once", "twice", "none"]
 RESULT_MODES: Final[tuple[ResultMode, ...]] = ("once", "twice", "none")
@@ -46,7 +45,7 @@ class Scenario:
     def matches(self, order: HostedOrder) -> bool:
         if self.match_issuer_id is not None:
             return self.match_issuer_id in (order.extra["merchant_ref"], order.extra["issuer_id"])
-        return self.match_amount is not None and _decimal(order.amount) == self.match_amount
+        return self.match_amount is not None and finite_decimal(order.amount) == self.match_amount
 
     def to_json(self) -> dict[str, object]:
         match: dict[str, object] = (
@@ -67,22 +66,11 @@ class Scenario:
 DEFAULT: Final = Scenario("default")
 
 
-class ScenarioBook(ScenarioList[Scenario]):
-    """Thread-safe registry of scenarios."""
+class ScenarioBook(ReferenceFirst[Scenario]):
+    """Thread-safe registry of scenarios: by issuer_id first, then by price."""
 
     def __init__(self) -> None:
-        super().__init__(parse_scenario)
-
-    def for_order(self, order: HostedOrder) -> Scenario:
-        with self._lock:
-            newest_first = list(reversed(self._scenarios))
-        for scenario in newest_first:
-            if scenario.match_issuer_id is not None and scenario.matches(order):
-                return scenario
-        for scenario in newest_first:
-            if scenario.match_amount is not None and scenario.matches(order):
-                return scenario
-        return DEFAULT
+        super().__init__(parse_scenario, DEFAULT, lambda s: s.match_issuer_id is not None)
 
 
 def parse_scenario(document: object, scenario_id: str) -> Scenario:
@@ -92,7 +80,9 @@ def parse_scenario(document: object, scenario_id: str) -> Scenario:
     unknown = set(document) - _KEYS
     if unknown:
         raise ScenarioError(f"unknown scenario keys: {sorted(unknown)}")
-    amount, issuer_id = _parse_match(document.get("match"))
+    amount, issuer_id = reference_or_amount(
+        document.get("match"), "issuer_id", "reference", ScenarioError
+    )
     result = document.get("result", "once")
     if result not in RESULT_MODES:
         raise ScenarioError(f"result must be one of {list(RESULT_MODES)}")
@@ -110,39 +100,5 @@ def parse_scenario(document: object, scenario_id: str) -> Scenario:
     )
 
 
-def _parse_match(match: object) -> tuple[Decimal | None, str | None]:
-    usage = 'match must be {"amount": 5000} or {"issuer_id": "<reference>"}'
-    if not isinstance(match, dict) or len(match) != 1:
-        raise ScenarioError(usage)
-    if "issuer_id" in match:
-        issuer_id = match["issuer_id"]
-        if not isinstance(issuer_id, str) or not issuer_id:
-            raise ScenarioError("match.issuer_id must be a non-empty string")
-        return None, issuer_id
-    if "amount" in match:
-        value = match["amount"]
-        amount = None
-        if not isinstance(value, bool) and isinstance(value, int | float | str):
-            amount = _decimal(str(value))
-        if amount is None or amount <= 0:
-            raise ScenarioError("match.amount must be an amount in drams > 0")
-        return amount, None
-    raise ScenarioError(usage)
-
-
-def _decimal(text: str) -> Decimal | None:
-    try:
-        number = Decimal(text.strip())
-    except InvalidOperation:
-        return None
-    return number if number.is_finite() else None
-
-
 def _seconds(value: object, name: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ScenarioError(f"{name} must be a number of seconds")
-    if value < 0:
-        raise ScenarioError(f"{name} must be >= 0")
-    return float(value)
+    return optional_seconds(value, name, ScenarioError)

@@ -8,14 +8,12 @@ plain HTTP: open the form URL the redirect names, press Pay or Decline on it.
 from __future__ import annotations
 
 import socket
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import requests
 
 from sandbox.config import SimulatorConfig
 from shared.domain.money import Money
@@ -29,10 +27,11 @@ from shared.gateways.base import (
     Outcome,
     PaymentRequest,
     ReturnUrls,
-    StatusResult,
 )
 from shared.gateways.description import GatewaySettings
 from tests.support.arca_sim import ArcaSimulator, serving
+from tests.support.hosted_adapter import hosted_request, settled, started
+from tests.support.hosted_adapter import press as press_on_page
 
 OK = "https://malipo.example/pay/0b7f3c9e/back"
 KO = "https://malipo.example/pay/0b7f3c9e/back?failed=1"
@@ -67,50 +66,11 @@ def credentials() -> ArcaCredentials:
 
 
 def request(amount_drams: int = 5000, attempt_ref: str | None = None) -> PaymentRequest:
-    return PaymentRequest(
-        payment_id=str(uuid.uuid4()),
-        attempt_ref=attempt_ref or str(uuid.uuid4()),
-        amount=Money(amount_drams * 100, "AMD"),
-        phone="37477123456",
-        reference="ORDER-42",
-        description="Two tickets",
-        callback_url="https://malipo.example/callbacks/arca/unused",
-        return_urls=ReturnUrls(OK, KO),
-    )
-
-
-def started(adapter: ArcaAdapter, credentials: ArcaCredentials, payment: PaymentRequest) -> str:
-    result = adapter.start_hosted(credentials, payment)
-    assert result.accepted, result.message
-    assert result.gateway_ref
-    return result.gateway_ref
+    return hosted_request("arca", ReturnUrls(OK, KO), amount_drams, attempt_ref)
 
 
 def press(served: Served, result: InitiateResult, choice: str) -> str:
-    """What the customer's browser does: open the form URL, press a button; where it lands."""
-    assert result.next_action is not None
-    assert result.next_action.type == "redirect"
-    assert result.next_action.url
-    page = requests.get(result.next_action.url, timeout=5)
-    assert page.status_code == 200
-    assert "Two tickets" in page.text
-    pressed = requests.post(
-        f"{served.root}/arca/_page/{result.gateway_ref}",
-        data={"choice": choice},
-        allow_redirects=False,
-        timeout=5,
-    )
-    assert pressed.status_code == 303
-    return pressed.headers["Location"]
-
-
-def settled(adapter: ArcaAdapter, credentials: ArcaCredentials, ref: str) -> StatusResult:
-    give_up_at = time.monotonic() + 5
-    while True:
-        status = adapter.query_status(credentials, ref)
-        if status.verdict.outcome is not Outcome.PENDING or time.monotonic() > give_up_at:
-            return status
-        time.sleep(0.05)
+    return press_on_page(f"{served.root}/arca", result, choice)
 
 
 # -- the hosted flow --------------------------------------------------------------------------

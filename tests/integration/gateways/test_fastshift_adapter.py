@@ -7,12 +7,10 @@ free port, and a tiny local receiver stands in for malipo's callback endpoint.
 from __future__ import annotations
 
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -37,6 +35,7 @@ from shared.gateways.fastshift import DESCRIPTION
 from shared.gateways.fastshift.client import FastShiftAdapter
 from shared.gateways.fastshift.credentials import FastShiftCredentials
 from tests.support.fastshift_sim import FastShiftSimulator
+from tests.support.receiver import Received, Receiver, receiving
 from tests.support.serving import serving_wsgi
 from tests.support.waiting import wait_until
 
@@ -68,69 +67,10 @@ def served() -> Iterator[Served]:
     sandbox.close()
 
 
-@dataclass(frozen=True)
-class Received:
-    method: str
-    path: str
-    query: str
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class Receiver:
-    url: str
-    received: list[Received] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def add(self, item: Received) -> None:
-        with self.lock:
-            self.received.append(item)
-
-    def all(self) -> list[Received]:
-        with self.lock:
-            return list(self.received)
-
-
-class _ReceiverServer(ThreadingHTTPServer):
-    receiver: Receiver
-
-
-class _ReceiverHandler(BaseHTTPRequestHandler):
-    server: _ReceiverServer
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        parts = urlsplit(self.path)
-        self.server.receiver.add(
-            Received(
-                self.command,
-                parts.path,
-                parts.query,
-                {k.lower(): v for k, v in self.headers.items()},
-                self.rfile.read(length),
-            )
-        )
-        reply = b'{"status": "OK"}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(reply)))
-        self.end_headers()
-        self.wfile.write(reply)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    server = _ReceiverServer(("127.0.0.1", 0), _ReceiverHandler)
-    server.receiver = Receiver(f"http://127.0.0.1:{server.server_port}")
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield server.receiver
-    server.shutdown()
-    server.server_close()
+    with receiving(b'{"status": "OK"}', "application/json") as endpoint:
+        yield endpoint
 
 
 # -- the adapter ------------------------------------------------------------------------------

@@ -7,16 +7,11 @@ free port, and a tiny local receiver stands in for malipo's callback endpoint.
 from __future__ import annotations
 
 import socket
-import socketserver
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import urlsplit
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
 import requests
@@ -38,6 +33,8 @@ from shared.gateways.description import GatewaySettings
 from shared.gateways.intouch import DESCRIPTION
 from shared.gateways.intouch.client import InTouchAdapter
 from shared.gateways.intouch.credentials import InTouchCredentials
+from tests.support.receiver import Received, Receiver, receiving
+from tests.support.serving import serving_wsgi
 from tests.support.waiting import wait_until
 
 DELAY_S = 0.3
@@ -45,15 +42,6 @@ CALLBACK_USER, CALLBACK_PASSWORD = "sandbox-touchpay", "sandbox-touchpay-passwor
 
 
 # -- the sandbox and a callback receiver ------------------------------------------------------
-
-
-class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-
-
-class _QuietWSGIHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
 
 @dataclass
@@ -72,81 +60,15 @@ class Served:
 @pytest.fixture
 def served() -> Iterator[Served]:
     sandbox = create_sandbox(SimulatorConfig(callback_delay_s=DELAY_S))
-    server = make_server(
-        "127.0.0.1", 0, sandbox, server_class=_ThreadingWSGIServer, handler_class=_QuietWSGIHandler
-    )
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield Served(sandbox, f"http://127.0.0.1:{server.server_port}")
-    server.shutdown()
-    server.server_close()
+    with serving_wsgi(sandbox) as root:
+        yield Served(sandbox, root)
     sandbox.close()
-
-
-@dataclass(frozen=True)
-class Received:
-    method: str
-    path: str
-    query: str
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class Receiver:
-    url: str
-    received: list[Received] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def add(self, item: Received) -> None:
-        with self.lock:
-            self.received.append(item)
-
-    def all(self) -> list[Received]:
-        with self.lock:
-            return list(self.received)
-
-
-class _ReceiverServer(ThreadingHTTPServer):
-    receiver: Receiver
-
-
-class _ReceiverHandler(BaseHTTPRequestHandler):
-    server: _ReceiverServer
-
-    def _receive(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        parts = urlsplit(self.path)
-        self.server.receiver.add(
-            Received(
-                self.command,
-                parts.path,
-                parts.query,
-                {k.lower(): v for k, v in self.headers.items()},
-                self.rfile.read(length),
-            )
-        )
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"OK")
-
-    do_GET = do_POST = _receive
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    server = _ReceiverServer(("127.0.0.1", 0), _ReceiverHandler)
-    server.receiver = Receiver(f"http://127.0.0.1:{server.server_port}")
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield server.receiver
-    server.shutdown()
-    server.server_close()
+    with receiving(b"OK", "text/plain", ("GET", "POST")) as endpoint:
+        yield endpoint
 
 
 # -- the adapter ------------------------------------------------------------------------------
