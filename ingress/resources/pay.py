@@ -196,23 +196,32 @@ class PayPages:
     # -- /pay/return (cabinet return URLs) ---------------------------------------------------
 
     def on_get_cabinet(self, req: falcon.Request, resp: falcon.Response) -> None:
-        payment_id, _, token = (req.cookies.get(COOKIE) or "").partition(".")
+        payment_id, token = _cookie(req)
         if not payment_id or not token:
             return _not_valid(resp)
         raise falcon.HTTPSeeOther(f"/pay/{payment_id}/return?t={token}")
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _payment(
-        self, req: falcon.Request, payment_id: str
-    ) -> tuple[PaymentIntent, Merchant, str] | None:
+    def _linked(self, req: falcon.Request, payment_id: str) -> tuple[uuid.UUID, str] | None:
+        """The payment id and the link's token (query ``t`` or the cookie), when it is valid."""
         try:
             wanted = uuid.UUID(payment_id)
         except ValueError:
             return None
-        token = req.get_param("t") or self._cookie_token(req, wanted)
-        if token is None or not self.links.valid(wanted, token, datetime.now(UTC)):
+        cookie_id, cookie_token = _cookie(req)
+        token = req.get_param("t") or (cookie_token if cookie_id == str(wanted) else None)
+        if not token or not self.links.valid(wanted, token, datetime.now(UTC)):
             return None
+        return wanted, token
+
+    def _payment(
+        self, req: falcon.Request, payment_id: str
+    ) -> tuple[PaymentIntent, Merchant, str] | None:
+        linked = self._linked(req, payment_id)
+        if linked is None:
+            return None
+        wanted, token = linked
         with self.db.transaction() as session:
             intent = session.get(PaymentIntent, wanted)
             if intent is None or intent.flow != Capability.HOSTED.value:
@@ -225,20 +234,11 @@ class PayPages:
 
     def _accepted_not_stored(self, req: falcon.Request, payment_id: str) -> bool:
         """A valid link to a payment the worker has not stored yet (it is still queued)."""
-        try:
-            wanted = uuid.UUID(payment_id)
-        except ValueError:
-            return False
-        token = req.get_param("t")
-        if not self.links.valid(wanted, token, datetime.now(UTC)):
+        linked = self._linked(req, payment_id)
+        if linked is None:
             return False
         with self.db.transaction() as session:
-            return session.get(PaymentIntent, wanted) is None
-
-    @staticmethod
-    def _cookie_token(req: falcon.Request, payment_id: uuid.UUID) -> str | None:
-        cookie_id, _, token = (req.cookies.get(COOKIE) or "").partition(".")
-        return token if cookie_id == str(payment_id) and token else None
+            return session.get(PaymentIntent, linked[0]) is None
 
     def _common(self, intent: PaymentIntent, merchant: Merchant) -> dict[str, Any]:
         description = self.gateways.describe(intent.gateway)
@@ -274,6 +274,12 @@ class PayPages:
             log.warning("return page status check not queued", error=str(exc), outage="rabbitmq")
             return
         log.info("return page asked for a status check", payment_id=str(intent.id))
+
+
+def _cookie(req: falcon.Request) -> tuple[str, str]:
+    """The payment id and token the pay page left in this browser ("" when none)."""
+    payment_id, _, token = (req.cookies.get(COOKIE) or "").partition(".")
+    return payment_id, token
 
 
 def _retry_pending(req: falcon.Request) -> bool:

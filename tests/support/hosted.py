@@ -114,8 +114,8 @@ def next_action(api: Client, merchant: HostedMerchant, payment_id: str) -> dict[
     return wait_until(stored, timeout_s=20, what=f"payment {payment_id}'s next action")
 
 
-def gateway_ref(db: Database, payment_id: str) -> str:
-    """The current attempt's reference at the gateway (bill no, order number, PaymentID...)."""
+def current_attempt(db: Database, payment_id: str) -> PaymentAttempt:
+    """The payment's latest attempt."""
     with db.transaction() as session:
         attempt = session.scalars(
             select(PaymentAttempt)
@@ -123,20 +123,19 @@ def gateway_ref(db: Database, payment_id: str) -> str:
             .order_by(PaymentAttempt.number.desc())
         ).first()
     assert attempt is not None, "no attempt"
+    return attempt
+
+
+def gateway_ref(db: Database, payment_id: str) -> str:
+    """The current attempt's reference at the gateway (bill no, order number, PaymentID...)."""
+    attempt = current_attempt(db, payment_id)
     assert attempt.gateway_ref, "the attempt has no gateway reference"
     return attempt.gateway_ref
 
 
 def attempt_ref(db: Database, payment_id: str) -> str:
     """Our own reference of the current attempt (what we sent as the order number)."""
-    with db.transaction() as session:
-        attempt = session.scalars(
-            select(PaymentAttempt)
-            .where(PaymentAttempt.intent_id == uuid.UUID(payment_id))
-            .order_by(PaymentAttempt.number.desc())
-        ).first()
-    assert attempt is not None
-    return str(attempt.id)
+    return str(current_attempt(db, payment_id).id)
 
 
 class Customer:
