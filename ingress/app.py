@@ -30,6 +30,14 @@ from ingress.resources.payments import (
     RetryResource,
 )
 from ingress.resources.redemptions import RedeemResource, RedemptionsResource
+from ingress.resources.transfers import (
+    OpsRefundResource,
+    PayoutResource,
+    PayoutsResource,
+    RefundResource,
+    RefundsResource,
+    TransferCommands,
+)
 from ingress.resources.webhooks import (
     OpsWebhooksResource,
     WebhookReplayResource,
@@ -145,6 +153,17 @@ def create_app(
     app.add_route("/pay/{payment_id}", pay)
     app.add_route("/pay/{payment_id}/return", pay, suffix="return")
     app.add_route("/pay/{payment_id}/retry", pay, suffix="retry")
+    commands = TransferCommands(db, auth, publisher, settings.max_body_bytes)
+    app.add_route("/v1/payments/{payment_id}/refunds", RefundsResource(commands))
+    app.add_route("/v1/refunds/{refund_id}", RefundResource(commands))
+    app.add_route("/v1/payouts", PayoutsResource(commands))
+    payouts = PayoutResource(commands)
+    app.add_route("/v1/payouts/{payout_id}", payouts)
+    app.add_route("/v1/payouts/{payout_id}/approve", payouts, suffix="approve")
+    app.add_route("/v1/payouts/{payout_id}/reject", payouts, suffix="reject")
+    app.add_route(
+        "/ops/refunds/{refund_id}/complete", OpsRefundResource(commands), suffix="complete"
+    )
     app.add_route("/callbacks/{gateway}/{secret}", callbacks)
     app.add_route("/callbacks/{gateway}/{secret}/{attempt_ref}", callbacks)
     app.add_route("/ops/events", OpsEventsResource(db, auth, gateways.names()))

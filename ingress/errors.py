@@ -26,19 +26,26 @@ _BY_STATUS = {
 }
 
 
-def error_body(error: ErrorCode, message: str | None = None) -> dict[str, Any]:
-    return {"error": {"code": error.code, "message": message or error.message}}
+def error_body(
+    error: ErrorCode, message: str | None = None, facts: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    return {"error": {"code": error.code, "message": message or error.message, **(facts or {})}}
 
 
-def respond_with(resp: falcon.Response, error: ErrorCode, message: str | None = None) -> None:
+def respond_with(
+    resp: falcon.Response,
+    error: ErrorCode,
+    message: str | None = None,
+    facts: dict[str, Any] | None = None,
+) -> None:
     resp.status = falcon.code_to_http_status(error.http_status)
-    resp.media = error_body(error, message)
+    resp.media = error_body(error, message, facts)
 
 
 def handle_malipo_error(
     req: falcon.Request, resp: falcon.Response, exc: MalipoError, params: dict[str, Any]
 ) -> None:
-    respond_with(resp, exc.error, exc.detail)
+    respond_with(resp, exc.error, exc.detail, exc.facts)
     if isinstance(exc, RateLimited):
         resp.set_header("Retry-After", str(exc.retry_after_s))
     elif exc.error.http_status == 503:

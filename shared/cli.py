@@ -26,6 +26,7 @@ from shared.commands.services import (
     preflight,
 )
 from shared.commands.templates import template
+from shared.commands.transfers import refund
 from shared.commands.webhooks import webhook
 from shared.settings import use_local_config
 
@@ -80,6 +81,7 @@ for command in (
     dev,
     preflight,
     template,
+    refund,
     webhook,
 ):
     main.add_command(command)

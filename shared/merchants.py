@@ -30,7 +30,15 @@ from shared.db.models import ApiKey, GatewayCredential, GatewayRoute, Merchant, 
 from shared.gateways import catalogue
 from shared.settings import looks_like_sandbox
 
-SCOPES = ("payments:write", "payments:read", "ops:read", "ops:write")
+SCOPES = (
+    "payments:write",
+    "payments:read",
+    "refunds:write",
+    "payouts:write",
+    "payouts:approve",
+    "ops:read",
+    "ops:write",
+)
 DEFAULT_SCOPES = ("payments:write", "payments:read")
 OPERATOR_SCOPES = ("ops:read", "ops:write")
 

@@ -49,6 +49,9 @@ NOTIFY_MERCHANT = ActorSpec("notify_merchant", "notifications")
 NOTIFY_CUSTOMER = ActorSpec("notify_customer", "notifications")
 RELAY_OUTBOX = ActorSpec("relay_outbox", "maintenance")
 DRAIN_DEAD_LETTERS = ActorSpec("drain_dead_letters", "maintenance")
+SEND_TRANSFER = ActorSpec("send_transfer", "transfers")
+CHECK_TRANSFER = ActorSpec("check_transfer", "transfers")
+SWEEP_TRANSFERS = ActorSpec("sweep_transfers", "maintenance")
 
 ALL_ACTORS = (
     INITIATE_PAYMENT,
@@ -62,6 +65,9 @@ ALL_ACTORS = (
     NOTIFY_CUSTOMER,
     RELAY_OUTBOX,
     DRAIN_DEAD_LETTERS,
+    SEND_TRANSFER,
+    CHECK_TRANSFER,
+    SWEEP_TRANSFERS,
 )
 
 
@@ -337,3 +343,26 @@ class Publisher:
 
     def close(self) -> None:
         self.broker.close()
+
+
+@dataclass(frozen=True)
+class SendTransfer(MessageContract):
+    """Send a pending refund or payout to its gateway (at most once; see workers/transfers)."""
+
+    spec: ClassVar[ActorSpec] = SEND_TRANSFER
+    transfer_id: str
+
+
+@dataclass(frozen=True)
+class CheckTransfer(MessageContract):
+    """Ask the gateway where a submitted or unknown transfer stands."""
+
+    spec: ClassVar[ActorSpec] = CHECK_TRANSFER
+    transfer_id: str
+
+
+@dataclass(frozen=True)
+class SweepTransfers(MessageContract):
+    """Send pending transfers whose message was lost; check those whose result is overdue."""
+
+    spec: ClassVar[ActorSpec] = SWEEP_TRANSFERS

@@ -19,6 +19,14 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
 
+def refund_status(intent: PaymentIntent) -> str:
+    """none / partial / full, by what succeeded refunds gave back."""
+    refunded = intent.refunded_minor or 0
+    if refunded <= 0:
+        return "none"
+    return "full" if refunded >= intent.amount_minor else "partial"
+
+
 def payment_view(intent: PaymentIntent) -> dict[str, Any]:
     """The payment as its merchant sees it (phone masked)."""
     failure = (
@@ -46,6 +54,8 @@ def payment_view(intent: PaymentIntent) -> dict[str, Any]:
             intent.amount_minor - (intent.fee_minor or 0) if intent.status == "succeeded" else None
         ),
         "flags": list(intent.flags),
+        "refund_status": refund_status(intent),
+        "refunded": intent.refunded_minor or 0,
         "created_at": _iso(intent.created_at),
         "submitted_at": _iso(intent.submitted_at),
         "finished_at": _iso(intent.finished_at),

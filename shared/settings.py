@@ -117,6 +117,18 @@ class Settings(BaseSettings):
         default=86_400, ge=60, description="how long a pay page link (its token) works"
     )
     poll_min_interval_s: float = Field(default=5.0, gt=0)
+    # Money out (refunds and payouts).
+    transfer_result_wait_s: float = Field(
+        default=120.0, gt=0, description="wait for a transfer's result before asking the gateway"
+    )
+    transfer_check_s: float = Field(
+        default=10.0, gt=0, description="first check of a transfer whose outcome is unknown"
+    )
+    transfer_check_max_s: float = Field(default=600.0, gt=0)
+    transfer_dispatch_after_s: float = Field(
+        default=30.0, gt=0, description="re-enqueue a pending transfer nobody picked up"
+    )
+    transfer_sweep_interval_s: float = Field(default=15.0, gt=0)
     orphan_rechecks: int = Field(
         default=3,
         ge=0,
@@ -297,7 +309,12 @@ class Settings(BaseSettings):
             if not 0 < value < 3600:
                 raise ValueError(f"{prefix}{name} must be between 0 and 3600 seconds")
             timeouts.append(value)
-        return GatewaySettings(base_url.rstrip("/"), timeouts[0], timeouts[1])
+        extra = {
+            name: env[prefix + name.upper()]
+            for name in description.settings_fields
+            if env.get(prefix + name.upper())
+        }
+        return GatewaySettings(base_url.rstrip("/"), timeouts[0], timeouts[1], extra)
 
     def webhook_retry_delays(self) -> list[float]:
         return [float(part) for part in self.webhook_retry_schedule_s.split(",") if part.strip()]

@@ -55,6 +55,7 @@ from workers.outcomes import (
     record_event,
 )
 from workers.runtime import Runtime, runtime
+from workers.transfers import apply_transfer_event
 
 log = structlog.stdlib.get_logger(__name__)
 POLICY = POLICIES[APPLY_CALLBACK.actor_name]
@@ -95,6 +96,8 @@ class CallbackApplication:
             remote_addr=self.message.remote_addr,
             path_secret="",
         )
+        if self._transfer_result(inbound):
+            return
         try:
             event = reader.parse_callback(inbound)
         except CallbackMalformed as exc:
@@ -120,6 +123,29 @@ class CallbackApplication:
                 return
         # The gateway must confirm first: asked outside any transaction, then applied.
         self._apply_confirmed(event, word)
+
+    def _transfer_result(self, inbound: InboundCallback) -> bool:
+        """Apply the refund or payout result this callback carries; False when it is none."""
+        results = self.rt.gateways.transfer_results(self.message.gateway)
+        if results is None:
+            return False
+        try:
+            event = results.transfer_result(inbound, self.message.attempt_ref)
+        except CallbackMalformed as exc:
+            self._record_unparsed(str(exc))
+            return True
+        if event is None:
+            return False
+        apply_transfer_event(
+            self.rt,
+            self.message.gateway,
+            self.merchant_id,
+            event,
+            self.message.attempt_ref,
+            datetime.fromisoformat(self.message.received_at),
+            self.message.remote_addr,
+        )
+        return True
 
     # -- signatures only the merchant's credentials can check ------------------------------
 

@@ -13,6 +13,7 @@ from workers import (
     notifications,
     outbox,
     polling,
+    transfers,
     webhooks,
 )
 from workers.broker import broker
@@ -26,5 +27,6 @@ __all__ = [
     "notifications",
     "outbox",
     "polling",
+    "transfers",
     "webhooks",
 ]

@@ -84,6 +84,17 @@ DEFAULT_POLICIES: dict[str, RetryPolicy] = {
     "sweep_pending_payments": RetryPolicy(
         max_retries=2, min_backoff_ms=1_000, max_backoff_ms=10_000, time_limit_ms=60_000
     ),
+    # Money out: a gateway that is down is waited for (the transfer stays pending and the
+    # sweep sends it later); what may have been sent is never sent again (checked instead).
+    "send_transfer": RetryPolicy(
+        max_retries=8, min_backoff_ms=2_000, max_backoff_ms=120_000, time_limit_ms=120_000
+    ),
+    "check_transfer": RetryPolicy(
+        max_retries=8, min_backoff_ms=2_000, max_backoff_ms=120_000, time_limit_ms=90_000
+    ),
+    "sweep_transfers": RetryPolicy(
+        max_retries=2, min_backoff_ms=1_000, max_backoff_ms=10_000, time_limit_ms=60_000
+    ),
     # Periodic and idempotent: the next scheduled run is the real retry.
     "seal_audit_log": RetryPolicy(
         max_retries=2, min_backoff_ms=1_000, max_backoff_ms=10_000, time_limit_ms=300_000

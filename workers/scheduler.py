@@ -26,6 +26,7 @@ from shared.messages import (
     RelayOutbox,
     SealAuditLog,
     SweepPendingPayments,
+    SweepTransfers,
     build_broker,
 )
 from shared.settings import Settings, settings_or_exit
@@ -87,6 +88,7 @@ class Scheduler:
             (SealAuditLog(), self.settings.audit_seal_interval_s),
             (RelayOutbox(), self.settings.outbox_relay_interval_s),
             (DrainDeadLetters(), self.settings.dead_letter_drain_interval_s),
+            (SweepTransfers(), self.settings.transfer_sweep_interval_s),
         ]
 
     def tick(self, message: MessageContract) -> bool:

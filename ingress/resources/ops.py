@@ -32,6 +32,8 @@ REVIEW_OUTCOMES = (
     "late_success",
     "duplicate_collection",
     "reference_taken",
+    "transfer_orphan",
+    "transfer_conflict",
 )
 MAX_LIMIT = 500
 BIGINT_MAX = 2**63 - 1

@@ -27,6 +27,7 @@ from shared.paypage import PayLinks
 from shared.preflight import payment_refusal, routed_gateway
 from shared.ratelimit import RateDecision, consume
 from shared.settings import Settings
+from shared.transfers import refunds_of
 
 log = structlog.stdlib.get_logger(__name__)
 WAIT_STEP_S = 0.2
@@ -247,6 +248,7 @@ class PaymentResource:
             if intent is None or intent.merchant_id != merchant_id:
                 return None
             view = payment_view(intent)
+            view["refunds"] = refunds_of(session, intent.id)
             if intent.flow == "hosted" and self.gateways.describe(intent.gateway).pay_page:
                 view["pay_url"] = self.links.pay_url(intent.id, intent.accepted_at)
             return view

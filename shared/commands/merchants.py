@@ -171,6 +171,44 @@ def merchant_pay_page(
     click.echo(json.dumps({"merchant_id": str(merchant_id), "pay_page": shown}))
 
 
+@merchant.command("payouts")
+@click.argument("merchant_id", type=click.UUID)
+@click.option(
+    "--approval-above",
+    "approval_above",
+    multiple=True,
+    metavar="CUR=MINOR",
+    help="payouts above this many minor units of CUR wait for a second key "
+    "(payouts:approve); CUR= clears it; repeatable",
+)
+def merchant_payouts(merchant_id: uuid.UUID, approval_above: tuple[str, ...]) -> None:
+    """The merchant's payout rules: four-eyes thresholds per currency (prints the result)."""
+    changes: dict[str, int | None] = {}
+    for item in approval_above:
+        currency, _, amount = item.partition("=")
+        currency = currency.strip().upper()
+        if currency not in catalogue.currencies():
+            raise click.ClickException(f"--approval-above: no gateway takes {currency!r}")
+        if amount.strip() and not amount.strip().isdigit():
+            raise click.ClickException("--approval-above takes CUR=<minor units>, e.g. KES=500000")
+        changes[currency] = int(amount) if amount.strip() else None
+    with cli_database(cli_settings()) as database, database.transaction() as session:
+        row = session.get(Merchant, merchant_id)
+        if row is None:
+            raise click.ClickException(f"no merchant {merchant_id}")
+        rules = dict(row.payouts or {})
+        limits = dict(rules.get("approval_above") or {})
+        for currency, threshold in changes.items():
+            if threshold is None:
+                limits.pop(currency, None)
+            else:
+                limits[currency] = threshold
+        rules["approval_above"] = limits
+        row.payouts = rules
+        shown = dict(row.payouts)
+    click.echo(json.dumps({"merchant_id": str(merchant_id), "payouts": shown}))
+
+
 def _pepper() -> tuple[Any, bytes]:
     settings = cli_settings()
     return settings, settings.secret_key.get_secret_value().encode()

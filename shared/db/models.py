@@ -31,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shared.domain.states import LIVE_STATES, PaymentStatus
+from shared.domain.states import LIVE_STATES, OPEN_TRANSFER_STATES, PaymentStatus, TransferStatus
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -70,6 +70,8 @@ class Merchant(Base):
     email: Mapped[str | None] = mapped_column(String(320))
     # What malipo's pay page shows for this merchant: ``support_url``, ``allow_retries``.
     pay_page: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
+    # Payout rules: ``approval_above`` {currency: minor units}, ``notify_recipient``.
+    payouts: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
     created_at: Mapped[datetime] = _now()
 
 
@@ -149,6 +151,14 @@ class PaymentIntent(Base):
             postgresql_where=text("status = 'submitted'"),
         ),
         Index("ix_payment_intents_phone_created_at", "phone", "created_at"),
+        CheckConstraint(
+            "refund_reserved_minor >= 0 AND refund_reserved_minor <= amount_minor",
+            name="refunds_within_amount",
+        ),
+        CheckConstraint(
+            "refunded_minor >= 0 AND refunded_minor <= refund_reserved_minor",
+            name="refunded_within_reserved",
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
@@ -180,6 +190,9 @@ class PaymentIntent(Base):
     gateway_ref: Mapped[str | None] = mapped_column(String(100))
     receipt: Mapped[str | None] = mapped_column(String(40))
     flags: Mapped[list[str]] = mapped_column(ARRAY(String(40)), server_default=text("'{}'"))
+    # Refunds not failed (pending or done), and refunds done: never above the amount.
+    refund_reserved_minor: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    refunded_minor: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     accepted_at: Mapped[datetime]
     created_at: Mapped[datetime] = _now()
     submitted_at: Mapped[datetime | None]
@@ -221,6 +234,71 @@ class PaymentAttempt(Base):
     responded_at: Mapped[datetime | None]
 
 
+class Transfer(Base):
+    """A refund of a collection or a payout to a phone: money out, sent at most once.
+
+    ``status``: ``awaiting_approval`` (a payout above the merchant's threshold) →
+    ``pending`` (to be sent) → ``sending`` (recorded before the gateway call) →
+    ``submitted`` (the gateway took it; its result is awaited) → ``succeeded`` or
+    ``failed``; ``unknown`` (the call may have been acted on: only ever queried),
+    ``requires_action`` (no refund API: an operator records how it was paid back),
+    ``rejected`` (the second key said no). Its amount is held on the merchant's
+    balance from acceptance until it is settled or released.
+    """
+
+    __tablename__ = "transfers"
+    __table_args__ = (
+        UniqueConstraint("merchant_id", "kind", "idempotency_key"),
+        UniqueConstraint("request_ref"),
+        UniqueConstraint("gateway", "gateway_ref"),
+        CheckConstraint("amount_minor > 0", name="amount_positive"),
+        CheckConstraint("kind IN ('payout', 'refund')", name="kind_known"),
+        CheckConstraint("(kind = 'refund') = (payment_id IS NOT NULL)", name="refund_has_payment"),
+        CheckConstraint(_in("status", TransferStatus), name="status_known"),
+        Index(
+            "ix_transfers_due",
+            "next_check_at",
+            postgresql_where=text(_in("status", OPEN_TRANSFER_STATES)),
+        ),
+        Index("ix_transfers_merchant_created", "merchant_id", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id"))
+    payment_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("payment_intents.id"), index=True
+    )
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    # Sent where the gateway takes an id of ours (Daraja's OriginatorConversationID).
+    request_ref: Mapped[str] = mapped_column(String(32))
+    gateway: Mapped[str] = mapped_column(String(32))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    phone: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(20))
+    gateway_ref: Mapped[str | None] = mapped_column(String(100))
+    receipt: Mapped[str | None] = mapped_column(String(100))
+    failure_code: Mapped[str | None] = mapped_column(String(40))
+    failure_message: Mapped[str | None] = mapped_column(String(300))
+    # The API keys that asked, and that approved or rejected (four eyes).
+    requested_by: Mapped[uuid.UUID | None]
+    decided_by: Mapped[uuid.UUID | None]
+    # How an operator paid a ``requires_action`` refund back, and who recorded it.
+    evidence: Mapped[str | None] = mapped_column(String(500))
+    completed_by: Mapped[str | None] = mapped_column(String(100))
+    sends: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    checks: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    next_check_at: Mapped[datetime | None]
+    dispatched_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+
 class GatewayEvent(Base):
     """Everything a gateway told us (callbacks and query answers), phones masked.
 
@@ -253,18 +331,26 @@ class GatewayEvent(Base):
 
 class LedgerEntry(Base):
     """Money that moved. A collection is written once per intent, never updated; a gateway's
-    fee on it is a second, negative entry (``fee``): the entries sum to what the merchant nets."""
+    fee on it is a second, negative entry (``fee``): the entries sum to what the merchant nets.
+    A refund or payout is one negative entry per transfer (``refund``, ``payout``)."""
 
     __tablename__ = "ledger_entries"
     __table_args__ = (
         UniqueConstraint("intent_id", "kind"),
-        CheckConstraint("kind IN ('collection', 'fee')", name="kind_known"),
+        UniqueConstraint("transfer_id"),
+        CheckConstraint("kind IN ('collection', 'fee', 'payout', 'refund')", name="kind_known"),
         CheckConstraint("amount_minor <> 0", name="amount_nonzero"),
+        CheckConstraint(
+            "(intent_id IS NULL) <> (transfer_id IS NULL)"
+            " AND (transfer_id IS NULL OR amount_minor < 0)",
+            name="one_subject",
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id"), index=True)
-    intent_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("payment_intents.id"))
+    intent_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("payment_intents.id"))
+    transfer_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("transfers.id"))
     kind: Mapped[str] = mapped_column(String(16))
     amount_minor: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
@@ -274,14 +360,19 @@ class LedgerEntry(Base):
 
 
 class Balance(Base):
-    """A merchant's available balance per currency; never negative."""
+    """A merchant's balance per currency: available, and held for refunds and payouts under
+    way. Neither is ever negative; a hold is settled (gone) or released (back to available)."""
 
     __tablename__ = "balances"
-    __table_args__ = (CheckConstraint("available_minor >= 0", name="not_negative"),)
+    __table_args__ = (
+        CheckConstraint("available_minor >= 0", name="not_negative"),
+        CheckConstraint("held_minor >= 0", name="held_not_negative"),
+    )
 
     merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id"), primary_key=True)
     currency: Mapped[str] = mapped_column(String(3), primary_key=True)
     available_minor: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    held_minor: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
 
 
@@ -433,6 +524,7 @@ class WebhookEvent(Base):
     webhook_id: Mapped[str] = mapped_column(String(64), unique=True)
     merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id"))
     payment_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("payment_intents.id"))
+    transfer_id: Mapped[uuid.UUID | None]
     event_type: Mapped[str] = mapped_column(String(64))
     payload: Mapped[dict[str, Any]]
     status: Mapped[str] = mapped_column(String(16), server_default=text("'pending'"))

@@ -93,6 +93,21 @@ AMOUNT_MISMATCH = _code(
 PAYMENT_NOT_RETRYABLE = _code(
     "payment_not_retryable", 409, "Only a failed, cancelled or expired payment can be retried."
 )
+PAYMENT_NOT_REFUNDABLE = _code(
+    "payment_not_refundable", 409, "Only a succeeded payment can be refunded."
+)
+REFUND_EXCEEDS_PAYMENT = _code(
+    "refund_exceeds_payment", 422, "The refund is more than what is left of the payment."
+)
+INSUFFICIENT_BALANCE = _code(
+    "insufficient_balance", 422, "The merchant's available balance is less than the amount."
+)
+TRANSFER_NOT_ACTIONABLE = _code(
+    "transfer_not_actionable", 409, "The refund or payout is not in a state that allows this."
+)
+SELF_APPROVAL = _code(
+    "self_approval", 403, "A payout must be approved by another API key than the one that asked."
+)
 SERVICE_UNAVAILABLE = _code(
     "service_unavailable", 503, "The payment could not be queued safely; retry later."
 )
@@ -131,6 +146,19 @@ OUTCOME_UNKNOWN = _code(
     "outcome_unknown", 408, "The gateway's answer to the push was lost; no result arrived in time."
 )
 
+# Outcomes a refund or payout can fail with.
+RECIPIENT_INVALID = _code(
+    "recipient_invalid", 422, "The gateway refused the recipient (unregistered or invalid)."
+)
+GATEWAY_FUNDS_LOW = _code(
+    "gateway_funds_low", 402, "The merchant's account at the gateway cannot cover the transfer."
+)
+DUPLICATE_TRANSFER = _code(
+    "duplicate_transfer", 409, "The gateway already has a transfer with this id."
+)
+TRANSFER_REFUSED = _code("transfer_refused", 502, "The gateway refused the transfer.")
+REJECTED_BY_APPROVER = _code("rejected_by_approver", 403, "A second key rejected the payout.")
+
 
 def lookup(code: str) -> ErrorCode:
     """The catalogue entry for ``code``; an unknown code is a programming error."""
@@ -145,10 +173,14 @@ def catalogue() -> list[ErrorCode]:
 class MalipoError(Exception):
     """A refusal with a catalogue code; the ingress maps it to HTTP in one place."""
 
-    def __init__(self, error: ErrorCode, detail: str | None = None) -> None:
+    def __init__(
+        self, error: ErrorCode, detail: str | None = None, **facts: int | str | None
+    ) -> None:
         super().__init__(detail or error.message)
         self.error = error
         self.detail = detail or error.message
+        # Machine-readable facts beside the code (``available`` for insufficient_balance).
+        self.facts = facts
 
     @property
     def code(self) -> str:

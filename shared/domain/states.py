@@ -102,3 +102,55 @@ def _decide_earlier_cycle(current: PaymentStatus, target: PaymentStatus) -> Deci
     if current in FINAL_STATES:
         return Decision(Verdict.LATE_SUCCESS, target)  # the customer paid the earlier push
     return Decision(Verdict.APPLY, target)  # paid while the new push is still out
+
+
+class TransferStatus(StrEnum):
+    """Where a refund or payout stands (see ``shared.db.models.Transfer``)."""
+
+    AWAITING_APPROVAL = "awaiting_approval"
+    PENDING = "pending"
+    SENDING = "sending"
+    SUBMITTED = "submitted"
+    UNKNOWN = "unknown"
+    REQUIRES_ACTION = "requires_action"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REJECTED = "rejected"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_TRANSFER_STATES
+
+
+FINAL_TRANSFER_STATES = frozenset(
+    {TransferStatus.SUCCEEDED, TransferStatus.FAILED, TransferStatus.REJECTED}
+)
+# Transfers a worker still has to send, or to find out about.
+OPEN_TRANSFER_STATES = frozenset(
+    {
+        TransferStatus.PENDING,
+        TransferStatus.SENDING,
+        TransferStatus.SUBMITTED,
+        TransferStatus.UNKNOWN,
+    }
+)
+_DONE = frozenset({TransferStatus.SUCCEEDED, TransferStatus.FAILED})
+_TRANSFER_FORWARD: dict[TransferStatus, frozenset[TransferStatus]] = {
+    TransferStatus.AWAITING_APPROVAL: frozenset({TransferStatus.PENDING, TransferStatus.REJECTED}),
+    TransferStatus.PENDING: frozenset(
+        {TransferStatus.SENDING, TransferStatus.REQUIRES_ACTION, TransferStatus.FAILED}
+    ),
+    # Back to pending only when the gateway certainly did not act on the call.
+    TransferStatus.SENDING: frozenset(
+        {TransferStatus.PENDING, TransferStatus.SUBMITTED, TransferStatus.UNKNOWN} | _DONE
+    ),
+    TransferStatus.SUBMITTED: frozenset({TransferStatus.UNKNOWN} | _DONE),
+    # Back to pending only when the gateway says it has no such transfer (never made).
+    TransferStatus.UNKNOWN: frozenset({TransferStatus.PENDING, TransferStatus.SUBMITTED} | _DONE),
+    TransferStatus.REQUIRES_ACTION: _DONE,
+}
+
+
+def transfer_may_move(current: TransferStatus, target: TransferStatus) -> bool:
+    """Whether a transfer may go from ``current`` to ``target`` (forward only; final stays)."""
+    return target in _TRANSFER_FORWARD.get(current, frozenset())

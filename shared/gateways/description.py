@@ -34,6 +34,8 @@ class GatewaySettings:
     base_url: str
     connect_timeout_s: float
     read_timeout_s: float
+    # The gateway's own settings its description names (``MALIPO_<NAME>_<FIELD>``), if set.
+    extra: Mapping[str, str] = field(default_factory=dict)
 
 
 def sha256_verifier(value: str) -> str:
@@ -75,6 +77,8 @@ class GatewayDescription:
     aliases: tuple[str, ...] = ()
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 30.0
+    # Settings of its own beyond base URL and timeouts (``MALIPO_<NAME>_<FIELD>``), with help.
+    settings_fields: Mapping[str, str] = field(default_factory=dict)
     # Credentials the local simulator knows (for `make run` in the sandbox only).
     simulator_credentials: Mapping[str, str] = field(default_factory=dict)
     # Where the local simulator serves this gateway's API under the sandbox's address
@@ -86,6 +90,9 @@ class GatewayDescription:
     # The result URL is typed into the gateway's merchant cabinet, not sent with each
     # order (Idram, Telcell): one callback URL per merchant, without an attempt reference.
     result_url_in_cabinet: bool = False
+    # No refund API: a refund waits as ``requires_action`` until an operator records how
+    # the money went back (``malipo refund complete``).
+    manual_refunds: bool = False
     # For the README's table: how callbacks are authenticated, and the source of truth.
     callback_authentication: str = ""
     source_of_truth: str = ""

@@ -17,6 +17,7 @@ from shared.gateways.base import (
     StatusResult,
 )
 from shared.gateways.description import GatewayDescription
+from shared.gateways.transfers import Payouts, Refunds, TransferResults
 from shared.settings import Settings
 
 
@@ -61,6 +62,17 @@ class GatewayRegistry:
 
     def status_query(self, name: str) -> StatusQuery:
         return cast(StatusQuery, self.require(name, Capability.STATUS))
+
+    def refunder(self, name: str) -> Refunds:
+        return cast(Refunds, self.require(name, Capability.REFUND))
+
+    def payer(self, name: str) -> Payouts:
+        return cast(Payouts, self.require(name, Capability.PAYOUT))
+
+    def transfer_results(self, name: str) -> TransferResults | None:
+        """The reader of ``name``'s transfer results, when its callbacks carry any."""
+        reader = self._adapters[catalogue.describe(name).name]
+        return reader if isinstance(reader, TransferResults) else None
 
     def reader(self, name: str) -> CallbackReader:
         return cast(CallbackReader, self.require(name, Capability.CALLBACKS))

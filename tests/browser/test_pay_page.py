@@ -60,8 +60,15 @@ def merchant(
 def pay_in_browser(browser: webdriver.Chrome, pay_url: str, button: str) -> None:
     """Open the pay link, wait for the gateway's page, press its button."""
     browser.get(pay_url)
-    wait = WebDriverWait(browser, WAIT_S)
-    wait.until(expected_conditions.element_to_be_clickable((By.ID, button))).click()
+    # The pay page refreshes itself while it prepares, then sends the browser on.
+    wait = WebDriverWait(browser, WAIT_S, ignored_exceptions=RELOADING)
+    try:
+        wait.until(expected_conditions.element_to_be_clickable((By.ID, button))).click()
+    except TimeoutException:
+        pytest.fail(
+            f"no {button!r} button: the browser is at {browser.current_url}, showing:\n"
+            f"{browser.page_source}"
+        )
 
 
 # What the return page shows, read in one go the moment it shows the wanted state

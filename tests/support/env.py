@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import socket
+from pathlib import Path
 
 from tests.support.services import broker_url, database_url
 
@@ -27,6 +28,9 @@ def free_port() -> int:
 
 def build_test_env(spool_dir: str) -> dict[str, str]:
     ingress_port, sandbox_port, smtp_port = free_port(), free_port(), free_port()
+    # The Daraja simulator writes its certificate here; malipo encrypts initiator passwords
+    # for it with the certificate's key (SecurityCredential).
+    certificate = str(Path(spool_dir).parent / "daraja-certificate.pem")
     return {
         "MALIPO_ENV": "sandbox",
         "MALIPO_DATABASE_URL": database_url(),
@@ -43,6 +47,8 @@ def build_test_env(spool_dir: str) -> dict[str, str]:
         "MALIPO_SANDBOX_HOST": "127.0.0.1",
         "MALIPO_SANDBOX_PORT": str(sandbox_port),
         "MALIPO_DARAJA_BASE_URL": f"http://127.0.0.1:{sandbox_port}",
+        "MALIPO_DARAJA_CERTIFICATE": certificate,
+        "SANDBOX_DARAJA_CERTIFICATE_OUT": certificate,
         # Gateways mounted under the sandbox's /<name>/ prefix (sandbox/mounts.py).
         "MALIPO_INTASEND_BASE_URL": f"http://127.0.0.1:{sandbox_port}/intasend/api/v1",
         "MALIPO_INTOUCH_BASE_URL": f"http://127.0.0.1:{sandbox_port}/intouch/apidist/sec",
@@ -63,6 +69,12 @@ def build_test_env(spool_dir: str) -> dict[str, str]:
         "MALIPO_HOSTED_PAYMENT_EXPIRY_S": "20",
         "MALIPO_ORPHAN_RECHECKS": "1",
         "MALIPO_SCHEDULER_SWEEP_INTERVAL_S": "1",
+        # Money out: results awaited briefly, then asked for; the sweep runs every second.
+        "MALIPO_TRANSFER_RESULT_WAIT_S": "3",
+        "MALIPO_TRANSFER_CHECK_S": "1",
+        "MALIPO_TRANSFER_CHECK_MAX_S": "4",
+        "MALIPO_TRANSFER_DISPATCH_AFTER_S": "5",
+        "MALIPO_TRANSFER_SWEEP_INTERVAL_S": "1",
         # Generous limits for the suite; the rate-limit tests set their own.
         "MALIPO_MERCHANT_COMMANDS_PER_MINUTE": "100000",
         "MALIPO_PHONE_PUSH_LIMIT": "100000",

@@ -31,6 +31,7 @@ DESCRIPTION = GatewayDescription(
             "api_token", "the Bearer token FastShift issued for the merchant", secret=True
         ),
     ),
+    manual_refunds=True,  # no refund API
     capabilities=frozenset({Capability.HOSTED, Capability.STATUS, Capability.CALLBACKS}),
     default_flow=Capability.HOSTED,
     adapter_factory=FastShiftAdapter,

@@ -36,6 +36,7 @@ DESCRIPTION = GatewayDescription(
             default="EN",
         ),
     ),
+    manual_refunds=True,  # no refund API
     capabilities=frozenset({Capability.HOSTED, Capability.CALLBACKS}),
     default_flow=Capability.HOSTED,
     adapter_factory=IdramAdapter,

@@ -52,6 +52,7 @@ DESCRIPTION = GatewayDescription(
             choices=("XOF", "XAF"),
         ),
     ),
+    manual_refunds=True,  # no refund API
     capabilities=frozenset(
         {Capability.HOSTED, Capability.PUSH, Capability.STATUS, Capability.CALLBACKS}
     ),

@@ -34,6 +34,7 @@ DESCRIPTION = GatewayDescription(
             default="en",
         ),
     ),
+    manual_refunds=True,  # no refund API
     capabilities=frozenset({Capability.HOSTED, Capability.CALLBACKS}),
     default_flow=Capability.HOSTED,
     adapter_factory=TelcellAdapter,

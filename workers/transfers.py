@@ -1,0 +1,526 @@
+"""Money out: send each refund or payout at most once, and find out how it ended.
+
+``send_transfer`` claims a ``pending`` transfer by moving it to ``sending`` and
+committing *before* the gateway call. So a worker killed mid-call leaves
+``sending`` behind, and the redelivered message finds it: the call may have
+reached the gateway, so the transfer becomes ``unknown`` and is only ever
+queried from then on. The gateway's answer moves it on:
+
+* accepted, result to follow → ``submitted`` (the result URL or a status query
+  finishes it; the sweep queries it when the result is overdue);
+* a synchronous gateway's final word → ``succeeded`` / ``failed`` at once;
+* refused → ``failed`` (hold released);
+* certainly not acted on (``GatewayUnavailable``) → back to ``pending``, retried;
+* may have been acted on (``GatewayOutcomeUnknown``) → ``unknown``, queried.
+
+A status answer of "no such transfer" for an ``unknown`` transfer means it was
+never made: it goes back to ``pending`` and is sent (where the gateway takes our
+``request_ref``, a duplicate would be refused by the gateway anyway).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import dramatiq
+import structlog
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from shared.db.models import GatewayEvent, PaymentIntent, Transfer
+from shared.db.session import after_commit
+from shared.domain import errors
+from shared.domain.money import Money
+from shared.domain.states import TransferStatus
+from shared.gateways.base import GatewayOutcomeUnknown, GatewayUnavailable
+from shared.gateways.transfers import (
+    RESULT_TAIL,
+    TIMEOUT_TAIL,
+    TransferEvent,
+    TransferKind,
+    TransferRequest,
+    TransferState,
+    TransferSubmission,
+    TransferVerdict,
+)
+from shared.merchants import MerchantGateway, load_gateway_config
+from shared.messages import (
+    CHECK_TRANSFER,
+    SEND_TRANSFER,
+    SWEEP_TRANSFERS,
+    CheckTransfer,
+    MessageContract,
+    NotifyMerchant,
+    SendTransfer,
+    SweepTransfers,
+)
+from shared.transfers import finish, lock_transfer, move
+from workers.broker import POLICIES
+from workers.runtime import Runtime, runtime
+
+log = structlog.stdlib.get_logger(__name__)
+SEND_POLICY = POLICIES[SEND_TRANSFER.actor_name]
+ACTOR = "worker"
+SWEEP_BATCH = 500
+CALL_MARGIN_S = 5.0
+_INSERT_EVENT = (
+    insert(GatewayEvent)
+    .on_conflict_do_nothing(index_elements=["gateway", "event_key"])
+    .returning(GatewayEvent.id)
+)
+
+
+@dramatiq.actor(
+    actor_name=SEND_TRANSFER.actor_name,
+    queue_name=SEND_TRANSFER.queue_name,
+    **SEND_POLICY.actor_options(),
+)
+def send_transfer(**fields: object) -> None:
+    message = SendTransfer.from_kwargs(fields)
+    TransferWork(runtime(), uuid.UUID(message.transfer_id)).send()
+
+
+@dramatiq.actor(
+    actor_name=CHECK_TRANSFER.actor_name,
+    queue_name=CHECK_TRANSFER.queue_name,
+    **POLICIES[CHECK_TRANSFER.actor_name].actor_options(),
+)
+def check_transfer(**fields: object) -> None:
+    message = CheckTransfer.from_kwargs(fields)
+    TransferWork(runtime(), uuid.UUID(message.transfer_id)).check()
+
+
+@dramatiq.actor(
+    actor_name=SWEEP_TRANSFERS.actor_name,
+    queue_name=SWEEP_TRANSFERS.queue_name,
+    **POLICIES[SWEEP_TRANSFERS.actor_name].actor_options(),
+)
+def sweep_transfers(**fields: object) -> None:
+    SweepTransfers.from_kwargs(fields)
+    sweep(runtime())
+
+
+def _publish(rt: Runtime, message: MessageContract) -> Callable[[], None]:
+    def publish() -> None:
+        rt.publisher.send(message)
+
+    return publish
+
+
+def notify_after_commit(rt: Runtime, session: Session, event_id: int | None) -> None:
+    if event_id is not None:
+        after_commit(session, _publish(rt, NotifyMerchant(event_id=event_id)))
+
+
+class TransferWork:
+    def __init__(self, rt: Runtime, transfer_id: uuid.UUID) -> None:
+        self.rt = rt
+        self.transfer_id = transfer_id
+        structlog.contextvars.bind_contextvars(transfer_id=str(transfer_id))
+
+    # -- sending ----------------------------------------------------------------------------
+
+    def send(self) -> None:
+        now = datetime.now(UTC)
+        with self.rt.db.transaction() as session:
+            transfer = lock_transfer(session, self.transfer_id)
+            if transfer is None:
+                log.warning("transfer to send not found")
+                return
+            status = TransferStatus(transfer.status)
+            if status == TransferStatus.SENDING:
+                self._interrupted(session, transfer, now)
+                return
+            if status != TransferStatus.PENDING:
+                return  # already sent, finished, or waiting for approval: a replay
+            config = self._config(session, transfer)
+            if config is None:
+                event_id = finish(
+                    session,
+                    transfer,
+                    TransferStatus.FAILED,
+                    ACTOR,
+                    now,
+                    failure_code=errors.GATEWAY_NOT_CONFIGURED.code,
+                )
+                notify_after_commit(self.rt, session, event_id)
+                return
+            request = self._request(session, transfer, config)
+            move(session, transfer, TransferStatus.SENDING, ACTOR)
+            transfer.sends += 1
+            transfer.sent_at = now
+            # No call to the gateway outlives this: after it, ``sending`` means interrupted.
+            settings = self.rt.settings.gateway_settings(transfer.gateway)
+            transfer.next_check_at = now + timedelta(
+                seconds=settings.connect_timeout_s + settings.read_timeout_s + CALL_MARGIN_S
+            )
+            kind, gateway = TransferKind(transfer.kind), transfer.gateway
+        # Committed: from here on a crash leaves ``sending``, which is never sent again.
+        try:
+            submission = self._call(kind, gateway, config, request)
+        except GatewayUnavailable as exc:
+            self._not_sent(exc)
+            return
+        except GatewayOutcomeUnknown as exc:
+            with self.rt.db.transaction() as session:
+                transfer = lock_transfer(session, self.transfer_id)
+                if transfer is not None:
+                    self._unknown(session, transfer, datetime.now(UTC), str(exc))
+            log.warning("transfer outcome unknown; will query, never re-send", error=str(exc))
+            return
+        self._answered(submission)
+
+    def _call(
+        self,
+        kind: TransferKind,
+        gateway: str,
+        config: MerchantGateway,
+        request: TransferRequest,
+    ) -> TransferSubmission:
+        credentials = self.rt.gateways.get(gateway).credentials(config.credentials)
+        if kind == TransferKind.REFUND:
+            return self.rt.gateways.refunder(gateway).refund(credentials, request)
+        return self.rt.gateways.payer(gateway).payout(credentials, request)
+
+    def _answered(self, submission: TransferSubmission) -> None:
+        now = datetime.now(UTC)
+        with self.rt.db.transaction() as session:
+            transfer = lock_transfer(session, self.transfer_id)
+            if transfer is None:
+                return
+            if submission.gateway_ref:
+                transfer.gateway_ref = submission.gateway_ref[:100]
+            if not submission.accepted:
+                log.info("transfer refused by the gateway", failure=submission.failure_code)
+                event_id = finish(
+                    session,
+                    transfer,
+                    TransferStatus.FAILED,
+                    ACTOR,
+                    now,
+                    failure_code=submission.failure_code or errors.TRANSFER_REFUSED.code,
+                    message=submission.message or None,
+                )
+                notify_after_commit(self.rt, session, event_id)
+                return
+            if submission.verdict is not None and submission.verdict.state in (
+                TransferState.SUCCEEDED,
+                TransferState.FAILED,
+            ):
+                self._settle(session, transfer, submission.verdict, now)
+                return
+            # A result may already have arrived and finished it (it raced this answer).
+            if move(session, transfer, TransferStatus.SUBMITTED, ACTOR):
+                transfer.next_check_at = now + timedelta(
+                    seconds=self.rt.settings.transfer_result_wait_s
+                )
+                log.info("transfer submitted", gateway_ref=transfer.gateway_ref)
+
+    def _not_sent(self, exc: GatewayUnavailable) -> None:
+        """The gateway did not act: back to pending; retried now, or later by the sweep."""
+        with self.rt.db.transaction() as session:
+            transfer = lock_transfer(session, self.transfer_id)
+            if transfer is not None:
+                move(session, transfer, TransferStatus.PENDING, ACTOR, error=str(exc)[:200])
+                transfer.next_check_at = datetime.now(UTC) + timedelta(
+                    seconds=self.rt.settings.transfer_result_wait_s
+                )
+        log.info("gateway unavailable; the transfer stays pending", error=str(exc))
+        if SEND_POLICY.is_last_try():
+            return  # the sweep sends it once the gateway is back
+        if exc.retry_after_s is not None:
+            raise dramatiq.Retry(str(exc), delay=int(exc.retry_after_s * 1000)) from exc
+        raise exc
+
+    def _interrupted(self, session: Session, transfer: Transfer, now: datetime) -> None:
+        """A transfer found ``sending``: another worker may be mid-call, or one died mid-call.
+
+        Until the call's deadline passes nothing is done (a duplicate message must not
+        disturb a live call); after it, the call may have reached the gateway: never send
+        it again, ask.
+        """
+        if transfer.next_check_at is not None and now < transfer.next_check_at:
+            log.info("transfer is being sent by another delivery; leaving it")
+            return
+        self._unknown(session, transfer, now, "interrupted while sending")
+        log.warning("transfer send was interrupted; checking, not re-sending")
+
+    def _unknown(self, session: Session, transfer: Transfer, now: datetime, why: str) -> None:
+        if move(session, transfer, TransferStatus.UNKNOWN, ACTOR, why=why[:200]):
+            transfer.next_check_at = now + timedelta(seconds=self.rt.settings.transfer_check_s)
+            after_commit(session, _publish(self.rt, CheckTransfer(transfer_id=str(transfer.id))))
+
+    # -- checking ---------------------------------------------------------------------------
+
+    def check(self) -> None:
+        now = datetime.now(UTC)
+        with self.rt.db.transaction() as session:
+            transfer = lock_transfer(session, self.transfer_id)
+            if transfer is None:
+                return
+            status = TransferStatus(transfer.status)
+            if status == TransferStatus.SENDING:
+                self._interrupted(session, transfer, now)
+                return
+            if status not in (TransferStatus.SUBMITTED, TransferStatus.UNKNOWN):
+                return
+            config = self._config(session, transfer)
+            if config is None:
+                return
+            request = self._request(session, transfer, config)
+            transfer.checks += 1
+            transfer.next_check_at = now + timedelta(
+                seconds=min(
+                    self.rt.settings.transfer_check_s * 2 ** min(transfer.checks, 6),
+                    self.rt.settings.transfer_check_max_s,
+                )
+            )
+            kind, gateway, gateway_ref = (
+                TransferKind(transfer.kind),
+                transfer.gateway,
+                transfer.gateway_ref,
+            )
+        credentials = self.rt.gateways.get(gateway).credentials(config.credentials)
+        if kind == TransferKind.REFUND:
+            verdict = self.rt.gateways.refunder(gateway).refund_status(
+                credentials, request, gateway_ref
+            )
+        else:
+            verdict = self.rt.gateways.payer(gateway).payout_status(
+                credentials, request, gateway_ref
+            )
+        log.info("transfer checked", state=verdict.state.value, result_code=verdict.result_code)
+        with self.rt.db.transaction() as session:
+            transfer = lock_transfer(session, self.transfer_id)
+            if transfer is not None:
+                self.apply(session, transfer, verdict, datetime.now(UTC))
+
+    # -- applying a gateway's word -----------------------------------------------------------
+
+    def apply(
+        self, session: Session, transfer: Transfer, verdict: TransferVerdict, now: datetime
+    ) -> str:
+        """Apply a status answer or a result; the event outcome to record."""
+        status = TransferStatus(transfer.status)
+        if status.is_final:
+            return "same" if _agrees(status, verdict) else "conflict"
+        if verdict.state == TransferState.PENDING:
+            if verdict.result_code == "queue_timeout" and status == TransferStatus.SUBMITTED:
+                self._unknown(session, transfer, now, "the gateway's queue timed out")
+            return "pending"
+        if verdict.state == TransferState.NOT_FOUND:
+            if status != TransferStatus.UNKNOWN:
+                return "pending"  # submitted: the gateway took it; its record may lag
+            move(session, transfer, TransferStatus.PENDING, ACTOR, why="gateway has no record")
+            after_commit(session, _publish(self.rt, SendTransfer(transfer_id=str(transfer.id))))
+            log.info("transfer never reached the gateway; sending it")
+            return "not_found"
+        self._settle(session, transfer, verdict, now)
+        return "applied"
+
+    def _settle(
+        self, session: Session, transfer: Transfer, verdict: TransferVerdict, now: datetime
+    ) -> None:
+        succeeded = verdict.state == TransferState.SUCCEEDED
+        event_id = finish(
+            session,
+            transfer,
+            TransferStatus.SUCCEEDED if succeeded else TransferStatus.FAILED,
+            ACTOR,
+            now,
+            receipt=verdict.receipt,
+            failure_code=None if succeeded else (verdict.failure_code or "transfer_refused"),
+            message=None if succeeded else (verdict.message or None),
+            result_code=verdict.result_code,
+        )
+        notify_after_commit(self.rt, session, event_id)
+        log.info(
+            "transfer finished",
+            status=transfer.status,
+            result_code=verdict.result_code,
+            receipt=verdict.receipt,
+        )
+
+    # -- what the gateway needs ---------------------------------------------------------------
+
+    def _config(self, session: Session, transfer: Transfer) -> MerchantGateway | None:
+        config = load_gateway_config(
+            session, self.rt.cipher, transfer.merchant_id, transfer.gateway
+        )
+        if config is None:
+            log.warning("merchant has no enabled credentials for the transfer's gateway")
+        return config
+
+    def _request(
+        self, session: Session, transfer: Transfer, config: MerchantGateway
+    ) -> TransferRequest:
+        base = self.rt.settings.merchant_callback_url(transfer.gateway, config.callback_secret)
+        fields: dict[str, Any] = {}
+        if transfer.payment_id is not None:
+            intent = session.get(PaymentIntent, transfer.payment_id)
+            assert intent is not None  # a refund's payment is a foreign key
+            fields = {
+                "payment_gateway_ref": intent.settled_ref or intent.gateway_ref,
+                "payment_receipt": intent.receipt,
+                "payment_amount": Money(intent.amount_minor, intent.currency),
+                "payment_refunded": Money(intent.refunded_minor, intent.currency),
+            }
+        return TransferRequest(
+            kind=TransferKind(transfer.kind),
+            transfer_id=str(transfer.id),
+            request_ref=transfer.request_ref,
+            amount=Money(transfer.amount_minor, transfer.currency),
+            phone=transfer.phone,
+            reason=transfer.reason,
+            result_url=f"{base}/{RESULT_TAIL}{transfer.request_ref}",
+            timeout_url=f"{base}/{TIMEOUT_TAIL}{transfer.request_ref}",
+            **fields,
+        )
+
+
+def _agrees(status: TransferStatus, verdict: TransferVerdict) -> bool:
+    if verdict.state in (TransferState.PENDING, TransferState.NOT_FOUND):
+        return True
+    succeeded = verdict.state == TransferState.SUCCEEDED
+    return succeeded == (status == TransferStatus.SUCCEEDED)
+
+
+# -- results that arrive as callbacks ---------------------------------------------------------
+
+
+def ref_from_tail(tail: str | None) -> str | None:
+    for prefix in (RESULT_TAIL, TIMEOUT_TAIL):
+        if tail and tail.startswith(prefix):
+            return tail[len(prefix) :]
+    return None
+
+
+def apply_transfer_event(
+    rt: Runtime,
+    gateway: str,
+    merchant_id: uuid.UUID,
+    event: TransferEvent,
+    tail: str | None,
+    received_at: datetime,
+    remote_addr: str | None,
+) -> None:
+    """Record a transfer result once (by its event key) and apply it to its transfer."""
+    request_ref = ref_from_tail(tail) or event.request_ref
+    with rt.db.transaction() as session:
+        transfer = _find(session, gateway, merchant_id, request_ref, event.gateway_ref)
+        event_id = session.execute(
+            _INSERT_EVENT,
+            {
+                "gateway": gateway,
+                "event_key": event.event_key[:200],
+                "source": "callback",
+                "merchant_id": merchant_id,
+                "intent_id": transfer.payment_id if transfer is not None else None,
+                "gateway_ref": (event.gateway_ref or request_ref or "")[:100] or None,
+                "result_code": event.verdict.result_code[:40],
+                "outcome": "transfer_orphan" if transfer is None else "transfer_received",
+                "detail": f"{transfer.kind} {transfer.id}" if transfer is not None else None,
+                "headers": {},
+                "body_masked": event.masked_body,
+                "remote_addr": remote_addr,
+                "received_at": received_at,
+            },
+        ).scalar_one_or_none()
+        if event_id is None:
+            # The same result delivered again: nothing more happens.
+            log.info("transfer result already applied", event_key=event.event_key)
+            return
+        if transfer is None:
+            log.warning("transfer result for no transfer of ours kept as an orphan")
+            return
+        structlog.contextvars.bind_contextvars(transfer_id=str(transfer.id))
+        outcome = TransferWork(rt, transfer.id).apply(
+            session, transfer, event.verdict, datetime.now(UTC)
+        )
+        session.execute(
+            update(GatewayEvent)
+            .where(GatewayEvent.id == event_id)
+            .values(outcome=f"transfer_{outcome}"[:32])
+        )
+    log.info("transfer result applied", outcome=outcome, result_code=event.verdict.result_code)
+
+
+def _find(
+    session: Session,
+    gateway: str,
+    merchant_id: uuid.UUID,
+    request_ref: str | None,
+    gateway_ref: str | None,
+) -> Transfer | None:
+    query = select(Transfer).where(Transfer.merchant_id == merchant_id)
+    if request_ref:
+        query = query.where(Transfer.request_ref == request_ref)
+    elif gateway_ref:
+        query = query.where(Transfer.gateway == gateway, Transfer.gateway_ref == gateway_ref)
+    else:
+        return None
+    return session.scalars(query.with_for_update()).one_or_none()
+
+
+# -- the sweep ---------------------------------------------------------------------------------
+
+
+def sweep(rt: Runtime) -> tuple[int, int]:
+    """Re-send pending transfers nobody picked up; check those whose answer is overdue."""
+    now = datetime.now(UTC)
+    stale = now - timedelta(seconds=rt.settings.transfer_dispatch_after_s)
+    with rt.db.transaction() as session:
+        to_send = list(
+            session.scalars(
+                update(Transfer)
+                .where(
+                    Transfer.id.in_(
+                        select(Transfer.id)
+                        .where(
+                            Transfer.status == TransferStatus.PENDING.value,
+                            (Transfer.dispatched_at.is_(None)) | (Transfer.dispatched_at < stale),
+                            (Transfer.next_check_at.is_(None)) | (Transfer.next_check_at <= now),
+                        )
+                        .limit(SWEEP_BATCH)
+                        .with_for_update(skip_locked=True)
+                    )
+                )
+                .values(dispatched_at=now)
+                .returning(Transfer.id)
+            )
+        )
+        to_check = list(
+            session.scalars(
+                update(Transfer)
+                .where(
+                    Transfer.id.in_(
+                        select(Transfer.id)
+                        .where(
+                            Transfer.status.in_(
+                                [
+                                    TransferStatus.SENDING.value,
+                                    TransferStatus.SUBMITTED.value,
+                                    TransferStatus.UNKNOWN.value,
+                                ]
+                            ),
+                            Transfer.next_check_at <= now,
+                        )
+                        .limit(SWEEP_BATCH)
+                        .with_for_update(skip_locked=True)
+                    )
+                )
+                .values(next_check_at=now + timedelta(seconds=rt.settings.transfer_check_max_s))
+                .returning(Transfer.id)
+            )
+        )
+    for transfer_id in to_send:
+        rt.publisher.send(SendTransfer(transfer_id=str(transfer_id)))
+    for transfer_id in to_check:
+        rt.publisher.send(CheckTransfer(transfer_id=str(transfer_id)))
+    if to_send or to_check:
+        log.info("transfers swept", sent=len(to_send), checked=len(to_check))
+    return len(to_send), len(to_check)
