@@ -9,18 +9,31 @@ and choose the same way:
 * :func:`seconds` and :func:`flag`, a scenario's delays and switches;
 * :class:`AmountScenarios`, the newest scenario matching an amount, its injected
   error counted down atomically, as a :class:`Decision`;
-* :class:`ApiRequest`, one request to the API or the page, as recorded.
+* :class:`ApiRequest`, one request to the API or the page, as recorded;
+* :class:`RefundBook`, the rule both banks refund by and the witness of every
+  refund made (:class:`RefundRecord`, ``GET /_sim/transfers``: :class:`TransfersResource`),
+  and :func:`refund_left`, what is left.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+from decimal import Decimal
+from enum import Enum
+from typing import TYPE_CHECKING, Final, Generic, Protocol, TypeVar
 
-from sandbox.kit import ScenarioList
+import falcon
+
+from sandbox.hosted import HostedOrder
+from sandbox.kit import Records, ScenarioList, utc_now_iso
 from sandbox.web import Scenario
+
+# BPC's order states a refund reads (both banks number them so).
+DEPOSITED: Final = 2
+REFUNDED: Final = 4
 
 # -- scenarios ------------------------------------------------------------------------------------
 
@@ -130,3 +143,110 @@ class ApiRequest:
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class RefundRecord:
+    """One refund the bank made (money given back once: ``times_moved`` is always 1).
+
+    The banks take no id of ours for a refund, so a refund is known by the order's
+    reference (``merchant_ref``: the attempt malipo sent) and the bank's order id; a
+    re-sent refund would show as a second record for the same order.
+    """
+
+    refund_id: str
+    order_id: str
+    merchant_ref: str
+    amount: str  # major units, as the order's amount
+    party: str  # the masked card the money went back to
+    time: str
+    kind: str = "refund"
+    times_moved: int = 1
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def refund_left(paid: Decimal, refunded: Decimal) -> Decimal:
+    """What of a paid order can still be given back."""
+    return max(paid - refunded, Decimal(0))
+
+
+class RefundRefusal(Enum):
+    NOT_DEPOSITED = "not_deposited"  # not paid, or the status call does not show it yet
+    DECLINED = "declined"  # the order's scenario declines its refunds
+    AMOUNT = "amount"  # not an amount the bank takes, or more than is left
+
+
+class RefundBook:
+    """The refunds a bank made (the witness) and the rule both banks give money back by.
+
+    Amounts are the bank's own (drams or luma); the caller keeps the order's refunded
+    total and calls :meth:`take` under its state's lock.
+    """
+
+    def __init__(self) -> None:
+        self._records = Records[RefundRecord]()
+
+    def clear(self) -> None:
+        self._records.clear()
+
+    def select(self, keep: Callable[[RefundRecord], bool]) -> list[RefundRecord]:
+        return self._records.select(keep)
+
+    def take(
+        self,
+        order: HostedOrder,
+        now: float,
+        amount: Decimal,
+        paid: Decimal,
+        refunded: Decimal,
+        witnessed: tuple[str, str],
+        takes: bool = True,
+    ) -> RefundRefusal | None:
+        """Give ``amount`` of ``order`` back (None), or why not.
+
+        Only a deposited order (as the status call shows it now) is refunded, up to what
+        is left of ``paid`` after ``refunded``; it turns refunded (state 4)
+        once nothing is left. ``takes``: the amount is one the bank takes at all;
+        ``witnessed``: the witness's (amount in major units, masked card).
+        """
+        extra = order.extra
+        visible_at = extra["visible_at"]
+        if (visible_at is not None and now < visible_at) or int(extra["order_status"]) not in (
+            DEPOSITED,
+            REFUNDED,
+        ):
+            return RefundRefusal.NOT_DEPOSITED
+        if extra["refund_decline"]:
+            return RefundRefusal.DECLINED
+        if not takes or not 0 < amount <= refund_left(paid, refunded):
+            return RefundRefusal.AMOUNT
+        if refunded + amount >= paid:
+            extra["order_status"] = REFUNDED
+        self._records.add(
+            RefundRecord(
+                refund_id=str(uuid.uuid4()),
+                order_id=order.order_id,
+                merchant_ref=str(extra["merchant_ref"]),
+                amount=witnessed[0],
+                party=witnessed[1],
+                time=utc_now_iso(),
+            )
+        )
+        return None
+
+
+class _Listed(Protocol):
+    def to_json(self) -> dict[str, object]: ...
+
+
+class TransfersResource:
+    """``GET /_sim/transfers?order=<order id or reference>``: ``{"transfers": [...]}``, oldest
+    first: every refund the bank made."""
+
+    def __init__(self, refunds: Callable[[str | None], Iterable[_Listed]]) -> None:
+        self._refunds = refunds
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = {"transfers": [r.to_json() for r in self._refunds(req.get_param("order"))]}

@@ -17,6 +17,12 @@ The vPOS answers under ``/ameria/VPOS`` (point ``MALIPO_AMERIA_BASE_URL`` there)
   deposited (or 1 approved on a two-stage vPOS) with ``"00"``, 6 declined with the
   decline code; ``"20"`` wrong login, ``"06"`` unknown PaymentID.
 
+- ``POST /VPOS/api/VPOS/RefundPayment`` ``{PaymentID, Username, Password, Amount: drams}``
+  → ``{ResponseCode: "00", ResponseMessage, Opaque}`` synchronously, up to what is left
+  of a deposited order (OrderStatus 4 once nothing is); ``RefundedAmount`` in
+  GetPaymentDetails is the running total. Refusals: "20" login, "06" unknown PaymentID,
+  "0-100" not deposited, "50" more than is left, a scenario's ``refund_decline``.
+
 No callback is ever made: only GetPaymentDetails tells.
 
 Built-in account: ClientID ``sandbox-ameria-client``, Username ``7e20a51c93``,
@@ -30,7 +36,9 @@ Controls (under ``/ameria``): ``POST /_sim/orders/{key}/decide {"choice": "pay" 
 merchant of its own, missing values generated; OrderIDs are unique per merchant);
 ``POST``/``GET``/``DELETE /_sim/scenarios`` (``sandbox.ameria.scenarios``: matched by
 amount in drams; ``page_delay_s``, ``status_lag_s``, ``init_error``, ``decline_code``,
-``forged_return``, ``two_step``); ``GET /_sim/requests?kind=init|details|page``
+``forged_return``, ``two_step``, ``refund_decline``, ``refund_delay_s``);
+``GET /_sim/transfers?order=<key>`` (every refund made: the witness, ``times_moved`` 1
+each); ``GET /_sim/requests?kind=init|details|refund|page``
 (passwords redacted); ``POST /_sim/reset`` (added accounts too); ``GET /_sim/health``.
 """
 

@@ -6,6 +6,8 @@ string); which code InitPayment uses for each refusal is not documented, and the
 simulator's choices are: 20 wrong ClientID/login, 4 a required field missing,
 50 a bad amount, 3 a currency other than 051, 510 a bad BackURL or OrderID, 8204
 a registered OrderID. GetPaymentDetails: "20" wrong login, "06" unknown PaymentID.
+RefundPayment: "00" done, "20" wrong login, "06" unknown PaymentID, "0-100" not
+deposited, "50" more than is left, a scenario's ``refund_decline`` code.
 A body that is not a JSON object is HTTP 400, as ASP.NET answers.
 """
 
@@ -13,14 +15,22 @@ from __future__ import annotations
 
 import hmac
 import json
+import time
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 import falcon
 
 from sandbox.ameria.scenarios import ScenarioBook, amount_of
-from sandbox.ameria.state import AmeriaState, DuplicateOrder, details_document
-from sandbox.hosted import HostedPages
+from sandbox.ameria.state import (
+    APPROVED_CODE,
+    Account,
+    AmeriaState,
+    DuplicateOrder,
+    details_document,
+)
+from sandbox.hosted import HostedOrder, HostedPages
 
 MAX_TEXT = 255
 
@@ -120,6 +130,37 @@ def _problem(body: dict[str, Any], amount: Decimal | None) -> tuple[int, str] | 
     return None
 
 
+def _own_order(
+    state: AmeriaState,
+    req: falcon.Request,
+    resp: falcon.Response,
+    refusal: Callable[[str, str], dict[str, str]],
+) -> tuple[dict[str, Any], Account, HostedOrder] | None:
+    """A PaymentID call's body, its login's account and that account's order; None once
+    refused in ``refusal``'s shape ("20" a wrong login, "06" an unknown or another's order)."""
+    body = json_body(req, resp)
+    if body is None:
+        return None
+    account = state.account_of_login(body.get("Username"))
+    if account is None or not same(body.get("Password"), account.password):
+        resp.media = refusal("20", "Incorrect Username and Password")
+        return None
+    payment_id = body.get("PaymentID")
+    order = state.order(payment_id) if isinstance(payment_id, str) else None
+    if (
+        order is None
+        or order.order_id != str(payment_id).upper()
+        or order.extra["client_id"] != account.client_id
+    ):
+        resp.media = refusal("06", "Unregistered OrderId")
+        return None
+    return body, account, order
+
+
+def _details_refusal(code: str, message: str) -> dict[str, str]:
+    return {"ResponseCode": code, "ResponseMessage": message}
+
+
 class PaymentDetailsResource:
     """``POST /VPOS/api/VPOS/GetPaymentDetails``: where an order stands."""
 
@@ -127,27 +168,40 @@ class PaymentDetailsResource:
         self._state = state
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        body = json_body(req, resp)
-        if body is None:
+        found = _own_order(self._state, req, resp, _details_refusal)
+        if found is None:
             return
-        account = self._state.account_of_login(body.get("Username"))
-        if account is None or not same(body.get("Password"), account.password):
-            resp.media = {
-                "ResponseCode": "20",
-                "ResponseMessage": "Incorrect Username and Password",
-            }
-            return
-        payment_id = body.get("PaymentID")
-        order = self._state.order(payment_id) if isinstance(payment_id, str) else None
-        if (
-            order is None
-            or order.order_id != str(payment_id).upper()
-            or (order.extra["client_id"] != account.client_id)
-        ):
-            resp.media = {"ResponseCode": "06", "ResponseMessage": "Unregistered OrderId"}
-            return
+        _, account, order = found
         order_status, response_code = self._state.details(order)
         resp.media = details_document(order, account, order_status, response_code)
+
+
+class RefundPaymentResource:
+    """``POST /VPOS/api/VPOS/RefundPayment`` ``{PaymentID, Username, Password, Amount}``:
+    give back part or all of a deposited order, synchronously (``"00"`` when done)."""
+
+    def __init__(self, state: AmeriaState, sleep: Callable[[float], None] = time.sleep) -> None:
+        self._state = state
+        self._sleep = sleep
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        found = _own_order(self._state, req, resp, _refund_answer)
+        if found is None:
+            return
+        body, _, order = found
+        amount = amount_of(body.get("Amount"))
+        if amount is None:
+            resp.media = _refund_answer("4", "Required parameter missed: Amount")
+            return
+        code, message = self._state.refund(order, amount)
+        if code == APPROVED_CODE:
+            # The money is back already when a slow answer reaches the client.
+            self._sleep(float(order.extra["refund_delay_s"]))
+        resp.media = _refund_answer(code, message, str(order.extra["opaque"]))
+
+
+def _refund_answer(code: str, message: str, opaque: str = "") -> dict[str, str]:
+    return {"ResponseCode": code, "ResponseMessage": message, "Opaque": opaque}
 
 
 class PayPageResource:

@@ -24,15 +24,16 @@ from sandbox.kit import (
     raw_body,
     utc_now_iso,
 )
-from sandbox.vpos import ApiRequest
+from sandbox.vpos import ApiRequest, TransfersResource
 from sandbox.web import REDACTED, ScenariosResource, parsed_body
 
 API_ROOT: Final = "/VPOS"
 INIT_PATH: Final = f"{API_ROOT}/api/VPOS/InitPayment"
 DETAILS_PATH: Final = f"{API_ROOT}/api/VPOS/GetPaymentDetails"
+REFUND_PATH: Final = f"{API_ROOT}/api/VPOS/RefundPayment"
 PAY_PATH: Final = f"{API_ROOT}/Payments/Pay"
 # The API's kinds of request (delayed by the sandbox's latency).
-API_KINDS: Final = ("init", "details")
+API_KINDS: Final = ("init", "details", "refund")
 WsgiApp = falcon.App[falcon.Request, falcon.Response]
 
 
@@ -60,6 +61,7 @@ def create_ameria_simulator(
     app: WsgiApp = falcon.App(middleware=[recording])
     app.add_route(INIT_PATH, api.InitPaymentResource(state, scenarios))
     app.add_route(DETAILS_PATH, api.PaymentDetailsResource(state))
+    app.add_route(REFUND_PATH, api.RefundPaymentResource(state))
     app.add_route(PAY_PATH, api.PayPageResource(state, pages))
     pages.add_routes(app)
     p = CONTROL_PREFIX
@@ -70,6 +72,7 @@ def create_ameria_simulator(
     app.add_route(f"{p}/accounts", control.AccountsResource(state))
     app.add_route(f"{p}/scenarios", ScenariosResource(scenarios, ScenarioError))
     app.add_route(f"{p}/requests", RequestsResource(state.requests, control.KINDS))
+    app.add_route(f"{p}/transfers", TransfersResource(state.refunds))
     app.add_route(f"{p}/reset", ResetResource(state.reset, scenarios.clear))
     app.add_route(f"{p}/health", HealthResource(lambda: control.health(state)))
     return AmeriaSimulator(app, config, state, scenarios, pages)
@@ -98,9 +101,12 @@ def _record(state: AmeriaState) -> Recorder:
 def _kind(path: str) -> str:
     if is_control(path):
         return "control"
-    return {INIT_PATH: "init", DETAILS_PATH: "details", PAY_PATH: "page"}.get(
-        path, "page" if path.startswith("/_page/") else "other"
-    )
+    return {
+        INIT_PATH: "init",
+        DETAILS_PATH: "details",
+        REFUND_PATH: "refund",
+        PAY_PATH: "page",
+    }.get(path, "page" if path.startswith("/_page/") else "other")
 
 
 def _redacted(document: object) -> object:

@@ -13,7 +13,7 @@ from sandbox.ameria.state import APPROVED_CODE, PAYMENT_STATES, AmeriaState
 from sandbox.hosted import HostedOrder
 from sandbox.web import json_object
 
-KINDS: Final = ("init", "details", "page", "other")
+KINDS: Final = ("init", "details", "refund", "page", "other")
 
 
 def _found(state: AmeriaState, key: str) -> HostedOrder:

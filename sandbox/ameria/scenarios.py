@@ -13,6 +13,9 @@ Amount>}, ...}`` and any of:
 - ``forged_return``: the browser's return claims ``resposneCode=00`` even for a
   decline (what anyone can type into a URL);
 - ``two_step``: the vPOS is two-stage: a paid order stays approved (OrderStatus 1).
+- ``refund_decline``: RefundPayment refuses the order's refunds with this
+  ResponseCode (e.g. ``"0-2001"``) and gives nothing back;
+- ``refund_delay_s``: RefundPayment answers this late *after* refunding (a lost answer).
 
 The newest scenario matching an order's amount wins; an order keeps the scenario
 it was registered under.
@@ -36,6 +39,8 @@ _KEYS: Final = frozenset(
         "decline_code",
         "forged_return",
         "two_step",
+        "refund_decline",
+        "refund_delay_s",
     }
 )
 
@@ -54,6 +59,8 @@ class Scenario:
     decline_code: str = DEFAULT_DECLINE_CODE
     forged_return: bool = False
     two_step: bool = False
+    refund_decline: str | None = None
+    refund_delay_s: float = 0.0
 
     def to_json(self) -> dict[str, object]:
         error = self.init_error
@@ -66,6 +73,8 @@ class Scenario:
             "decline_code": self.decline_code,
             "forged_return": self.forged_return,
             "two_step": self.two_step,
+            "refund_decline": self.refund_decline,
+            "refund_delay_s": self.refund_delay_s,
         }
 
 
@@ -97,7 +106,17 @@ def parse_scenario(document: object, scenario_id: str) -> Scenario:
         decline_code=decline_code.strip(),
         forged_return=flag(document, "forged_return", ScenarioError),
         two_step=flag(document, "two_step", ScenarioError),
+        refund_decline=_refund_decline(document.get("refund_decline")),
+        refund_delay_s=seconds(document, "refund_delay_s", ScenarioError),
     )
+
+
+def _refund_decline(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > 10 or value == "00":
+        raise ScenarioError('refund_decline must be a ResponseCode other than "00"')
+    return value.strip()
 
 
 def _parse_match(match: object) -> Decimal:

@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 from sandbox.ameria.scenarios import Scenario
 from sandbox.hosted import HostedOrder
 from sandbox.kit import Records, utc_now_iso
-from sandbox.vpos import ApiRequest
+from sandbox.vpos import ApiRequest, RefundBook, RefundRecord, RefundRefusal, refund_left
 
 Clock = Callable[[], float]
 
@@ -31,6 +31,7 @@ Clock = Callable[[], float]
 STARTED: Final = 0
 APPROVED: Final = 1
 DEPOSITED: Final = 2
+REFUNDED: Final = 4
 DECLINED: Final = 6
 PAYMENT_STATES: Final = {
     0: "payment_started",
@@ -43,6 +44,8 @@ PAYMENT_STATES: Final = {
 }
 APPROVED_CODE: Final = "00"
 NO_PAYMENT_YET: Final = "0-100"  # table 1: "no_payments_yet"
+# RefundPayment's refusals (the simulator's choice: the document lists none for refunds).
+REFUND_SUM_ERROR: Final = "50"  # more than is left of the order (table 1: "Payment sum error")
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,7 @@ class AmeriaState:
         self._accounts = {BUILTIN_ACCOUNT.client_id: BUILTIN_ACCOUNT}
         self._orders: dict[str, HostedOrder] = {}
         self._requests = Records[ApiRequest]()
+        self._refunds = RefundBook()
 
     def now(self) -> float:
         return self._clock()
@@ -94,6 +98,7 @@ class AmeriaState:
             self._accounts = {BUILTIN_ACCOUNT.client_id: BUILTIN_ACCOUNT}
             self._orders.clear()
             self._requests.clear()
+            self._refunds.clear()
 
     # -- accounts ----------------------------------------------------------------------------
 
@@ -169,6 +174,9 @@ class AmeriaState:
                     "decline_code": scenario.decline_code,
                     "forged_return": scenario.forged_return,
                     "two_step": scenario.two_step,
+                    "refund_decline": scenario.refund_decline,
+                    "refund_delay_s": scenario.refund_delay_s,
+                    "refunded": "0",
                     "registered_at": utc_now_iso(),
                     "rrn": "",
                     "approval_code": "",
@@ -210,6 +218,39 @@ class AmeriaState:
             order.extra["order_status"] = order_status
             order.extra["response_code"] = response_code
             order.extra["visible_at"] = None
+            if order_status == REFUNDED:  # refunded in full at the bank, outside malipo
+                order.extra["refunded"] = order.extra["amount"]
+
+    def refund(self, order: HostedOrder, amount: Decimal) -> tuple[str, str]:
+        """Give ``amount`` drams of a paid order back: (ResponseCode, message), "00" when done
+        (the rule: :meth:`sandbox.vpos.RefundBook.take`; whole drams only)."""
+        with self._lock:
+            extra = order.extra
+            paid, refunded = Decimal(extra["amount"]), Decimal(extra["refunded"])
+            refusal = self._refunds.take(
+                order,
+                self._clock(),
+                amount,
+                paid,
+                refunded,
+                (_drams_text(amount), "5555****4444"),
+                takes=amount == amount.to_integral_value(),
+            )
+            if refusal is RefundRefusal.NOT_DEPOSITED:
+                return NO_PAYMENT_YET, "The payment is not deposited: nothing to refund"
+            if refusal is RefundRefusal.DECLINED:
+                return str(extra["refund_decline"]), "Refund declined"
+            if refusal is RefundRefusal.AMOUNT:
+                left = _drams_text(refund_left(paid, refunded))
+                return REFUND_SUM_ERROR, f"Payment sum error: {left} can be refunded"
+            extra["refunded"] = _drams_text(refunded + amount)
+            return APPROVED_CODE, "OK"
+
+    def refunds(self, key: str | None = None) -> list[RefundRecord]:
+        """The refunds made, oldest first (of one order: its PaymentID or reference)."""
+        return self._refunds.select(
+            lambda r: key is None or key.upper() == r.order_id or key == r.merchant_ref
+        )
 
     # -- the page (HostedCheckout) ---------------------------------------------------------------
 
@@ -267,7 +308,7 @@ def details_document(
     """GetPaymentDetails' answer for an order, as the document's sample lists its fields."""
     extra = order.extra
     amount = float(Decimal(extra["amount"]))
-    paid = order_status in (APPROVED, DEPOSITED, 4)
+    paid = order_status in (APPROVED, DEPOSITED, REFUNDED)
     return {
         "Amount": amount,
         "ApprovedAmount": amount if paid else 0.0,
@@ -277,7 +318,7 @@ def details_document(
         "ClientEmail": "",
         "Currency": "051",
         "DateTime": extra.get("decided_at") or extra["registered_at"],
-        "DepositedAmount": amount if order_status in (DEPOSITED, 4) else 0.0,
+        "DepositedAmount": amount if order_status in (DEPOSITED, REFUNDED) else 0.0,
         "Description": order.description,
         "MDOrderID": order.order_id.lower(),
         "MerchantId": account.merchant_id,
@@ -292,7 +333,7 @@ def details_document(
         "OrderStatus": order_status,
         "CardHolderID": "",
         "BindingID": "",
-        "RefundedAmount": amount if order_status == 4 else 0.0,
+        "RefundedAmount": float(Decimal(extra["refunded"])) if paid else 0.0,
         "Opaque": extra["opaque"],
         "TrxnDescription": order.description,
         "rrn": extra["rrn"] if paid else "",

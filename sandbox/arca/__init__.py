@@ -16,6 +16,12 @@ The engine answers under ``/arca/payment/rest`` (point ``MALIPO_ARCA_BASE_URL`` 
   orderStatus 0 registered, 2 deposited (1 approved when two-stage) with actionCode
   0, 6 declined with the decline's actionCode; errorCode 6 unknown order.
 
+- ``POST /payment/rest/refund.do`` (form: ``userName, password, orderId, amount`` in
+  luma) → ``{errorCode: "0"}`` synchronously, up to what is left of a deposited order
+  (orderStatus 4 once nothing is); ``paymentAmountInfo.refundedAmount`` is the running
+  total. Refusals: 5 login or amount, 6 unknown order, 7 not deposited or more than is
+  left, a scenario's ``refund_decline``.
+
 No callback is ever made: only getOrderStatusExtended.do tells.
 
 Built-in merchant: userName ``sandbox_ipay_api``, password ``ipaySandb0x`` (shaped
@@ -29,8 +35,10 @@ Controls (under ``/arca``): ``POST /_sim/orders/{key}/decide {"choice": "pay" |
 (``{"username"?, "password"?}``: a merchant of its own, missing values generated;
 orderNumbers are unique per merchant); ``POST``/``GET``/``DELETE /_sim/scenarios``
 (``sandbox.arca.scenarios``: matched by amount in luma; ``page_delay_s``,
-``status_lag_s``, ``init_error``, ``decline_code``, ``forged_return``, ``two_step``);
-``GET /_sim/requests?kind=register|status|page`` (passwords redacted);
+``status_lag_s``, ``init_error``, ``decline_code``, ``forged_return``, ``two_step``,
+``refund_decline``, ``refund_delay_s``); ``GET /_sim/transfers?order=<key>`` (every
+refund made: the witness, ``times_moved`` 1 each);
+``GET /_sim/requests?kind=register|status|refund|page`` (passwords redacted);
 ``POST /_sim/reset`` (added accounts too); ``GET /_sim/health``.
 """
 

@@ -5,12 +5,16 @@
 even for refusals: ``{"errorCode": "<n>", "errorMessage": …}``. register.do: 5
 "Access denied" (wrong login), 4 a required parameter missing, 5 a wrong value,
 3 a currency other than 051, 1 an orderNumber registered already. The status
-call: 5 access denied, 6 unknown order ("Order not found").
+call: 5 access denied, 6 unknown order ("Order not found"). refund.do: 0 done, 5
+access denied or a bad amount, 6 unknown order, 7 not deposited or more than is
+left, a scenario's ``refund_decline``.
 """
 
 from __future__ import annotations
 
 import hmac
+import time
+from collections.abc import Callable
 from typing import Any, Final
 from urllib.parse import parse_qsl
 
@@ -131,6 +135,42 @@ class StatusResource:
         resp.media = status_document(order, merchant, order_status, action_code)
 
     on_get = on_post
+
+
+class RefundResource:
+    """``POST /payment/rest/refund.do`` (``userName, password, orderId, amount`` in luma):
+    give back part or all of a deposited order, synchronously (errorCode 0 when done)."""
+
+    def __init__(self, state: ArcaState, sleep: Callable[[float], None] = time.sleep) -> None:
+        self._state = state
+        self._sleep = sleep
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        params = parameters(req)
+        merchant = self._state.merchant(params.get("userName"))
+        if merchant is None or not same(params.get("password"), merchant.password):
+            refuse(resp, 5, "Access denied")
+            return
+        order_id = params.get("orderId", "")
+        order = self._state.order(order_id) if order_id else None
+        if (
+            order is None
+            or order.order_id != order_id.lower()
+            or (order.extra["username"] != merchant.username)
+        ):
+            refuse(resp, 6, "Order not found")
+            return
+        amount_text = params.get("amount", "").strip()
+        if not amount_text.isdigit() or len(amount_text) > 15:
+            refuse(resp, 5, "[amount] is invalid")
+            return
+        code, message = self._state.refund(order, int(amount_text))
+        if code:
+            refuse(resp, code, message)
+            return
+        # The money is back already when a slow answer reaches the client.
+        self._sleep(float(order.extra["refund_delay_s"]))
+        resp.media = {"errorCode": "0", "errorMessage": message}
 
 
 class PayPageResource:

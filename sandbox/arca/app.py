@@ -25,14 +25,15 @@ from sandbox.kit import (
     raw_body,
     utc_now_iso,
 )
-from sandbox.vpos import ApiRequest
+from sandbox.vpos import ApiRequest, TransfersResource
 from sandbox.web import REDACTED, ScenariosResource, parsed_body
 
 API_ROOT: Final = "/payment/rest"
 REGISTER_PATH: Final = f"{API_ROOT}/register.do"
 STATUS_PATH: Final = f"{API_ROOT}/getOrderStatusExtended.do"
+REFUND_PATH: Final = f"{API_ROOT}/refund.do"
 # The API's kinds of request (delayed by the sandbox's latency; their bodies are forms).
-API_KINDS: Final = ("register", "status")
+API_KINDS: Final = ("register", "status", "refund")
 WsgiApp = falcon.App[falcon.Request, falcon.Response]
 
 
@@ -56,12 +57,11 @@ def create_arca_simulator(
     state = ArcaState(clock)
     scenarios = ScenarioBook()
     pages = HostedPages(state, "ArCa iPay", colour="#e3f2fd")
-    recording = RecordingMiddleware(
-        _kind, _record(state), config.latency_s, delayed=("register", "status")
-    )
+    recording = RecordingMiddleware(_kind, _record(state), config.latency_s, delayed=API_KINDS)
     app: WsgiApp = falcon.App(middleware=[recording])
     app.add_route(REGISTER_PATH, api.RegisterResource(state, scenarios))
     app.add_route(STATUS_PATH, api.StatusResource(state))
+    app.add_route(REFUND_PATH, api.RefundResource(state))
     app.add_route(PAGE_PATH, api.PayPageResource(state, pages))
     pages.add_routes(app)
     p = CONTROL_PREFIX
@@ -72,6 +72,7 @@ def create_arca_simulator(
     app.add_route(f"{p}/accounts", control.AccountsResource(state))
     app.add_route(f"{p}/scenarios", ScenariosResource(scenarios, ScenarioError))
     app.add_route(f"{p}/requests", RequestsResource(state.requests, control.KINDS))
+    app.add_route(f"{p}/transfers", TransfersResource(state.refunds))
     app.add_route(f"{p}/reset", ResetResource(state.reset, scenarios.clear))
     app.add_route(f"{p}/health", HealthResource(lambda: control.health(state)))
     return ArcaSimulator(app, config, state, scenarios, pages)
@@ -109,9 +110,12 @@ def _form(raw: bytes) -> object:
 def _kind(path: str) -> str:
     if is_control(path):
         return "control"
-    return {REGISTER_PATH: "register", STATUS_PATH: "status", PAGE_PATH: "page"}.get(
-        path, "page" if path.startswith("/_page/") else "other"
-    )
+    return {
+        REGISTER_PATH: "register",
+        STATUS_PATH: "status",
+        REFUND_PATH: "refund",
+        PAGE_PATH: "page",
+    }.get(path, "page" if path.startswith("/_page/") else "other")
 
 
 def _redacted(document: Any) -> Any:

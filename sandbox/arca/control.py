@@ -13,7 +13,7 @@ from sandbox.arca.state import ORDER_STATUSES, ArcaState
 from sandbox.hosted import HostedOrder
 from sandbox.web import json_object
 
-KINDS: Final = ("register", "status", "page", "other")
+KINDS: Final = ("register", "status", "refund", "page", "other")
 
 
 def _found(state: ArcaState, key: str) -> HostedOrder:

@@ -13,6 +13,9 @@ amount: 5000 drams is 500000>}, ...}`` and any of:
 - ``forged_return``: a declined customer is sent to ``returnUrl`` (the success
   URL) instead of ``failUrl``, as anyone could type it;
 - ``two_step``: the merchant is two-stage: a paid order stays approved (orderStatus 1).
+- ``refund_decline``: refund.do refuses the order's refunds with this errorCode
+  (e.g. ``7``) and gives nothing back;
+- ``refund_delay_s``: refund.do answers this late *after* refunding (a lost answer).
 
 The newest scenario matching an order's amount wins; an order keeps the scenario
 it was registered under.
@@ -35,6 +38,8 @@ _KEYS: Final = frozenset(
         "decline_code",
         "forged_return",
         "two_step",
+        "refund_decline",
+        "refund_delay_s",
     }
 )
 
@@ -53,6 +58,8 @@ class Scenario:
     decline_code: int = DEFAULT_DECLINE_CODE
     forged_return: bool = False
     two_step: bool = False
+    refund_decline: int | None = None
+    refund_delay_s: float = 0.0
 
     def to_json(self) -> dict[str, object]:
         error = self.init_error
@@ -65,6 +72,8 @@ class Scenario:
             "decline_code": self.decline_code,
             "forged_return": self.forged_return,
             "two_step": self.two_step,
+            "refund_decline": self.refund_decline,
+            "refund_delay_s": self.refund_delay_s,
         }
 
 
@@ -96,7 +105,17 @@ def parse_scenario(document: object, scenario_id: str) -> Scenario:
         decline_code=decline_code,
         forged_return=flag(document, "forged_return", ScenarioError),
         two_step=flag(document, "two_step", ScenarioError),
+        refund_decline=_refund_decline(document.get("refund_decline")),
+        refund_delay_s=seconds(document, "refund_delay_s", ScenarioError),
     )
+
+
+def _refund_decline(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value == 0:
+        raise ScenarioError("refund_decline must be a non-zero errorCode such as 7")
+    return value
 
 
 def _parse_match(match: object) -> int:

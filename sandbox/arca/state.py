@@ -16,13 +16,14 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from decimal import Decimal
 from typing import Any, Final
 from urllib.parse import urlencode
 
 from sandbox.arca.scenarios import Scenario
 from sandbox.hosted import HostedOrder
 from sandbox.kit import Records
-from sandbox.vpos import ApiRequest
+from sandbox.vpos import ApiRequest, RefundBook, RefundRecord, RefundRefusal, refund_left
 
 Clock = Callable[[], float]
 
@@ -49,6 +50,8 @@ ACTION_DESCRIPTIONS: Final = {
     -2007: "Payment time limit exceeded",
 }
 PAGE_PATH: Final = "/payment/merchants/ipay/payment.html"
+# refund.do's refusal of a wrong state or amount (BPC's errorCode 7).
+REFUND_REFUSED: Final = 7
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,7 @@ class ArcaState:
         self._merchants = {BUILTIN_MERCHANT.username: BUILTIN_MERCHANT}
         self._orders: dict[str, HostedOrder] = {}
         self._requests = Records[ApiRequest]()
+        self._refunds = RefundBook()
 
     def now(self) -> float:
         return self._clock()
@@ -94,6 +98,7 @@ class ArcaState:
             self._merchants = {BUILTIN_MERCHANT.username: BUILTIN_MERCHANT}
             self._orders.clear()
             self._requests.clear()
+            self._refunds.clear()
 
     def merchant(self, username: object) -> Merchant | None:
         with self._lock:
@@ -157,6 +162,9 @@ class ArcaState:
                     "decline_code": scenario.decline_code,
                     "forged_return": scenario.forged_return,
                     "two_step": scenario.two_step,
+                    "refund_decline": scenario.refund_decline,
+                    "refund_delay_s": scenario.refund_delay_s,
+                    "refunded_minor": 0,
                     "registered_at_ms": int(time.time() * 1000),
                     "auth_ref_num": "",
                     "approval_code": "",
@@ -199,6 +207,40 @@ class ArcaState:
             order.extra["order_status"] = order_status
             order.extra["action_code"] = action_code
             order.extra["visible_at"] = None
+            if order_status == REFUNDED:  # refunded in full at the bank, outside malipo
+                order.extra["refunded_minor"] = order.extra["amount_minor"]
+
+    def refund(self, order: HostedOrder, amount_minor: int) -> tuple[int, str]:
+        """Give ``amount_minor`` luma of a paid order back: (errorCode, message), 0 when done
+        (the rule: :meth:`sandbox.vpos.RefundBook.take`)."""
+        with self._lock:
+            extra = order.extra
+            paid, refunded = int(extra["amount_minor"]), int(extra["refunded_minor"])
+            refusal = self._refunds.take(
+                order,
+                self._clock(),
+                Decimal(amount_minor),
+                Decimal(paid),
+                Decimal(refunded),
+                (f"{amount_minor / 100:.2f}", "555555**4444"),
+            )
+            if refusal is RefundRefusal.NOT_DEPOSITED:
+                return REFUND_REFUSED, "Refund is impossible: the order is not deposited"
+            if refusal is RefundRefusal.DECLINED:
+                return int(extra["refund_decline"]), "Refund declined"
+            if refusal is RefundRefusal.AMOUNT:
+                left = int(refund_left(Decimal(paid), Decimal(refunded)))
+                return REFUND_REFUSED, f"Refund amount exceeds the amount left ({left})"
+            extra["refunded_minor"] = refunded + amount_minor
+            return 0, "Success"
+
+    def refunds(self, key: str | None = None) -> list[RefundRecord]:
+        """The refunds made, oldest first (of one order: its orderId or orderNumber)."""
+        return self._refunds.select(
+            lambda r: (
+                key is None or key.lower() == r.order_id or key.replace("-", "") == r.merchant_ref
+            )
+        )
 
     # -- the page (HostedCheckout) ---------------------------------------------------------------
 
@@ -269,6 +311,6 @@ def status_document(
             "paymentState": PAYMENT_STATES.get(order_status, "UNKNOWN"),
             "approvedAmount": amount if held else 0,
             "depositedAmount": amount if order_status in (DEPOSITED, REFUNDED) else 0,
-            "refundedAmount": amount if order_status == REFUNDED else 0,
+            "refundedAmount": int(extra["refunded_minor"]) if held else 0,
         },
     }

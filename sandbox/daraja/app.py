@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
 import falcon
 
 from sandbox.config import SimulatorConfig
-from sandbox.daraja import control, gateway
+from sandbox.daraja import control, gateway, transfer_api
 from sandbox.daraja.callbacks import CallbackDispatcher
+from sandbox.daraja.initiator import (
+    BUILTIN_INITIATORS,
+    CERTIFICATE_OUT_ENV,
+    InitiatorKeys,
+    process_keys,
+)
 from sandbox.daraja.scenarios import ScenarioBook, ScenarioError
 from sandbox.daraja.state import Clock, RequestRecord, SimulatorState, utc_now_iso
+from sandbox.daraja.transfer_state import TransferBook, TransferScenarios
 from sandbox.web import ScenariosResource, parsed_body, redacted_headers
 
 CONTROL_PREFIX: Final = "/_sim"
@@ -21,6 +30,9 @@ GATEWAY_KINDS: Final = {
     "/oauth/v1/generate": "oauth",
     "/mpesa/stkpush/v1/processrequest": "stkpush",
     "/mpesa/stkpushquery/v1/query": "query",
+    "/mpesa/reversal/v1/request": "reversal",
+    "/mpesa/b2c/v3/paymentrequest": "b2c",
+    "/mpesa/transactionstatus/v1/query": "transactionstatus",
 }
 
 
@@ -33,6 +45,9 @@ class Simulator:
     state: SimulatorState
     scenarios: ScenarioBook
     dispatcher: CallbackDispatcher
+    transfers: TransferBook
+    transfer_scenarios: TransferScenarios
+    keys: InitiatorKeys
 
     def close(self) -> None:
         """Stop the callback thread; pending callbacks are dropped."""
@@ -44,21 +59,42 @@ def create_app(config: SimulatorConfig) -> WsgiApp:
     return create_simulator(config).app
 
 
-def create_simulator(config: SimulatorConfig, *, clock: Clock = time.monotonic) -> Simulator:
+def create_simulator(
+    config: SimulatorConfig,
+    *,
+    clock: Clock = time.monotonic,
+    environ: Mapping[str, str] | None = None,
+) -> Simulator:
     """Build a simulator; ``clock`` (seconds, monotonic) times tokens and outcomes.
 
     The callback thread starts with the first scheduled callback; call
-    ``Simulator.close`` to stop it.
+    ``Simulator.close`` to stop it. When ``SANDBOX_DARAJA_CERTIFICATE_OUT`` is set (in
+    ``environ``, by default the process's), the certificate is written there.
     """
     state = SimulatorState(clock, config.token_ttl_s)
     scenarios = ScenarioBook()
     dispatcher = CallbackDispatcher(
         state.record_delivery, clock=clock, timeout_s=config.callback_timeout_s
     )
+    certificate_out = (os.environ if environ is None else environ).get(CERTIFICATE_OUT_ENV, "")
+    keys = (
+        InitiatorKeys.kept_at(certificate_out.strip())
+        if certificate_out.strip()
+        else process_keys()
+    )
+    transfers = TransferBook(clock)
+    transfer_scenarios = TransferScenarios()
     app: WsgiApp = falcon.App(middleware=[RecordingMiddleware(state, config.latency_s)])
     _add_gateway_routes(app, state, scenarios, dispatcher, config)
-    _add_control_routes(app, state, scenarios, dispatcher)
-    return Simulator(app, config, state, scenarios, dispatcher)
+    money_out = (state, transfers, transfer_scenarios, dispatcher, config, keys, BUILTIN_INITIATORS)
+    app.add_route("/mpesa/reversal/v1/request", transfer_api.ReversalResource(*money_out))
+    app.add_route("/mpesa/b2c/v3/paymentrequest", transfer_api.B2CResource(*money_out))
+    app.add_route(
+        "/mpesa/transactionstatus/v1/query", transfer_api.TransactionStatusResource(*money_out)
+    )
+    _add_control_routes(app, state, scenarios, dispatcher, transfers, transfer_scenarios)
+    app.add_route(f"{CONTROL_PREFIX}/certificate", control.CertificateResource(keys))
+    return Simulator(app, config, state, scenarios, dispatcher, transfers, transfer_scenarios, keys)
 
 
 def _add_gateway_routes(
@@ -83,6 +119,8 @@ def _add_control_routes(
     state: SimulatorState,
     scenarios: ScenarioBook,
     dispatcher: CallbackDispatcher,
+    transfers: TransferBook,
+    transfer_scenarios: TransferScenarios,
 ) -> None:
     p = CONTROL_PREFIX
     transactions = control.TransactionsResource(state)
@@ -97,7 +135,12 @@ def _add_control_routes(
     app.add_route(f"{p}/tokens/revoke", control.RevokeTokensResource(state))
     app.add_route(f"{p}/shortcodes", control.ShortcodesResource(state))
     app.add_route(f"{p}/apps", control.AppsResource(state))
-    app.add_route(f"{p}/reset", control.ResetResource(state, scenarios, dispatcher))
+    app.add_route(f"{p}/transfers", control.TransfersResource(state, transfers))
+    app.add_route(f"{p}/transfers/scenarios", ScenariosResource(transfer_scenarios, ScenarioError))
+    app.add_route(
+        f"{p}/reset",
+        control.ResetResource(state, scenarios, dispatcher, transfers, transfer_scenarios),
+    )
     app.add_route(f"{p}/health", control.HealthResource(state, dispatcher))
 
 

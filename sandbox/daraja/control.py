@@ -11,12 +11,22 @@ from typing import Final
 import falcon
 
 from sandbox.daraja.callbacks import CallbackDispatcher, callback_body
+from sandbox.daraja.initiator import InitiatorKeys
 from sandbox.daraja.scenarios import ScenarioBook
 from sandbox.daraja.state import SimulatorState
+from sandbox.daraja.transfer_state import TransferBook, TransferScenarios
 from sandbox.daraja.validation import InvalidField, shortcode_field
 from sandbox.web import json_object
 
-REQUEST_KINDS: Final = ("oauth", "stkpush", "query", "other")
+REQUEST_KINDS: Final = (
+    "oauth",
+    "stkpush",
+    "query",
+    "reversal",
+    "b2c",
+    "transactionstatus",
+    "other",
+)
 
 
 def _non_empty_string(body: dict[str, object], key: str) -> str:
@@ -140,19 +150,64 @@ class ResendResource:
         resp.media = {"scheduled": True, "url": transaction.callback_url, "body": body}
 
 
+class TransfersResource:
+    """``GET /_sim/transfers``: every Reversal and B2C made (the witness), oldest first."""
+
+    def __init__(self, state: SimulatorState, book: TransferBook) -> None:
+        self._state = state
+        self._book = book
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        now = self._book.now()
+        deliveries = self._state.deliveries()
+        resp.media = {
+            "transfers": [
+                transfer.to_json(
+                    now,
+                    [
+                        d.to_json()
+                        for d in deliveries
+                        if d.checkout_request_id == transfer.originator_conversation_id
+                    ],
+                )
+                for transfer in self._book.all()
+            ]
+        }
+
+
+class CertificateResource:
+    """``GET /_sim/certificate``: the PEM certificate SecurityCredentials are encrypted for."""
+
+    def __init__(self, keys: InitiatorKeys) -> None:
+        self._keys = keys
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = "application/x-pem-file"
+        resp.data = self._keys.certificate_pem
+
+
 class ResetResource:
     """``POST /_sim/reset``: forget everything but the built-ins and the config."""
 
     def __init__(
-        self, state: SimulatorState, scenarios: ScenarioBook, dispatcher: CallbackDispatcher
+        self,
+        state: SimulatorState,
+        scenarios: ScenarioBook,
+        dispatcher: CallbackDispatcher,
+        transfers: TransferBook,
+        transfer_scenarios: TransferScenarios,
     ) -> None:
         self._state = state
         self._scenarios = scenarios
         self._dispatcher = dispatcher
+        self._transfers = transfers
+        self._transfer_scenarios = transfer_scenarios
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         self._dispatcher.clear()
         self._scenarios.clear()
+        self._transfer_scenarios.clear()
+        self._transfers.reset()
         self._state.reset()
         resp.media = {"reset": True}
 

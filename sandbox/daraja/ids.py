@@ -44,3 +44,9 @@ def access_token() -> str:
 def transaction_date(at: datetime) -> int:
     """``YYYYMMDDHHmmss`` of ``at`` in Nairobi time, as the callback's integer."""
     return int(at.astimezone(NAIROBI).strftime("%Y%m%d%H%M%S"))
+
+
+def conversation_id(at: datetime | None = None) -> str:
+    """A ``ConversationID`` like ``AG_20191219_00005797af5d7d75f652``."""
+    moment = at or nairobi_now()
+    return f"AG_{moment.strftime('%Y%m%d')}_{secrets.token_hex(10)}"

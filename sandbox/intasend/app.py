@@ -11,8 +11,8 @@ from typing import Final
 import falcon
 
 from sandbox.config import SimulatorConfig
-from sandbox.intasend import api, control
-from sandbox.intasend.accounts import Webhook
+from sandbox.intasend import api, control, transfers
+from sandbox.intasend.accounts import Account, Webhook
 from sandbox.intasend.scenarios import ScenarioBook, ScenarioError
 from sandbox.intasend.settings import IntaSendSimSettings
 from sandbox.intasend.state import Clock, RequestRecord, SimulatorState
@@ -24,6 +24,8 @@ API_PREFIX: Final = "/api/v1"
 STK_PUSH_PATH: Final = f"{API_PREFIX}/payment/mpesa-stk-push/"
 COLLECTION_PATH: Final = f"{API_PREFIX}/payment/collection/"
 STATUS_PATH: Final = f"{API_PREFIX}/payment/status/"
+CHARGEBACKS_PATH: Final = f"{API_PREFIX}/chargebacks/"
+SEND_MONEY_PATH: Final = f"{API_PREFIX}/send-money/"
 REQUEST_KINDS: Final = {
     STK_PUSH_PATH: "stk_push",
     COLLECTION_PATH: "collection",
@@ -42,6 +44,7 @@ class IntaSendSimulator:
     state: SimulatorState
     scenarios: ScenarioBook
     dispatcher: WebhookDispatcher
+    transfers: transfers.TransferBook
 
     def close(self) -> None:
         """Stop the webhook thread; pending deliveries are dropped."""
@@ -62,7 +65,12 @@ def create_simulator(
     state = SimulatorState(clock, default_webhook)
     scenarios = ScenarioBook()
 
+    def challenge(account: Account) -> str:
+        return account.webhook.challenge if account.webhook else settings.webhook_challenge
+
     def prepare(invoice_id: str, invoice_state: str) -> tuple[str, Mapping[str, object]] | None:
+        if invoice_id.startswith((transfers.CHARGEBACK_KEY, transfers.SEND_MONEY_KEY)):
+            return book.prepare(invoice_id, challenge)
         invoice = state.invoice(invoice_id)
         account = state.account(invoice.public_key) if invoice else None
         if invoice is None or account is None or account.webhook is None:
@@ -77,17 +85,29 @@ def create_simulator(
         timeout_s=config.callback_timeout_s,
         retry_delays_s=settings.retry_delays_s,
     )
+    book = transfers.TransferBook(state, dispatcher, config.callback_delay_s)
     app: WsgiApp = falcon.App(middleware=[RecordingMiddleware(state, config.latency_s)])
     push_args = (state, scenarios, dispatcher, config, settings)
     app.add_route(STK_PUSH_PATH, api.StkPushResource(*push_args))
     app.add_route(COLLECTION_PATH, api.CollectionResource(*push_args))
     app.add_route(STATUS_PATH, api.StatusResource(state))
-    _add_control_routes(app, state, scenarios, dispatcher)
-    return IntaSendSimulator(app, config, settings, state, scenarios, dispatcher)
+    chargebacks = transfers.ChargebacksResource(state, settings, book)
+    app.add_route(CHARGEBACKS_PATH, chargebacks)
+    app.add_route(f"{CHARGEBACKS_PATH}{{chargeback_id}}/", chargebacks, suffix="one")
+    send_money = transfers.SendMoneyResource(state, settings, book)
+    app.add_route(SEND_MONEY_PATH, send_money)
+    for action in ("initiate", "approve", "status"):
+        app.add_route(f"{SEND_MONEY_PATH}{action}/", send_money, suffix=action)
+    _add_control_routes(app, state, scenarios, dispatcher, book)
+    return IntaSendSimulator(app, config, settings, state, scenarios, dispatcher, book)
 
 
 def _add_control_routes(
-    app: WsgiApp, state: SimulatorState, scenarios: ScenarioBook, dispatcher: WebhookDispatcher
+    app: WsgiApp,
+    state: SimulatorState,
+    scenarios: ScenarioBook,
+    dispatcher: WebhookDispatcher,
+    book: transfers.TransferBook,
 ) -> None:
     p = CONTROL_PREFIX
     invoices = control.InvoicesResource(state, dispatcher)
@@ -99,7 +119,12 @@ def _add_control_routes(
     app.add_route(f"{p}/invoices", invoices)
     app.add_route(f"{p}/invoices/{{invoice_id}}", invoices, suffix="one")
     app.add_route(f"{p}/invoices/{{invoice_id}}/resend", invoices, suffix="resend")
-    app.add_route(f"{p}/reset", control.ResetResource(state, scenarios, dispatcher))
+    app.add_route(
+        f"{p}/transfer-scenarios",
+        ScenariosResource(book.scenarios, transfers.TransferScenarioError),
+    )
+    app.add_route(f"{p}/transfers", transfers.WitnessResource(book))
+    app.add_route(f"{p}/reset", control.ResetResource(state, scenarios, dispatcher, book.reset))
     app.add_route(f"{p}/health", control.HealthResource(state, dispatcher))
 
 
@@ -124,7 +149,7 @@ class RecordingMiddleware:
             RequestRecord(
                 method=req.method,
                 path=req.path,
-                kind=REQUEST_KINDS.get(req.path, "other"),
+                kind=_request_kind(req.path),
                 headers=redacted_headers(req),
                 body=parsed_body(getattr(req.context, "raw_body", b"")),
                 status=resp.status_code,
@@ -132,6 +157,14 @@ class RecordingMiddleware:
                 time=datetime.now(UTC).isoformat(timespec="milliseconds"),
             )
         )
+
+
+def _request_kind(path: str) -> str:
+    if path.startswith(CHARGEBACKS_PATH):
+        return "chargeback"
+    if path.startswith(SEND_MONEY_PATH):
+        return "send_money"
+    return REQUEST_KINDS.get(path, "other")
 
 
 def _is_control(path: str) -> bool:

@@ -6,6 +6,7 @@ Bad input is answered 400 with falcon's JSON error document (``title``,
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final
 
 import falcon
@@ -17,7 +18,14 @@ from sandbox.intasend.state import SimulatorState
 from sandbox.intasend.webhooks import WebhookDispatcher
 from sandbox.web import json_object
 
-REQUEST_KINDS: Final = ("stk_push", "collection", "status", "other")
+REQUEST_KINDS: Final = (
+    "stk_push",
+    "collection",
+    "status",
+    "chargeback",
+    "send_money",
+    "other",
+)
 
 
 def _text(body: dict[str, object], key: str, *, required: bool = True) -> str | None:
@@ -147,15 +155,22 @@ class ResetResource:
     """``POST /_sim/reset``: forget everything but the built-in account and the settings."""
 
     def __init__(
-        self, state: SimulatorState, scenarios: ScenarioBook, dispatcher: WebhookDispatcher
+        self,
+        state: SimulatorState,
+        scenarios: ScenarioBook,
+        dispatcher: WebhookDispatcher,
+        *also: Callable[[], None],
     ) -> None:
         self._state = state
         self._scenarios = scenarios
         self._dispatcher = dispatcher
+        self._also = also
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         self._dispatcher.clear()
         self._scenarios.clear()
+        for step in self._also:
+            step()
         self._state.reset()
         resp.media = {"reset": True}
 

@@ -27,17 +27,28 @@ do); what each action code means beyond the engine's tables.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Final
 
 from shared.domain import errors
-from shared.gateways.base import Outcome
+from shared.domain.errors import MalipoError
+from shared.domain.money import Money
+from shared.gateways.base import GatewayOutcomeUnknown, GatewayUnavailable, Outcome
 from shared.gateways.description import CredentialField
+from shared.gateways.transfers import (
+    TransferRequest,
+    TransferState,
+    TransferSubmission,
+    TransferVerdict,
+)
+from shared.gateways.transport import Answer, HttpTransport
 
 TWO_STEP: Final = "two_step"
 TWO_STEP_CHOICES: Final = ("yes", "no")
+AUTH_STATUSES: Final = frozenset({401, 403})
+BUSY_STATUSES: Final = frozenset({429, 503})
 
 
 class OrderStatus(IntEnum):
@@ -134,10 +145,8 @@ def state_meaning(status: int, *, two_step: bool, code: int | None = None) -> St
             "the authorization was cancelled at the bank",
         )
     if status == OrderStatus.REFUNDED:
-        # Paid first: the refund happened at the bank, outside malipo (refunds are out of scope).
-        return StateMeaning(
-            Outcome.SUCCEEDED, None, "refunded", "paid, then refunded at the bank (not by malipo)"
-        )
+        # Paid first: the collection succeeded; what was given back is the refunds' business.
+        return StateMeaning(Outcome.SUCCEEDED, None, "refunded", "paid, then refunded")
     if status == OrderStatus.AUTHENTICATING:
         return StateMeaning(Outcome.PENDING, None, "authenticating", "3-D Secure under way")
     if status == OrderStatus.DECLINED:
@@ -173,3 +182,125 @@ def two_step_of(stored: Mapping[str, Any]) -> bool:
     if text not in TWO_STEP_CHOICES:
         raise ValueError(f"two_step must be one of {TWO_STEP_CHOICES}")
     return text == "yes"
+
+
+# -- refunds ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RefundCall:
+    """One bank's refund call, as :func:`send_refund` makes it (its wire stays in its package)."""
+
+    name: str  # in messages: "RefundPayment", "refund.do"
+    path: str
+    order_ref: str  # what a payment's gateway_ref is at the bank: "Ameria PaymentID"
+    # The statuses other than 200 answered before the bank acted: a refusal. Any other
+    # answer but 200 is unknown (401/403 are configuration, 429/503 busy, before these).
+    refusing: range
+    form: bool = False  # the body goes as a form (ArCa), else as JSON (Ameria)
+
+
+def refund_refused(
+    error: errors.ErrorCode, message: str, raw: dict[str, Any] | None = None
+) -> TransferSubmission:
+    return TransferSubmission(
+        accepted=False, failure_code=error.code, message=message[:300], raw=raw or {}
+    )
+
+
+def refund_made(
+    request: TransferRequest, result_code: str, message: str, document: dict[str, Any]
+) -> TransferSubmission:
+    """A refund the bank answered as done: accepted with its final word."""
+    verdict = refund_succeeded(request, result_code, message or "refunded")
+    return TransferSubmission(accepted=True, verdict=verdict, message=message, raw=document)
+
+
+def send_refund(
+    http: HttpTransport,
+    call: RefundCall,
+    request: TransferRequest,
+    body: Callable[[str], dict[str, Any]],
+    read: Callable[[dict[str, Any]], TransferSubmission],
+    detail: Callable[[Answer], str] = lambda answer: answer.text[:200],
+) -> TransferSubmission:
+    """Send one refund of the payment's order (``body`` of its order id) and ``read`` the
+    bank's JSON answer; what is not a 200 with a JSON object is decided here.
+
+    Sent once (``idempotent=False``): neither bank takes an id of ours for a refund, so a
+    lost answer is :class:`GatewayOutcomeUnknown`, settled by the refunded total. Raises
+    GatewayUnavailable (busy: 429, 503) or GatewayOutcomeUnknown; ``detail`` is the words
+    of a refusing status's answer.
+    """
+    order_id = request.payment_gateway_ref
+    if not order_id:
+        return refund_refused(errors.TRANSFER_REFUSED, f"the payment has no {call.order_ref}")
+    try:
+        sent = body(order_id)
+    except MalipoError as exc:
+        return refund_refused(exc.error, exc.detail)
+    if call.form:
+        answer = http.call("POST", call.path, idempotent=False, data=sent)
+    else:
+        answer = http.call("POST", call.path, idempotent=False, json=sent)
+    if answer.status in AUTH_STATUSES:
+        return refund_refused(
+            errors.GATEWAY_CONFIGURATION, f"{call.name} answered HTTP {answer.status}"
+        )
+    if answer.status in BUSY_STATUSES:
+        raise GatewayUnavailable(
+            f"{call.name} answered HTTP {answer.status}", retry_after_s=answer.retry_after_s()
+        )
+    if answer.status == 200 and answer.document:
+        return read(answer.document)
+    if answer.status != 200 and answer.status in call.refusing:
+        return refund_refused(
+            errors.TRANSFER_REFUSED,
+            f"{call.name} answered HTTP {answer.status}: {detail(answer)}",
+        )
+    raise GatewayOutcomeUnknown(f"{call.name} answered HTTP {answer.status} unreadably")
+
+
+def refund_status(
+    call: RefundCall, request: TransferRequest, refunded: Callable[[str], Money | None]
+) -> TransferVerdict:
+    """Whether a refund was made, by the order's total that ``refunded`` reads for its order
+    id (None: the bank does not know the order, so it was never refunded); see
+    :func:`refund_by_total`. Raises GatewayUnavailable."""
+    order_id = request.payment_gateway_ref
+    if not order_id:
+        raise GatewayUnavailable(f"the refund's payment has no {call.order_ref}")
+    return refund_by_total(refunded(order_id), request)
+
+
+def refund_succeeded(request: TransferRequest, result_code: str, message: str) -> TransferVerdict:
+    """A synchronous refund the bank answered as done: its final word."""
+    return TransferVerdict(
+        TransferState.SUCCEEDED, result_code[:40], message=message[:300], amount=request.amount
+    )
+
+
+def refund_by_total(refunded: Money | None, request: TransferRequest) -> TransferVerdict:
+    """Whether the bank made this refund, by the order's refunded total.
+
+    Both banks refund synchronously: a refund they acted on shows in the order's
+    total at once. So a total of at least what earlier refunds gave back plus this
+    one means it was made; less means it never was (``NOT_FOUND``), and it may be
+    sent again. The caller queries only refunds whose answer was lost, one at a time
+    per payment (the core's rule), or a concurrent refund would count as this one.
+    """
+    before = request.payment_refunded.amount_minor if request.payment_refunded else 0
+    total = refunded.amount_minor if refunded is not None else 0
+    shown = refunded.format() if refunded is not None else "0"
+    if total >= before + request.amount.amount_minor:
+        return TransferVerdict(
+            TransferState.SUCCEEDED,
+            "refunded",
+            message=f"the order's refunded total is {shown}",
+            amount=request.amount,
+        )
+    return TransferVerdict(
+        TransferState.NOT_FOUND,
+        "not_refunded",
+        message=f"the order's refunded total is {shown}: this refund was not made",
+    )

@@ -211,7 +211,7 @@ def test_requests_are_recorded_with_credentials_redacted(daraja: Daraja) -> None
 
 
 def test_unknown_request_kind_is_400(daraja: Daraja) -> None:
-    result = daraja.client.simulate_get("/_sim/requests", params={"kind": "b2c"})
+    result = daraja.client.simulate_get("/_sim/requests", params={"kind": "c2b"})
 
     assert result.status_code == 400
 

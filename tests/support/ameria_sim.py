@@ -52,6 +52,14 @@ class AmeriaSimulator(SimControls):
         )
         return result
 
+    def transfers(self, order: str | None = None) -> list[dict[str, Any]]:
+        """The witness: every refund the bank made (of one order: its id or reference),
+        oldest first, each with ``times_moved`` (always 1)."""
+        result: list[dict[str, Any]] = self._call(
+            "GET", "/transfers", params={"order": order} if order else None
+        )["transfers"]
+        return result
+
 
 # -- serving the simulator on a free port --------------------------------------------------------
 

@@ -88,3 +88,20 @@ class IntaSendSimulator:
         """Send the invoice's current state to the account's webhook again, now."""
         result: dict[str, Any] = self._call("POST", f"/invoices/{invoice_id}/resend")
         return result
+
+    def transfer_scenario(self, **scenario: Any) -> dict[str, Any]:
+        """E.g. ``transfer_scenario(match={"phone": "2547…"}, outcome="fail")``
+        (``sandbox.intasend.transfers``: kind, outcome, webhook, delay_s, answer_delay_s,
+        error)."""
+        result: dict[str, Any] = self._call("POST", "/transfer-scenarios", json=scenario)
+        return result
+
+    def transfers(self) -> list[dict[str, Any]]:
+        """The witness: per (kind, request_ref), every chargeback or payout made, their
+        statuses and ``times_moved`` (how often money moved: must stay 1)."""
+        result: list[dict[str, Any]] = self._call("GET", "/transfers")["transfers"]
+        return result
+
+    def transfer(self, request_ref: str) -> dict[str, Any] | None:
+        """The witness of one request_ref, or None when nothing was made for it."""
+        return next((t for t in self.transfers() if t["request_ref"] == request_ref), None)

@@ -6,8 +6,9 @@ return page (``BackURL``). Ameria makes no server-to-server callback and signs
 nothing it sends back with the browser, so ``GetPaymentDetails`` is the only
 source of truth: every outcome comes from the status API.
 
-Out of scope for now: two-stage deposit (``ConfirmPayment``), ``CancelPayment``
-and ``RefundPayment``.
+Refunds (``RefundPayment``) are synchronous: "00" is final, and a lost answer
+is settled by GetPaymentDetails' ``RefundedAmount``. No payouts. Out of scope for
+now: two-stage deposit (``ConfirmPayment``) and ``CancelPayment``.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ DESCRIPTION = GatewayDescription(
             required=False,
         ),
     ),
-    capabilities=frozenset({Capability.HOSTED, Capability.STATUS}),
+    capabilities=frozenset({Capability.HOSTED, Capability.STATUS, Capability.REFUND}),
     default_flow=Capability.HOSTED,
     adapter_factory=AmeriaAdapter,
     sandbox_values=frozenset(

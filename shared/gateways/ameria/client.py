@@ -1,4 +1,4 @@
-"""The Ameriabank vPOS adapter: InitPayment (the hosted page) and GetPaymentDetails.
+"""The Ameriabank vPOS adapter: InitPayment (the hosted page), GetPaymentDetails, RefundPayment.
 
 No callback exists: after the page, the customer's browser comes back to
 malipo's return page (``BackURL``) with query parameters nobody signed, and
@@ -16,7 +16,9 @@ Unverified, and decided here: how GetPaymentDetails answers for a PaymentID it
 does not know (read as pending, ``not_found``: the payment window ends it, no
 money moves on it); that a wrong API login there is ``ResponseCode "20"`` (read
 as unavailable, not as a verdict); a paid state with a ResponseCode other than
-"00" (contradictory: left pending rather than credited).
+"00" (contradictory: left pending rather than credited); RefundPayment's refusal
+codes (see ``codes``); that ``RefundedAmount`` is the order's running total of
+refunds, in drams, at once after a "00" (the refund lookup relies on it).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from shared.gateways import bpc
 from shared.gateways.ameria import codes, wire
 from shared.gateways.ameria.credentials import AmeriaCredentials
 from shared.gateways.base import (
+    GatewayOutcomeUnknown,
     GatewayUnavailable,
     GatewayVerdict,
     InitiateResult,
@@ -43,6 +46,7 @@ from shared.gateways.base import (
     StatusResult,
 )
 from shared.gateways.description import GatewaySettings
+from shared.gateways.transfers import TransferRequest, TransferSubmission, TransferVerdict
 from shared.gateways.transport import Answer, HttpTransport
 
 log = structlog.stdlib.get_logger(__name__)
@@ -52,6 +56,11 @@ AUTH_STATUSES: Final = frozenset({401, 403})
 _PAYMENT_ID: Final = re.compile(r"[A-Za-z0-9-]{1,64}")
 _PAID_STATES: Final = frozenset(
     {bpc.OrderStatus.APPROVED, bpc.OrderStatus.DEPOSITED, bpc.OrderStatus.REFUNDED}
+)
+# A refund answered 4xx was refused before the bank acted; any other odd answer may have
+# acted (unknown, settled by the refunded total): the safe reading for money out.
+REFUND: Final = bpc.RefundCall(
+    "RefundPayment", wire.REFUND_PATH, "Ameria PaymentID", range(400, 500)
 )
 
 
@@ -141,18 +150,7 @@ class AmeriaAdapter:
 
     def query_status(self, credentials: AmeriaCredentials, gateway_ref: str) -> StatusResult:
         """GetPaymentDetails, the source of truth. Raises GatewayUnavailable without an answer."""
-        answer = self.http.call(
-            "POST",
-            wire.DETAILS_PATH,
-            idempotent=True,
-            json=wire.details_body(credentials, gateway_ref),
-        )
-        document = answer.document
-        if answer.status != 200 or not document:
-            raise GatewayUnavailable(
-                f"GetPaymentDetails answered HTTP {answer.status}",
-                retry_after_s=answer.retry_after_s(),
-            )
+        document = self._details(credentials, gateway_ref)
         response_code = wire.text_field(document, "ResponseCode", 20)
         message = wire.text_field(document, "ResponseMessage", 300) or ""
         status = bpc.order_status(document.get("OrderStatus"))
@@ -182,6 +180,59 @@ class AmeriaAdapter:
         )
         return StatusResult(gateway_ref=gateway_ref, verdict=verdict)
 
+    def _details(self, credentials: AmeriaCredentials, payment_id: str) -> dict[str, Any]:
+        """GetPaymentDetails' answer. Raises GatewayUnavailable without one."""
+        answer = self.http.call(
+            "POST",
+            wire.DETAILS_PATH,
+            idempotent=True,
+            json=wire.details_body(credentials, payment_id),
+        )
+        if answer.status != 200 or not answer.document:
+            raise GatewayUnavailable(
+                f"GetPaymentDetails answered HTTP {answer.status}",
+                retry_after_s=answer.retry_after_s(),
+            )
+        return answer.document
+
+    # -- refunds ---------------------------------------------------------------------------------
+
+    def refund(
+        self, credentials: AmeriaCredentials, request: TransferRequest
+    ) -> TransferSubmission:
+        """RefundPayment, synchronous: ``"00"`` is the refund's final word.
+
+        Sent once (see :func:`shared.gateways.bpc.send_refund`): a lost answer is
+        :class:`GatewayOutcomeUnknown` and :meth:`refund_status` decides by the order's
+        refunded total. An HTTP 5xx other than 503 may have acted (unknown); 429 and 503
+        say busy (unavailable); a 4xx is a refusal.
+        """
+        return bpc.send_refund(
+            self.http,
+            REFUND,
+            request,
+            lambda payment_id: wire.refund_body(credentials, payment_id, request.amount),
+            lambda document: _refund_answer(request, document),
+            lambda answer: wire.text_field(answer.document, "Message", 200) or answer.text[:200],
+        )
+
+    def refund_status(
+        self, credentials: AmeriaCredentials, request: TransferRequest, gateway_ref: str | None
+    ) -> TransferVerdict:
+        """Whether a refund was made, by GetPaymentDetails' ``RefundedAmount`` (see
+        :func:`shared.gateways.bpc.refund_by_total`)."""
+        return bpc.refund_status(
+            REFUND, request, lambda payment_id: self._refunded_total(credentials, payment_id)
+        )
+
+    def _refunded_total(self, credentials: AmeriaCredentials, payment_id: str) -> Money | None:
+        """The order's refunded total; None for an order Ameria does not know (never refunded)."""
+        document = self._details(credentials, payment_id)
+        if bpc.order_status(document.get("OrderStatus")) is None:
+            self._no_order(wire.text_field(document, "ResponseCode", 20), "")
+            return None
+        return _refunded(document)
+
     @staticmethod
     def _no_order(response_code: str | None, message: str) -> GatewayVerdict:
         """An answer without an OrderStatus: an unknown payment, or no answer at all."""
@@ -197,6 +248,30 @@ class AmeriaAdapter:
         raise GatewayUnavailable(
             f"GetPaymentDetails answered without an OrderStatus (ResponseCode {response_code})"
         )
+
+
+def _refund_answer(request: TransferRequest, document: dict[str, Any]) -> TransferSubmission:
+    """RefundPayment's ResponseCode: "00" done, a system error unknown, any other a refusal."""
+    code = wire.text_field(document, "ResponseCode", 20)
+    message = wire.text_field(document, "ResponseMessage", 300) or ""
+    if code == codes.APPROVED:
+        return bpc.refund_made(request, code, message, document)
+    if code is None or code in codes.REFUND_SYSTEM_ERRORS:
+        raise GatewayOutcomeUnknown(f"RefundPayment answered ResponseCode {code}: {message}")
+    return bpc.refund_refused(
+        codes.refund_refusal(code), f"ResponseCode {code}: {message}".strip(), document
+    )
+
+
+def _refunded(document: Mapping[str, Any]) -> Money:
+    """GetPaymentDetails' ``RefundedAmount`` (drams); unreadable is unavailable, not zero."""
+    value = document.get("RefundedAmount")
+    if value in (None, ""):
+        return Money(0, "AMD")
+    try:
+        return Money.parse_major(value, "AMD")
+    except MalipoError:
+        raise GatewayUnavailable("GetPaymentDetails' RefundedAmount is unreadable") from None
 
 
 def _amount(document: Mapping[str, Any], status: int) -> Money | None:

@@ -6,6 +6,10 @@ Two vocabularies:
   no refusal codes for InitPayment itself; the ones below are table 1's API
   errors, as InitPayment is expected to use them (unverified), and any other
   code is a plain refusal (``gateway_rejected``) with Ameria's message.
+* RefundPayment's string ``ResponseCode``: ``"00"`` done; ``"20"`` wrong login; a
+  system error (7, 500, 550, 560) may have acted and is an unknown outcome; any
+  other code is a refusal (``transfer_refused``) with Ameria's message (unverified:
+  the document lists no refund-specific codes).
 * GetPaymentDetails' string ``ResponseCode``: ``"00"`` approved; a declined
   order's code is the engine's action code behind a ``"0"`` (``"0116"`` not
   enough money, ``"0-2007"`` page timed out), read by ``shared.gateways.bpc``;
@@ -48,6 +52,18 @@ def init_refusal(code: object) -> ErrorCode:
     number = action_code(text)
     key = str(number) if number is not None else text
     return INIT_REFUSALS.get(key, errors.GATEWAY_REJECTED)
+
+
+# RefundPayment's ResponseCodes that say the bank failed, not that it refused: it may have
+# acted (unverified), so such an answer is an unknown outcome, settled by the refunded total.
+REFUND_SYSTEM_ERRORS: Final = frozenset({"7", "07", "500", "550", "560"})
+
+
+def refund_refusal(code: str | None) -> ErrorCode:
+    """The catalogue code of a RefundPayment refusal (any ResponseCode but "00")."""
+    if code == WRONG_LOGIN:
+        return errors.GATEWAY_CONFIGURATION
+    return errors.TRANSFER_REFUSED
 
 
 def is_init_success(code: object) -> bool:

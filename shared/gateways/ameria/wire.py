@@ -1,4 +1,4 @@
-"""Ameriabank vPOS 3.1's wire: InitPayment and GetPaymentDetails bodies, the page's URL.
+"""Ameriabank vPOS 3.1's wire: InitPayment, GetPaymentDetails and RefundPayment bodies, the page.
 
 From Ameria's "vPOS 3.1 API Protocol Description": JSON bodies, the API login in
 each; ``Amount`` a decimal of drams, ``Currency`` ISO numeric (``"051"``, the
@@ -34,6 +34,7 @@ from shared.gateways.base import PaymentRequest
 
 INIT_PATH: Final = "api/VPOS/InitPayment"
 DETAILS_PATH: Final = "api/VPOS/GetPaymentDetails"
+REFUND_PATH: Final = "api/VPOS/RefundPayment"
 PAY_PAGE_PATH: Final = "Payments/Pay"
 CURRENCY: Final = "051"  # AMD, ISO 4217 numeric
 LANGUAGE: Final = "en"
@@ -87,6 +88,16 @@ def details_body(credentials: AmeriaCredentials, payment_id: str) -> dict[str, s
         "PaymentID": payment_id,
         "Username": credentials.username,
         "Password": credentials.password,
+    }
+
+
+def refund_body(credentials: AmeriaCredentials, payment_id: str, amount: Money) -> dict[str, Any]:
+    """RefundPayment's body: the order's PaymentID and the whole drams to give back."""
+    return {
+        "PaymentID": payment_id,
+        "Username": credentials.username,
+        "Password": credentials.password,
+        "Amount": whole_drams(amount),
     }
 
 

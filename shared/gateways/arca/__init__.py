@@ -6,8 +6,9 @@ malipo registers the order (``register.do``), the customer pays on the
 brings back is signed, so ``getOrderStatusExtended.do`` is the only source of
 truth: every outcome comes from the status API.
 
-Out of scope for now: two-stage deposit (``deposit.do``), ``reverse.do`` and
-``refund.do``.
+Refunds (``refund.do``) are synchronous: errorCode 0 is final, and a lost
+answer is settled by ``paymentAmountInfo.refundedAmount``. No payouts. Out of
+scope for now: two-stage deposit (``deposit.do``) and ``reverse.do``.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ DESCRIPTION = GatewayDescription(
         CredentialField("password", "ArCa iPay API password", secret=True),
         bpc.two_step_field("ArCa"),
     ),
-    capabilities=frozenset({Capability.HOSTED, Capability.STATUS}),
+    capabilities=frozenset({Capability.HOSTED, Capability.STATUS, Capability.REFUND}),
     default_flow=Capability.HOSTED,
     adapter_factory=ArcaAdapter,
     sandbox_values=frozenset({SIMULATOR_USERNAME, SIMULATOR_PASSWORD}),

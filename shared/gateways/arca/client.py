@@ -1,4 +1,4 @@
-"""The ArCa iPay adapter: register.do (the hosted page) and getOrderStatusExtended.do.
+"""The ArCa iPay adapter: register.do (the hosted page), getOrderStatusExtended.do, refund.do.
 
 No callback is used: after the page, the customer's browser comes back to
 malipo's return page (``returnUrl`` / ``failUrl``) with an ``orderId`` nobody
@@ -16,7 +16,9 @@ and the retry is a new attempt with its own orderNumber. A non-zero
 Unverified, and decided here: an unknown orderId (errorCode 6) is pending
 (``not_found``: the payment window ends it); a refused login on the status call
 (errorCode 5) is unavailable, not a verdict; a paid state with a non-zero
-``actionCode`` is contradictory and left pending rather than credited.
+``actionCode`` is contradictory and left pending rather than credited; refund.do's
+refusal codes (see ``codes``); that ``paymentAmountInfo.refundedAmount`` is the order's
+running total of refunds, in luma, at once after errorCode 0.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from shared.gateways import bpc
 from shared.gateways.arca import codes, wire
 from shared.gateways.arca.credentials import ArcaCredentials
 from shared.gateways.base import (
+    GatewayOutcomeUnknown,
     GatewayUnavailable,
     GatewayVerdict,
     InitiateResult,
@@ -42,6 +45,7 @@ from shared.gateways.base import (
     StatusResult,
 )
 from shared.gateways.description import GatewaySettings
+from shared.gateways.transfers import TransferRequest, TransferSubmission, TransferVerdict
 from shared.gateways.transport import Answer, HttpTransport
 
 log = structlog.stdlib.get_logger(__name__)
@@ -51,6 +55,10 @@ MAX_ORDER_ID: Final = 64
 MAX_FORM_URL: Final = 2000
 _PAID_STATES: Final = frozenset(
     {bpc.OrderStatus.APPROVED, bpc.OrderStatus.DEPOSITED, bpc.OrderStatus.REFUNDED}
+)
+# A 4xx is a refusal of the request; any other answer but 200, an unknown outcome.
+REFUND: Final = bpc.RefundCall(
+    "refund.do", wire.REFUND_PATH, "ArCa orderId", range(400, 500), form=True
 )
 
 
@@ -144,18 +152,7 @@ class ArcaAdapter:
 
     def query_status(self, credentials: ArcaCredentials, gateway_ref: str) -> StatusResult:
         """getOrderStatusExtended.do, the source of truth. Raises GatewayUnavailable otherwise."""
-        answer = self.http.call(
-            "POST",
-            wire.STATUS_PATH,
-            idempotent=True,
-            data=wire.status_body(credentials, gateway_ref),
-        )
-        document = answer.document
-        if answer.status != 200 or not document:
-            raise GatewayUnavailable(
-                f"getOrderStatusExtended.do answered HTTP {answer.status}",
-                retry_after_s=answer.retry_after_s(),
-            )
+        document = self._status(credentials, gateway_ref)
         code = codes.error_code(document.get("errorCode"))
         message = wire.text_field(document, "errorMessage", 300) or ""
         status = bpc.order_status(document.get("orderStatus"))
@@ -193,6 +190,85 @@ class ArcaAdapter:
             receipt=_receipt(document),
         )
         return StatusResult(gateway_ref=gateway_ref, verdict=verdict)
+
+    def _status(self, credentials: ArcaCredentials, order_id: str) -> dict[str, Any]:
+        """getOrderStatusExtended.do's answer. Raises GatewayUnavailable without one."""
+        answer = self.http.call(
+            "POST",
+            wire.STATUS_PATH,
+            idempotent=True,
+            data=wire.status_body(credentials, order_id),
+        )
+        if answer.status != 200 or not answer.document:
+            raise GatewayUnavailable(
+                f"getOrderStatusExtended.do answered HTTP {answer.status}",
+                retry_after_s=answer.retry_after_s(),
+            )
+        return answer.document
+
+    # -- refunds ---------------------------------------------------------------------------------
+
+    def refund(self, credentials: ArcaCredentials, request: TransferRequest) -> TransferSubmission:
+        """refund.do, synchronous: errorCode 0 is the refund's final word.
+
+        Sent once (see :func:`shared.gateways.bpc.send_refund`): a lost answer is
+        :class:`GatewayOutcomeUnknown` and :meth:`refund_status` decides by the order's
+        refunded total. An HTTP 5xx other than 503 may have acted (unknown); 429 and 503
+        say busy (unavailable); a 4xx is a refusal.
+        """
+        return bpc.send_refund(
+            self.http,
+            REFUND,
+            request,
+            lambda order_id: wire.refund_body(credentials, order_id, request.amount),
+            lambda document: _refund_answer(request, document),
+        )
+
+    def refund_status(
+        self, credentials: ArcaCredentials, request: TransferRequest, gateway_ref: str | None
+    ) -> TransferVerdict:
+        """Whether a refund was made, by ``paymentAmountInfo.refundedAmount`` (see
+        :func:`shared.gateways.bpc.refund_by_total`)."""
+        return bpc.refund_status(
+            REFUND, request, lambda order_id: self._refunded_total(credentials, order_id)
+        )
+
+    def _refunded_total(self, credentials: ArcaCredentials, order_id: str) -> Money | None:
+        """The order's refunded total; None for an order ArCa does not know (never refunded)."""
+        document = self._status(credentials, order_id)
+        code = codes.error_code(document.get("errorCode"))
+        if code == codes.UNKNOWN_ORDER:
+            return None
+        if code != codes.NO_ERROR:
+            raise GatewayUnavailable(f"getOrderStatusExtended.do answered errorCode {code}")
+        return _refunded(document)
+
+
+def _refund_answer(request: TransferRequest, document: dict[str, Any]) -> TransferSubmission:
+    """refund.do's errorCode: 0 done, unreadable unknown, any other a refusal."""
+    code = codes.error_code(document.get("errorCode"))
+    message = wire.text_field(document, "errorMessage", 300) or ""
+    if code == codes.NO_ERROR:
+        return bpc.refund_made(request, "0", message, document)
+    if code is None:
+        raise GatewayOutcomeUnknown("refund.do answered an unreadable errorCode")
+    return bpc.refund_refused(
+        codes.refund_refusal(code, message),
+        f"errorCode {document.get('errorCode')}: {message}".strip(),
+        document,
+    )
+
+
+def _refunded(document: Mapping[str, Any]) -> Money:
+    """``paymentAmountInfo.refundedAmount`` in luma; unreadable is unavailable, not zero."""
+    info = document.get("paymentAmountInfo")
+    value = info.get("refundedAmount") if isinstance(info, dict) else None
+    if value in (None, ""):
+        return Money(0, "AMD")
+    luma = _luma(value)
+    if luma is None:
+        raise GatewayUnavailable("getOrderStatusExtended.do's refundedAmount is unreadable")
+    return Money(luma, "AMD")
 
 
 def _amount(document: Mapping[str, Any], status: int) -> Money | None:

@@ -8,6 +8,8 @@ register.do: 1 order number already registered, 3 unknown currency, 4 a required
 parameter missing, 5 a wrong parameter value *or* "Access denied" (a wrong
 login shares the code: the message tells them apart), 7 system error.
 getOrderStatusExtended.do: 5 access denied, 6 unknown order, 7 system error.
+refund.do: 5 access denied (or a wrong value), 6 unknown order, 7 the order cannot be
+refunded (its state, or an amount above what is left).
 """
 
 from __future__ import annotations
@@ -31,6 +33,19 @@ REGISTER_REFUSALS: Final[dict[int, ErrorCode]] = {
 }
 # Words of errorCode 5's messages that mean the API login was refused.
 LOGIN_WORDS: Final = ("access denied", "password", "login", "user", "auth")
+
+
+# refund.do's errorCode 7 is the engine's "system error" *and* its refusal of a wrong
+# order state or amount (BPC's documents use it for both): a refusal here, because the
+# engine answers it before it moves money (unverified); no code at all is unknown.
+SYSTEM_ERROR: Final = 7
+
+
+def refund_refusal(code: int | None, message: str) -> ErrorCode:
+    """The catalogue code of a refund.do refusal (a non-zero errorCode)."""
+    if code == ACCESS_DENIED and any(word in message.lower() for word in LOGIN_WORDS):
+        return errors.GATEWAY_CONFIGURATION
+    return errors.TRANSFER_REFUSED
 
 
 def error_code(value: object) -> int | None:

@@ -1,4 +1,4 @@
-"""ArCa iPay's wire (BPC's REST API): register.do and getOrderStatusExtended.do.
+"""ArCa iPay's wire (BPC's REST API): register.do, getOrderStatusExtended.do, refund.do.
 
 Form-encoded POSTs under ``{base}`` (``…/payment/rest``), the API login in each
 body, JSON answers. ``register.do`` takes ``userName, password, orderNumber,
@@ -6,7 +6,9 @@ amount, currency, returnUrl, failUrl, description`` and answers ``{orderId,
 formUrl}`` or ``{errorCode, errorMessage}``. ``amount`` is in minor units (luma:
 5000 drams is ``500000``), ``currency`` ISO numeric (``051``). After the page the
 browser goes to ``returnUrl`` (paid) or ``failUrl`` with ``?orderId=<orderId>``,
-unsigned: only getOrderStatusExtended.do is believed.
+unsigned: only getOrderStatusExtended.do is believed. ``refund.do`` takes
+``userName, password, orderId, amount`` (luma) and answers ``{errorCode: "0"}``
+when done, synchronously.
 
 ``orderNumber`` is our attempt's reference without its dashes: 32 hex
 characters, the engine's limit, unique per attempt (the engine refuses a second
@@ -28,6 +30,7 @@ from shared.gateways.base import PaymentRequest, ReturnUrls
 
 REGISTER_PATH: Final = "register.do"
 STATUS_PATH: Final = "getOrderStatusExtended.do"
+REFUND_PATH: Final = "refund.do"
 CURRENCY: Final = "051"  # AMD, ISO 4217 numeric
 MAX_ORDER_NUMBER: Final = 32
 MAX_DESCRIPTION: Final = 200
@@ -77,6 +80,16 @@ def register_body(
 
 def status_body(credentials: ArcaCredentials, order_id: str) -> dict[str, str]:
     return {"userName": credentials.username, "password": credentials.password, "orderId": order_id}
+
+
+def refund_body(credentials: ArcaCredentials, order_id: str, amount: Money) -> dict[str, str]:
+    """refund.do's form: the engine's orderId and the amount to give back, in luma."""
+    return {
+        "userName": credentials.username,
+        "password": credentials.password,
+        "orderId": order_id,
+        "amount": str(amount_minor(amount)),
+    }
 
 
 def is_page_url(value: str) -> bool:

@@ -1,4 +1,5 @@
-"""The Daraja adapter: OAuth token cache, STK push, STK query, callbacks.
+"""The Daraja adapter: OAuth token cache, STK push, STK query, callbacks, and money out
+(Reversal refunds, B2C payouts, Transaction Status; see ``transfers.py``).
 
 Transport failures are sorted by the shared transport into "certainly not acted
 on" (:class:`GatewayUnavailable`) and "may have been acted on"
@@ -28,8 +29,9 @@ from shared.gateways.base import (
     PaymentRequest,
     StatusResult,
 )
-from shared.gateways.daraja import codes
+from shared.gateways.daraja import codes, transfers
 from shared.gateways.daraja.callbacks import parse_stk_callback
+from shared.gateways.daraja.initiator import CERTIFICATE_SETTING, InitiatorCertificate
 from shared.gateways.daraja.stk import (
     DarajaCredentials,
     nairobi_timestamp,
@@ -37,6 +39,13 @@ from shared.gateways.daraja.stk import (
     stk_query_body,
 )
 from shared.gateways.description import GatewaySettings
+from shared.gateways.transfers import (
+    TransferEvent,
+    TransferRequest,
+    TransferState,
+    TransferSubmission,
+    TransferVerdict,
+)
 from shared.gateways.transport import Answer, HttpTransport
 
 log = structlog.stdlib.get_logger(__name__)
@@ -68,6 +77,7 @@ class DarajaAdapter:
 
     def __init__(self, settings: GatewaySettings) -> None:
         self.http = HttpTransport(self.name, settings)
+        self.certificate = InitiatorCertificate(settings.extra.get(CERTIFICATE_SETTING))
 
     @property
     def base_url(self) -> str:
@@ -80,6 +90,10 @@ class DarajaAdapter:
 
     def check_amount(self, amount: Money) -> None:
         mpesa_whole_shillings(amount)
+
+    def check_payout_amount(self, amount: Money) -> None:
+        """Refuse (MalipoError) what B2C would: KES 10 to 250,000, whole shillings."""
+        transfers.check_payout_amount(amount)
 
     # -- push ------------------------------------------------------------------------------
 
@@ -142,6 +156,101 @@ class DarajaAdapter:
 
     def acknowledgement(self, inbound: InboundCallback) -> CallbackReply:
         return ACKNOWLEDGEMENT
+
+    # -- money out -------------------------------------------------------------------------
+
+    def refund(
+        self, credentials: DarajaCredentials, request: TransferRequest
+    ) -> TransferSubmission:
+        """A Reversal of the collection (``payment_receipt``); the result comes to ResultURL."""
+        if not request.payment_receipt:
+            return _refused(errors.GATEWAY_REJECTED, "a reversal needs the collection's receipt")
+        return self._send_transfer(credentials, request, transfers.REVERSAL_PATH)
+
+    def payout(
+        self, credentials: DarajaCredentials, request: TransferRequest
+    ) -> TransferSubmission:
+        """A B2C v3 BusinessPayment; a reused OriginatorConversationID is refused by Daraja."""
+        return self._send_transfer(credentials, request, transfers.B2C_PATH)
+
+    def refund_status(
+        self, credentials: DarajaCredentials, request: TransferRequest, gateway_ref: str | None
+    ) -> TransferVerdict:
+        return self._query_transfer(credentials, request)
+
+    def payout_status(
+        self, credentials: DarajaCredentials, request: TransferRequest, gateway_ref: str | None
+    ) -> TransferVerdict:
+        return self._query_transfer(credentials, request)
+
+    def transfer_result(self, inbound: InboundCallback, tail: str | None) -> TransferEvent | None:
+        return transfers.transfer_result(inbound, tail)
+
+    def _send_transfer(
+        self, credentials: DarajaCredentials, request: TransferRequest, path: str
+    ) -> TransferSubmission:
+        password = credentials.initiator_password
+        if not credentials.initiator_name or not password:
+            return _refused(
+                errors.GATEWAY_CONFIGURATION,
+                "the merchant's Daraja credentials have no initiator name and password",
+            )
+        make_body = transfers.b2c_body if path == transfers.B2C_PATH else transfers.reversal_body
+        body = make_body(credentials, request, self.certificate.credential(password))
+        try:
+            answer = self._call(credentials, path, body, idempotent=False)
+        except GatewayAuthFailed as exc:
+            return _refused(errors.GATEWAY_CONFIGURATION, str(exc))
+        if answer.status == 200 and str(answer.document.get("ResponseCode")) == "0":
+            conversation_id = answer.document.get("ConversationID")
+            if not conversation_id:
+                raise GatewayOutcomeUnknown(f"{path} answered 200 without a ConversationID")
+            return TransferSubmission(
+                accepted=True,
+                gateway_ref=str(conversation_id),
+                message=str(answer.document.get("ResponseDescription") or "")[:300],
+                raw=answer.document,
+            )
+        return self._transfer_refusal(path, answer)
+
+    def _transfer_refusal(self, path: str, answer: Answer) -> TransferSubmission:
+        code, message = _error_code(answer), _error_message(answer)
+        if code in codes.BUSY_CODES or answer.status == 429:
+            raise GatewayUnavailable(f"Daraja busy: {code} {message}")
+        if code == transfers.DUPLICATE_ORIGINATOR_ID:
+            failure = errors.DUPLICATE_TRANSFER
+        elif code == codes.GENERIC_1001:
+            failure = errors.GATEWAY_CONFIGURATION
+        elif answer.status >= 500 and code is None:
+            raise GatewayOutcomeUnknown(f"{path} answered HTTP {answer.status} without a code")
+        else:
+            failure = errors.GATEWAY_REJECTED
+        return _refused(failure, f"{code or answer.status}: {message}", answer.document)
+
+    def _query_transfer(
+        self, credentials: DarajaCredentials, request: TransferRequest
+    ) -> TransferVerdict:
+        """Transaction Status: asynchronous, so PENDING now and the answer at ResultURL."""
+        password = credentials.initiator_password
+        if not credentials.initiator_name or not password:
+            raise GatewayUnavailable("cannot query a transfer without initiator credentials")
+        credential = self.certificate.credential(password)
+        body = transfers.status_body(credentials, request, credential)
+        try:
+            answer = self._call(credentials, transfers.STATUS_PATH, body, idempotent=True)
+        except GatewayAuthFailed as exc:
+            raise GatewayUnavailable(f"cannot authenticate to query: {exc}") from exc
+        if answer.status == 200 and str(answer.document.get("ResponseCode")) == "0":
+            return TransferVerdict(
+                TransferState.PENDING,
+                transfers.QUERY_SENT,
+                message=str(answer.document.get("ConversationID") or ""),
+            )
+        raise GatewayUnavailable(
+            f"status query answered HTTP {answer.status} {_error_code(answer)} "
+            f"{_error_message(answer)}",
+            retry_after_s=answer.retry_after_s(),
+        )
 
     # -- HTTP ------------------------------------------------------------------------------
 
@@ -216,3 +325,11 @@ class DarajaAdapter:
         else:
             failure = errors.GATEWAY_REJECTED
         return InitiateResult.refused(failure, f"{code}: {message}", answer.document)
+
+
+def _refused(
+    error: errors.ErrorCode, message: str, raw: dict[str, Any] | None = None
+) -> TransferSubmission:
+    return TransferSubmission(
+        accepted=False, failure_code=error.code, message=message, raw=raw or {}
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Literal
 
@@ -25,7 +25,9 @@ class DarajaCredentials:
     """A merchant's Daraja app and shortcode.
 
     ``mode`` is ``paybill`` (PartyB = the shortcode) or ``till`` (Buy Goods: the
-    shortcode is the store number and ``party_b`` the till number).
+    shortcode is the store number and ``party_b`` the till number). Money out
+    (Reversal, B2C, Transaction Status) also needs the API initiator; B2C pays from
+    ``b2c_shortcode`` (the shortcode itself unless set).
     """
 
     consumer_key: str
@@ -34,11 +36,16 @@ class DarajaCredentials:
     passkey: str
     mode: Literal["paybill", "till"]
     party_b: str
+    initiator_name: str | None = None
+    initiator_password: str | None = field(default=None, repr=False)
+    b2c_shortcode: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("shortcode", "party_b"):
             if not _SHORTCODE.fullmatch(getattr(self, name)):
                 raise ValueError(f"{name} must be 5-7 digits")
+        if self.b2c_shortcode is not None and not _SHORTCODE.fullmatch(self.b2c_shortcode):
+            raise ValueError("b2c_shortcode must be 5-7 digits")
         if self.mode not in TRANSACTION_TYPES:
             raise ValueError("mode must be 'paybill' or 'till'")
         if self.mode == "paybill" and self.party_b != self.shortcode:
@@ -59,7 +66,20 @@ class DarajaCredentials:
             passkey=str(stored["passkey"]),
             mode=mode,  # type: ignore[arg-type]  # __post_init__ checks it
             party_b=str(stored.get("till") or stored.get("party_b") or shortcode),
+            initiator_name=_optional(stored.get("initiator_name")),
+            initiator_password=_optional(stored.get("initiator_password")),
+            b2c_shortcode=_optional(stored.get("b2c_shortcode")),
         )
+
+    @property
+    def payout_shortcode(self) -> str:
+        return self.b2c_shortcode or self.shortcode
+
+
+def _optional(value: Any) -> str | None:
+    """A stored optional value: None (or blank) when the merchant left it out."""
+    text = str(value).strip() if value is not None else ""
+    return text or None
 
 
 def nairobi_timestamp(now: datetime | None = None) -> str:

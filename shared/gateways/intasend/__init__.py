@@ -1,10 +1,13 @@
-"""IntaSend (Kenya): M-Pesa STK push collections in KES, with a status API and webhooks.
+"""IntaSend (Kenya): M-Pesa STK push collections in KES, with a status API and webhooks;
+refunds as chargebacks and payouts as send-money (M-Pesa B2C).
 
 Webhooks carry the merchant's dashboard ``challenge`` (no signature, no
 timestamp), so successes are confirmed with ``payment/status/`` before credit
 by default. The merchant sets the dashboard webhook URL to malipo's callback
 URL for IntaSend, and the same challenge here: IntaSend takes no callback URL
-per request.
+per request. Chargeback webhooks go to that URL too; send-money results go to
+each payout's ``callback_url`` (malipo's result URL, ``…/xr-<ref>``), both with the
+challenge.
 """
 
 from __future__ import annotations
@@ -50,6 +53,14 @@ DESCRIPTION = GatewayDescription(
             "IntaSend wallet to credit (default: the settlement wallet)",
             required=False,
         ),
+        CredentialField(
+            "payout_approval",
+            "'yes' when the IntaSend account requires send-money batches to be approved "
+            "(malipo approves each payout at once)",
+            required=False,
+            choices=("yes", "no"),
+            default="no",
+        ),
     ),
     capabilities=frozenset(
         {
@@ -57,6 +68,8 @@ DESCRIPTION = GatewayDescription(
             Capability.STATUS,
             Capability.CALLBACKS,
             Capability.CUSTOMER_REFERENCE,
+            Capability.REFUND,
+            Capability.PAYOUT,
         }
     ),
     adapter_factory=IntaSendAdapter,

@@ -41,6 +41,8 @@ class IntaSendCredentials:
     secret_key: str
     challenge: str
     wallet_id: str | None = None
+    # Whether the account requires send-money batches to be approved (then approved at once).
+    payout_approval: bool = False
 
     def __post_init__(self) -> None:
         if not _PUBLISHABLE.fullmatch(self.publishable_key):
@@ -61,11 +63,15 @@ class IntaSendCredentials:
         """Stored credentials; other keys (the callback secret) are ignored."""
         try:
             wallet = stored.get("wallet_id")
+            approval = str(stored.get("payout_approval") or "no").strip().lower()
+            if approval not in ("yes", "no"):
+                raise ValueError("payout_approval must be 'yes' or 'no'")
             return cls(
                 publishable_key=str(stored["publishable_key"]).strip(),
                 secret_key=str(stored["secret_key"]).strip(),
                 challenge=str(stored["challenge"]),
                 wallet_id=str(wallet).strip() if wallet else None,
+                payout_approval=approval == "yes",
             )
         except KeyError as exc:
             raise ValueError(f"{exc.args[0]} is required") from None

@@ -5,7 +5,9 @@ the merchant-chosen ``challenge`` echoed in every payload, compared here in
 constant time with its stored SHA-256. A webhook is a trigger; with
 ``confirm_before_credit`` the status query decides before money moves.
 A collection payload is the flat invoice plus ``challenge``; chargeback
-payloads (``chargeback_id``, a nested ``invoice``) are refused as malformed.
+(``chargeback_id``, a nested ``invoice``) and send-money (``tracking_id``)
+payloads are transfer results (``shared.gateways.intasend.transfers``), refused
+here as malformed collections.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ REDACTED: Final = "[redacted]"
 _NO_VERIFIER: Final = "0" * 64
 
 
-def _document(body: bytes) -> dict[str, Any] | None:
+def json_document(body: bytes) -> dict[str, Any] | None:
+    """A webhook body's JSON object; None for anything else."""
     try:
         document = json.loads(body)
     except (ValueError, RecursionError):
@@ -43,7 +46,7 @@ def _document(body: bytes) -> dict[str, Any] | None:
 
 def challenge_refusal(verifiers: Mapping[str, str], inbound: InboundCallback) -> str | None:
     """None when the body's ``challenge`` hashes to the stored verifier, else why not."""
-    document = _document(inbound.body)
+    document = json_document(inbound.body)
     challenge = document.get("challenge") if document is not None else None
     if not isinstance(challenge, str) or not challenge:
         return CHALLENGE_MISSING
@@ -69,11 +72,13 @@ def parse_collection_webhook(body: bytes) -> CallbackEvent:
     delivery shares its key, and a PROCESSING after COMPLETE is a PENDING word
     that the state machine ignores.
     """
-    document = _document(body)
+    document = json_document(body)
     if document is None:
         raise CallbackMalformed("not a JSON object")
     if "chargeback_id" in document:
         raise CallbackMalformed("a chargeback webhook, not a collection")
+    if "tracking_id" in document:
+        raise CallbackMalformed("a send-money webhook, not a collection")
     try:
         invoice_id = invoice_id_of(document)
         state = state_of(document)

@@ -78,10 +78,10 @@ def answer_with(
 # -- the description --------------------------------------------------------------------------
 
 
-def test_the_description_is_a_hosted_gateway_with_a_status_api_only() -> None:
+def test_the_description_is_a_hosted_gateway_with_status_and_refunds() -> None:
     assert catalogue.describe("ameria") is DESCRIPTION
     assert DESCRIPTION.title == "Ameriabank vPOS"
-    assert DESCRIPTION.capabilities == {Capability.HOSTED, Capability.STATUS}
+    assert DESCRIPTION.capabilities == {Capability.HOSTED, Capability.STATUS, Capability.REFUND}
     assert DESCRIPTION.default_flow is Capability.HOSTED
     assert DESCRIPTION.pay_page
     assert not DESCRIPTION.result_url_in_cabinet

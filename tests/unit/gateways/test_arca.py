@@ -77,10 +77,10 @@ def answer_with(calls: list[Call]) -> Callable[..., ArcaAdapter]:
 # -- the description --------------------------------------------------------------------------
 
 
-def test_the_description_is_a_hosted_gateway_with_a_status_api_only() -> None:
+def test_the_description_is_a_hosted_gateway_with_status_and_refunds() -> None:
     assert catalogue.describe("arca") is DESCRIPTION
     assert DESCRIPTION.title == "ArCa iPay"
-    assert DESCRIPTION.capabilities == {Capability.HOSTED, Capability.STATUS}
+    assert DESCRIPTION.capabilities == {Capability.HOSTED, Capability.STATUS, Capability.REFUND}
     assert DESCRIPTION.default_flow is Capability.HOSTED
     assert DESCRIPTION.pay_page
     assert (DESCRIPTION.currencies, DESCRIPTION.phone_regions) == (("AMD",), ("AM",))

@@ -78,6 +78,7 @@ def test_the_catalogue_finds_intasend_by_its_description() -> None:
         "secret_key",
         "challenge",
         "wallet_id",
+        "payout_approval",
     ]
     verifiers = DESCRIPTION.callback_verifiers({"challenge": CHALLENGE})
     assert verifiers == {"challenge_sha256": hashlib.sha256(CHALLENGE.encode()).hexdigest()}
