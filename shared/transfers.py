@@ -227,26 +227,35 @@ def accept_refund(
         if description.has(Capability.REFUND)
         else TransferStatus.REQUIRES_ACTION
     )
-    transfer = Transfer(
-        id=transfer_id,
-        kind=TransferKind.REFUND.value,
-        merchant_id=who.merchant_id,
-        payment_id=intent.id,
-        idempotency_key=key,
-        request_hash=fingerprint,
-        request_ref=transfer_id.hex,
-        gateway=intent.gateway,
-        amount_minor=amount,
-        currency=intent.currency,
-        phone=intent.phone,
-        reason=command["reason"],
-        status=status.value,
-        requested_by=who.key_id,
+    transfer = _record_new(
+        session,
+        who,
+        Transfer(
+            id=transfer_id,
+            kind=TransferKind.REFUND.value,
+            payment_id=intent.id,
+            idempotency_key=key,
+            request_hash=fingerprint,
+            gateway=intent.gateway,
+            amount_minor=amount,
+            currency=intent.currency,
+            phone=intent.phone,
+            reason=command["reason"],
+            status=status.value,
+        ),
     )
+    return transfer, True
+
+
+def _record_new(session: Session, who: Requester, transfer: Transfer) -> Transfer:
+    """Store a new transfer as ``who`` asked for it, with its audit row."""
+    transfer.merchant_id = who.merchant_id
+    transfer.requested_by = who.key_id
+    transfer.request_ref = transfer.id.hex
     session.add(transfer)
     session.flush()
-    _audit(session, transfer, who.actor, "refund.requested", to=status.value)
-    return transfer, True
+    _audit(session, transfer, who.actor, f"{transfer.kind}.requested", to=transfer.status)
+    return transfer
 
 
 def payout_gateway(session: Session, merchant_id: uuid.UUID, command: dict[str, Any]) -> str:
@@ -313,25 +322,23 @@ def accept_payout(
         if threshold is not None and command["amount"] > threshold
         else TransferStatus.PENDING
     )
-    transfer = Transfer(
-        id=transfer_id,
-        kind=TransferKind.PAYOUT.value,
-        merchant_id=who.merchant_id,
-        payment_id=None,
-        idempotency_key=key,
-        request_hash=fingerprint,
-        request_ref=transfer_id.hex,
-        gateway=gateway,
-        amount_minor=command["amount"],
-        currency=command["currency"],
-        phone=phone,
-        reason=command["reason"],
-        status=status.value,
-        requested_by=who.key_id,
+    transfer = _record_new(
+        session,
+        who,
+        Transfer(
+            id=transfer_id,
+            kind=TransferKind.PAYOUT.value,
+            payment_id=None,
+            idempotency_key=key,
+            request_hash=fingerprint,
+            gateway=gateway,
+            amount_minor=command["amount"],
+            currency=command["currency"],
+            phone=phone,
+            reason=command["reason"],
+            status=status.value,
+        ),
     )
-    session.add(transfer)
-    session.flush()
-    _audit(session, transfer, who.actor, "payout.requested", to=status.value)
     return transfer, True
 
 

@@ -29,7 +29,12 @@ from shared.db.session import Database  # noqa: E402
 from shared.merchants import create_merchant, issue_api_key, store_gateway_credentials  # noqa: E402
 from shared.messages import ALL_ACTORS  # noqa: E402
 from shared.settings import Settings, load_settings, parse_credentials_keys  # noqa: E402
-from tests.support.processes import ManagedProcess, ingress_process, sandbox_process  # noqa: E402
+from tests.support.processes import (  # noqa: E402
+    ManagedProcess,
+    ingress_process,
+    python_module,
+    sandbox_process,
+)
 from tests.support.rabbit import Rabbit  # noqa: E402
 from tests.support.services import (  # noqa: E402
     delete_vhost,
@@ -130,6 +135,17 @@ def smtp_sink(test_env: dict[str, str]) -> Iterator[SmtpSink]:
         yield sink
 
 
+@pytest.fixture(scope="module")
+def scheduler_process(
+    test_env: dict[str, str], log_dir: Path, sandbox_server: ManagedProcess
+) -> Iterator[ManagedProcess]:
+    """The scheduler, for a module: its sweeps finish what lost results left open."""
+    process = ManagedProcess("scheduler", python_module("workers.scheduler"), test_env, log_dir)
+    process.start()
+    yield process
+    process.stop()
+
+
 @pytest.fixture(scope="session")
 def ingress_server(
     db: Database, broker: Any, test_env: dict[str, str], log_dir: Path
@@ -200,6 +216,12 @@ class ApiClient:
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
         self.http = requests.Session()
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.http.close()
 
     def post(self, path: str, **kwargs: Any) -> requests.Response:
         return self.http.post(self.base_url + path, timeout=40, **kwargs)

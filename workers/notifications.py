@@ -27,7 +27,7 @@ import structlog
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from shared.db.models import CustomerNotification, Merchant, PaymentIntent
+from shared.db.models import CustomerNotification, Merchant, PaymentIntent, Transfer
 from shared.domain.errors import PermanentError
 from shared.domain.money import Money
 from shared.domain.phone import mask_phone_numbers
@@ -70,7 +70,13 @@ def deliver(
         row = _claim(session, notification_id)
         if row is None:
             return
-        structlog.contextvars.bind_contextvars(payment_id=str(row.payment_id))
+        structlog.contextvars.bind_contextvars(
+            **(
+                {"transfer_id": str(row.transfer_id)}
+                if row.transfer_id
+                else {"payment_id": str(row.payment_id)}
+            )
+        )
         if row.status != "pending":
             log.info("customer notice already handled", notice=row.id, status=row.status)
             return
@@ -119,6 +125,8 @@ def _attempt(
 
 def _compose(session: Session, row: CustomerNotification) -> tuple[Notice | None, str]:
     """The notice to send, or None and why there is nothing to send."""
+    if row.transfer_id is not None:
+        return _compose_payout(session, row)
     intent = session.get(PaymentIntent, row.payment_id)
     merchant = session.get(Merchant, row.merchant_id)
     if intent is None or merchant is None:
@@ -142,6 +150,25 @@ def _compose(session: Session, row: CustomerNotification) -> tuple[Notice | None
     if row.channel == "sms" and len(rendered.body) > SMS_LENGTH:
         log.info("customer SMS longer than one page", length=len(rendered.body))
     return Notice(recipient=recipient, body=rendered.body, subject=rendered.subject), ""
+
+
+def _compose_payout(session: Session, row: CustomerNotification) -> tuple[Notice | None, str]:
+    """A payout's notice to the phone it paid (SMS only: a payout has no e-mail address)."""
+    transfer = session.get(Transfer, row.transfer_id)
+    merchant = session.get(Merchant, row.merchant_id)
+    if transfer is None or merchant is None:
+        return None, "payout or merchant not found"
+    if row.channel != "sms":
+        return None, "no recipient for this channel"
+    facts = NoticeFacts(
+        amount=Money(transfer.amount_minor, transfer.currency),
+        reference=transfer.reason,
+        merchant=merchant.name,
+        status=row.event,
+        payment_id=str(transfer.id),
+    )
+    rendered = render(effective_template(session, row.merchant_id, row.channel, row.event), facts)
+    return Notice(recipient=transfer.phone, body=rendered.body, subject=rendered.subject), ""
 
 
 def _unavailable(

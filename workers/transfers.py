@@ -31,7 +31,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from shared.db.models import GatewayEvent, PaymentIntent, Transfer
+from shared.db.models import CustomerNotification, GatewayEvent, Merchant, PaymentIntent, Transfer
 from shared.db.session import after_commit
 from shared.domain import errors
 from shared.domain.money import Money
@@ -54,6 +54,7 @@ from shared.messages import (
     SWEEP_TRANSFERS,
     CheckTransfer,
     MessageContract,
+    NotifyCustomer,
     NotifyMerchant,
     SendTransfer,
     SweepTransfers,
@@ -154,10 +155,7 @@ class TransferWork:
             transfer.sends += 1
             transfer.sent_at = now
             # No call to the gateway outlives this: after it, ``sending`` means interrupted.
-            settings = self.rt.settings.gateway_settings(transfer.gateway)
-            transfer.next_check_at = now + timedelta(
-                seconds=settings.connect_timeout_s + settings.read_timeout_s + CALL_MARGIN_S
-            )
+            transfer.next_check_at = self._call_deadline(transfer)
             kind, gateway = TransferKind(transfer.kind), transfer.gateway
         # Committed: from here on a crash leaves ``sending``, which is never sent again.
         try:
@@ -194,6 +192,12 @@ class TransferWork:
                 return
             if submission.gateway_ref:
                 transfer.gateway_ref = submission.gateway_ref[:100]
+            if submission.failure_code == errors.DUPLICATE_TRANSFER.code:
+                # The gateway already holds a transfer under our request_ref: an earlier
+                # send reached it. Ask how that one ended; never fail or resend it.
+                self._unknown(session, transfer, now, "the gateway has this id already")
+                log.warning("gateway says the transfer exists already; checking it")
+                return
             if not submission.accepted:
                 log.info("transfer refused by the gateway", failure=submission.failure_code)
                 event_id = finish(
@@ -243,11 +247,19 @@ class TransferWork:
         disturb a live call); after it, the call may have reached the gateway: never send
         it again, ask.
         """
-        if transfer.next_check_at is not None and now < transfer.next_check_at:
+        if now < self._call_deadline(transfer):
             log.info("transfer is being sent by another delivery; leaving it")
             return
         self._unknown(session, transfer, now, "interrupted while sending")
         log.warning("transfer send was interrupted; checking, not re-sending")
+
+    def _call_deadline(self, transfer: Transfer) -> datetime:
+        """When the send that claimed ``transfer`` has certainly ended, one way or another."""
+        settings = self.rt.settings.gateway_settings(transfer.gateway)
+        sent_at = transfer.sent_at or datetime.now(UTC)
+        return sent_at + timedelta(
+            seconds=settings.connect_timeout_s + settings.read_timeout_s + CALL_MARGIN_S
+        )
 
     def _unknown(self, session: Session, transfer: Transfer, now: datetime, why: str) -> None:
         if move(session, transfer, TransferStatus.UNKNOWN, ACTOR, why=why[:200]):
@@ -338,12 +350,36 @@ class TransferWork:
             result_code=verdict.result_code,
         )
         notify_after_commit(self.rt, session, event_id)
+        if event_id is not None and succeeded and transfer.kind == TransferKind.PAYOUT:
+            self._tell_recipient(session, transfer, now)
         log.info(
             "transfer finished",
             status=transfer.status,
             result_code=verdict.result_code,
             receipt=verdict.receipt,
         )
+
+    def _tell_recipient(self, session: Session, transfer: Transfer, now: datetime) -> None:
+        """An SMS to the phone a payout paid, where the merchant asks for it (outbox row)."""
+        merchant = session.get(Merchant, transfer.merchant_id)
+        if merchant is None or not (merchant.payouts or {}).get("notify_recipient"):
+            return
+        notification_id = session.execute(
+            insert(CustomerNotification)
+            .values(
+                transfer_id=transfer.id,
+                merchant_id=transfer.merchant_id,
+                channel="sms",
+                event="payout_received",
+                published_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["transfer_id", "channel", "event"])
+            .returning(CustomerNotification.id)
+        ).scalar_one_or_none()
+        if notification_id is not None:
+            after_commit(
+                session, _publish(self.rt, NotifyCustomer(notification_id=notification_id))
+            )
 
     # -- what the gateway needs ---------------------------------------------------------------
 

@@ -11,10 +11,12 @@ still accepted (it is in PostgreSQL) and the transfer sweep sends it later.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import falcon
 import structlog
+from sqlalchemy.orm import Session
 
 from ingress.auth import Authenticator
 from ingress.validation import idempotency_key, read_json_object
@@ -83,10 +85,24 @@ class TransferCommands:
         except BrokerUnavailable:
             log.warning("webhook left to the outbox relay: broker unavailable", outage="rabbitmq")
 
-    def answer(self, resp: falcon.Response, transfer: Transfer, created: bool) -> None:
-        view = transfer_view(transfer)
-        if created and transfer.status == TransferStatus.PENDING:
-            self.dispatch(transfer.id)
+    def accept(
+        self,
+        resp: falcon.Response,
+        accept: Callable[[Session], tuple[Transfer, bool]],
+    ) -> None:
+        """Accept a refund or payout in one transaction, then enqueue it; answer 202."""
+        with self.db.transaction() as session:
+            transfer, created = accept(session)
+            if created:
+                transfer.dispatched_at = datetime.now(UTC)
+            structlog.contextvars.bind_contextvars(transfer_id=str(transfer.id))
+            view = transfer_view(transfer)
+        if created:
+            log.info(
+                f"{transfer.kind} accepted", amount=transfer.amount_minor, status=view["status"]
+            )
+            if transfer.status == TransferStatus.PENDING:
+                self.dispatch(transfer.id)
         resp.status = falcon.HTTP_202
         resp.location = f"/v1/{transfer.kind}s/{transfer.id}"
         resp.media = view
@@ -116,15 +132,9 @@ class RefundsResource:
         key = idempotency_key(req)
         command = refund_command(read_json_object(req, self.commands.max_body_bytes))
         wanted = _uuid(payment_id)
-        now = datetime.now(UTC)
-        with self.commands.db.transaction() as session:
-            transfer, created = accept_refund(session, who, wanted, key, command)
-            if created:
-                transfer.dispatched_at = now
-            structlog.contextvars.bind_contextvars(transfer_id=str(transfer.id))
-        if created:
-            log.info("refund accepted", amount=transfer.amount_minor, status=transfer.status)
-        self.commands.answer(resp, transfer, created)
+        self.commands.accept(
+            resp, lambda session: accept_refund(session, who, wanted, key, command)
+        )
 
 
 class RefundResource:
@@ -147,15 +157,7 @@ class PayoutsResource:
         who = requester(self.commands.auth.require(req, "payouts:write"))
         key = idempotency_key(req)
         command = payout_command(read_json_object(req, self.commands.max_body_bytes))
-        now = datetime.now(UTC)
-        with self.commands.db.transaction() as session:
-            transfer, created = accept_payout(session, who, key, command)
-            if created:
-                transfer.dispatched_at = now
-            structlog.contextvars.bind_contextvars(transfer_id=str(transfer.id))
-        if created:
-            log.info("payout accepted", amount=transfer.amount_minor, status=transfer.status)
-        self.commands.answer(resp, transfer, created)
+        self.commands.accept(resp, lambda session: accept_payout(session, who, key, command))
 
 
 class PayoutResource:

@@ -181,8 +181,16 @@ def merchant_pay_page(
     help="payouts above this many minor units of CUR wait for a second key "
     "(payouts:approve); CUR= clears it; repeatable",
 )
-def merchant_payouts(merchant_id: uuid.UUID, approval_above: tuple[str, ...]) -> None:
-    """The merchant's payout rules: four-eyes thresholds per currency (prints the result)."""
+@click.option(
+    "--notify-recipient/--no-notify-recipient",
+    default=None,
+    help="whether the phone a payout paid gets an SMS (template event payout_received)",
+)
+def merchant_payouts(
+    merchant_id: uuid.UUID, approval_above: tuple[str, ...], notify_recipient: bool | None
+) -> None:
+    """The merchant's payout rules: four-eyes thresholds per currency, the recipient's SMS
+    (prints the result)."""
     changes: dict[str, int | None] = {}
     for item in approval_above:
         currency, _, amount = item.partition("=")
@@ -204,6 +212,8 @@ def merchant_payouts(merchant_id: uuid.UUID, approval_above: tuple[str, ...]) ->
             else:
                 limits[currency] = threshold
         rules["approval_above"] = limits
+        if notify_recipient is not None:
+            rules["notify_recipient"] = notify_recipient
         row.payouts = rules
         shown = dict(row.payouts)
     click.echo(json.dumps({"merchant_id": str(merchant_id), "payouts": shown}))

@@ -553,11 +553,14 @@ class WebhookDelivery(Base):
 
 
 class CustomerNotification(Base):
-    """A notice to a customer (failure, cancellation, expiry) on one channel; also an outbox row."""
+    """A notice to a customer (failure, cancellation, expiry; a payout received) on one channel;
+    also an outbox row."""
 
     __tablename__ = "customer_notifications"
     __table_args__ = (
         UniqueConstraint("payment_id", "cycle", "channel", "event"),
+        UniqueConstraint("transfer_id", "channel", "event"),
+        CheckConstraint("(payment_id IS NULL) <> (transfer_id IS NULL)", name="one_subject"),
         CheckConstraint("status IN ('pending', 'sent', 'failed')", name="status_known"),
         Index(
             "ix_customer_notifications_unpublished",
@@ -567,7 +570,9 @@ class CustomerNotification(Base):
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    payment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("payment_intents.id"))
+    payment_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("payment_intents.id"))
+    # A payout's notice to the phone it paid (``payout_received``).
+    transfer_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("transfers.id"))
     merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id"))
     channel: Mapped[str] = mapped_column(String(16))
     event: Mapped[str] = mapped_column(String(32))

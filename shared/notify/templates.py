@@ -25,13 +25,14 @@ from shared.db.models import NotificationTemplate
 from shared.domain.money import Money
 
 CHANNELS: Final = ("sms", "email")
-EVENTS: Final = ("failed", "cancelled", "expired")
+# A payment's notices, and a payout's (to the phone it paid, where the merchant enables it).
+EVENTS: Final = ("failed", "cancelled", "expired", "payout_received")
 PLACEHOLDERS: Final[dict[str, str]] = {
     "amount": "the amount in major units, e.g. 15.00",
     "currency": "the currency code, e.g. KES",
-    "reference": "the merchant's reference for the payment",
+    "reference": "the merchant's reference for the payment (a payout's reason)",
     "merchant": "the merchant's name",
-    "status": "what happened: failed, cancelled or expired",
+    "status": "what happened: failed, cancelled, expired or payout_received",
     "failure": "why, in the customer's words, e.g. 'your balance was too low'",
     "description": "the payment's description (may be empty)",
     "payment_id": "malipo's id of the payment",
@@ -115,6 +116,15 @@ BUILT_IN: Final[dict[tuple[str, str], NoticeTemplate]] = {
         "sms",
         "expired",
         f"{_SMS_OPENING} timed out: $failure. If you were charged, the payment still counts.",
+    ),
+    ("sms", "payout_received"): NoticeTemplate(
+        "sms", "payout_received", "You have received $currency $amount from $merchant: $reference."
+    ),
+    ("email", "payout_received"): NoticeTemplate(
+        "email",
+        "payout_received",
+        "Hello,\n\n$merchant has sent you $currency $amount: $reference." + _EMAIL_CLOSING,
+        subject="$merchant has sent you $currency $amount",
     ),
     ("email", "failed"): NoticeTemplate(
         "email",

@@ -105,7 +105,8 @@ def test_a_refund_waits_for_an_operator_and_settles_once_recorded(
     after = view_of(api, merchant, payment_id)
     assert (after["refund_status"], after["refunded"]) == ("partial", 100_000)
     row = transfer_row(db, refund["id"])
-    assert row.completed_by is not None and row.completed_by.startswith("key:")
+    assert row.completed_by is not None
+    assert row.completed_by.startswith("key:")
     assert audit_actions(db, refund["id"]) == [
         "refund.requested",
         "refund.completed_by_operator",

@@ -21,6 +21,7 @@ from shared.messages import (
     RELAY_OUTBOX,
     SEAL_AUDIT_LOG,
     SWEEP_PENDING,
+    SWEEP_TRANSFERS,
     Publisher,
     SweepPendingPayments,
 )
@@ -90,6 +91,7 @@ TIMERS = {
     SEAL_AUDIT_LOG.actor_name: ("MALIPO_AUDIT_SEAL_INTERVAL_S", 1.0),
     RELAY_OUTBOX.actor_name: ("MALIPO_OUTBOX_RELAY_INTERVAL_S", 1.5),
     DRAIN_DEAD_LETTERS.actor_name: ("MALIPO_DEAD_LETTER_DRAIN_INTERVAL_S", 2.0),
+    SWEEP_TRANSFERS.actor_name: ("MALIPO_TRANSFER_SWEEP_INTERVAL_S", 1.5),
 }
 PERIOD_S = {actor: period for actor, (_, period) in TIMERS.items()}
 LONGEST_PERIOD_S = max(PERIOD_S.values())

@@ -119,10 +119,10 @@ def test_api_keys_in_free_text_are_redacted(prefix: str, secret: str) -> None:
     token = f"mlp_{prefix}_{secret}"
     # When it is scrubbed
     scrubbed = scrub(f"rejected key {token}: unknown")
-    # Then the key's secret part is gone
-    assert secret not in scrubbed
+    # Then the key's secret part is gone (the words around it may happen to contain it)
     assert scrubbed.startswith("rejected key ")
     assert scrubbed.endswith(": unknown")
+    assert secret not in scrubbed.removeprefix("rejected key ").removesuffix(": unknown")
 
 
 def test_a_real_api_key_in_free_text_is_redacted() -> None:

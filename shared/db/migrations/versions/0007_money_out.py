@@ -137,9 +137,34 @@ def upgrade() -> None:
         " AND (transfer_id IS NULL OR amount_minor < 0)",
     )
     op.add_column("webhook_events", sa.Column("transfer_id", sa.Uuid(), nullable=True))
+    # A payout's recipient may be told by SMS: a notice is a payment's or a transfer's.
+    op.alter_column("customer_notifications", "payment_id", nullable=True)
+    op.add_column(
+        "customer_notifications",
+        sa.Column("transfer_id", sa.Uuid(), sa.ForeignKey("transfers.id"), nullable=True),
+    )
+    op.create_unique_constraint(
+        op.f("uq_customer_notifications_transfer_id"),
+        "customer_notifications",
+        ["transfer_id", "channel", "event"],
+    )
+    op.create_check_constraint(
+        "one_subject",
+        "customer_notifications",
+        "(payment_id IS NULL) <> (transfer_id IS NULL)",
+    )
 
 
 def downgrade() -> None:
+    op.execute("DELETE FROM customer_notifications WHERE transfer_id IS NOT NULL")
+    op.drop_constraint(
+        op.f("ck_customer_notifications_one_subject"), "customer_notifications", type_="check"
+    )
+    op.drop_constraint(
+        op.f("uq_customer_notifications_transfer_id"), "customer_notifications", type_="unique"
+    )
+    op.drop_column("customer_notifications", "transfer_id")
+    op.alter_column("customer_notifications", "payment_id", nullable=False)
     op.drop_column("webhook_events", "transfer_id")
     op.drop_constraint(op.f("ck_ledger_entries_one_subject"), "ledger_entries", type_="check")
     op.drop_constraint(op.f("ck_ledger_entries_kind_known"), "ledger_entries", type_="check")
