@@ -31,7 +31,7 @@ from ingress.resources.payments import (
 )
 from ingress.resources.redemptions import RedeemResource, RedemptionsResource
 from ingress.resources.transfers import (
-    OpsRefundResource,
+    OpsTransferResource,
     PayoutResource,
     PayoutsResource,
     RefundResource,
@@ -48,6 +48,7 @@ from shared.db.session import Database
 from shared.domain import errors as errors_catalogue
 from shared.domain.errors import MalipoError
 from shared.gateways.registry import GatewayRegistry
+from shared.gateways.transfers import TransferKind
 from shared.messages import Publisher
 from shared.paypage import PayLinks
 from shared.redemptions import RedemptionRules
@@ -161,9 +162,12 @@ def create_app(
     app.add_route("/v1/payouts/{payout_id}", payouts)
     app.add_route("/v1/payouts/{payout_id}/approve", payouts, suffix="approve")
     app.add_route("/v1/payouts/{payout_id}/reject", payouts, suffix="reject")
-    app.add_route(
-        "/ops/refunds/{refund_id}/complete", OpsRefundResource(commands), suffix="complete"
-    )
+    for kind in TransferKind:
+        app.add_route(
+            f"/ops/{kind.value}s/{{transfer_id}}/complete",
+            OpsTransferResource(commands, kind),
+            suffix="complete",
+        )
     app.add_route("/callbacks/{gateway}/{secret}", callbacks)
     app.add_route("/callbacks/{gateway}/{secret}/{attempt_ref}", callbacks)
     app.add_route("/ops/events", OpsEventsResource(db, auth, gateways.names()))

@@ -26,7 +26,7 @@ from shared.commands.services import (
     preflight,
 )
 from shared.commands.templates import template
-from shared.commands.transfers import refund
+from shared.commands.transfers import payout, refund
 from shared.commands.webhooks import webhook
 from shared.settings import use_local_config
 
@@ -82,6 +82,7 @@ for command in (
     preflight,
     template,
     refund,
+    payout,
     webhook,
 ):
     main.add_command(command)

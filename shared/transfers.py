@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared import audit
@@ -38,7 +39,7 @@ from shared.db.models import (
 from shared.domain import errors
 from shared.domain.errors import MalipoError
 from shared.domain.money import Money
-from shared.domain.phone import mask_msisdn, normalise_phone
+from shared.domain.phone import mask_msisdn, mask_phone_numbers, normalise_phone
 from shared.domain.states import PaymentStatus, TransferStatus, transfer_may_move
 from shared.gateways import catalogue
 from shared.gateways.base import Capability
@@ -252,8 +253,14 @@ def _record_new(session: Session, who: Requester, transfer: Transfer) -> Transfe
     transfer.merchant_id = who.merchant_id
     transfer.requested_by = who.key_id
     transfer.request_ref = transfer.id.hex
-    session.add(transfer)
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.add(transfer)
+            session.flush()
+    except IntegrityError:
+        # The same key, at the same moment, for another payment or currency (each request
+        # locked its own row, so neither saw the other): one of them is a conflict.
+        raise MalipoError(errors.IDEMPOTENCY_CONFLICT) from None
     _audit(session, transfer, who.actor, f"{transfer.kind}.requested", to=transfer.status)
     return transfer
 
@@ -343,8 +350,12 @@ def accept_payout(
 
 
 def lock_transfer(session: Session, transfer_id: uuid.UUID) -> Transfer | None:
+    """The transfer's row, locked and read afresh (never a copy the session held before)."""
     return session.scalars(
-        select(Transfer).where(Transfer.id == transfer_id).with_for_update()
+        select(Transfer)
+        .where(Transfer.id == transfer_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     ).one_or_none()
 
 
@@ -467,9 +478,12 @@ def finish(
     transfer.finished_at = now
     transfer.next_check_at = None
     params = {"m": transfer.merchant_id, "c": transfer.currency, "a": transfer.amount_minor}
+    # One lock order everywhere: transfer, then its payment, then the balance (last).
     if target == TransferStatus.SUCCEEDED:
         transfer.receipt = receipt or transfer.receipt
         transfer.failure_code = transfer.failure_message = None
+        if transfer.payment_id is not None:
+            session.execute(_ADD_REFUNDED, {"p": transfer.payment_id, "a": transfer.amount_minor})
         session.execute(_SETTLE, params)
         session.execute(
             _INSERT_DEBIT,
@@ -484,15 +498,14 @@ def finish(
                 "gateway_txn_id": transfer.receipt,
             },
         )
-        if transfer.payment_id is not None:
-            session.execute(_ADD_REFUNDED, {"p": transfer.payment_id, "a": transfer.amount_minor})
     else:
         code = failure_code or errors.GATEWAY_ERROR.code
         transfer.failure_code = code
-        transfer.failure_message = (message or errors.lookup(code).message)[:300]
-        session.execute(_RELEASE, params)
+        # A gateway's own words go to the merchant: never a phone number in full.
+        transfer.failure_message = mask_phone_numbers(message or errors.lookup(code).message)[:300]
         if transfer.payment_id is not None:
             session.execute(_UNRESERVE, {"p": transfer.payment_id, "a": transfer.amount_minor})
+        session.execute(_RELEASE, params)
     outcome = "succeeded" if target == TransferStatus.SUCCEEDED else "failed"
     event_type = f"{transfer.kind}.{outcome}"
     return int(
@@ -516,27 +529,34 @@ def finish(
     )
 
 
-def complete_manual_refund(
+# What an operator may settle by hand: a refund no API can make, and a transfer the
+# gateway left undecided (its answers contradict each other, or it went quiet).
+OPERATOR_STATES = frozenset({TransferStatus.REQUIRES_ACTION, TransferStatus.UNKNOWN})
+
+
+def complete_by_operator(
     session: Session,
-    refund_id: uuid.UUID,
+    transfer_id: uuid.UUID,
     evidence: str,
     operator: str,
     *,
     paid: bool = True,
+    kind: TransferKind = TransferKind.REFUND,
     now: datetime | None = None,
 ) -> tuple[Transfer, int | None]:
-    """An operator records how a ``requires_action`` refund was paid back (or that it was not).
+    """An operator records how a transfer ended: paid (settled) or not (released).
 
-    Returns the refund and the webhook event to publish after commit.
+    For a ``requires_action`` refund (paid back some other way) or a transfer left
+    ``unknown``. Returns the transfer and the webhook event to publish after commit.
     """
     evidence = evidence.strip()
     if not 3 <= len(evidence) <= 500:
         raise MalipoError(errors.INVALID_REQUEST, "evidence must be 3-500 characters")
-    transfer = lock_transfer(session, refund_id)
-    if transfer is None or transfer.kind != TransferKind.REFUND:
+    transfer = lock_transfer(session, transfer_id)
+    if transfer is None or transfer.kind != kind:
         raise MalipoError(errors.NOT_FOUND)
-    if transfer.status != TransferStatus.REQUIRES_ACTION:
-        raise MalipoError(errors.TRANSFER_NOT_ACTIONABLE, f"the refund is {transfer.status}")
+    if transfer.status not in OPERATOR_STATES:
+        raise MalipoError(errors.TRANSFER_NOT_ACTIONABLE, f"the {kind.value} is {transfer.status}")
     transfer.evidence = evidence
     transfer.completed_by = operator[:100]
     event_id = finish(
@@ -546,8 +566,10 @@ def complete_manual_refund(
         f"operator:{operator}",
         now or datetime.now(UTC),
         failure_code=None if paid else errors.TRANSFER_REFUSED.code,
-        message=None if paid else "the operator could not pay it back",
-        action="refund.completed_by_operator" if paid else "refund.abandoned_by_operator",
+        message=None if paid else "an operator recorded that the money did not move",
+        action=f"{kind.value}.completed_by_operator"
+        if paid
+        else f"{kind.value}.abandoned_by_operator",
         evidence=evidence,
     )
     return transfer, event_id

@@ -55,7 +55,7 @@ from workers.outcomes import (
     record_event,
 )
 from workers.runtime import Runtime, runtime
-from workers.transfers import apply_transfer_event
+from workers.transfers import apply_transfer_event, gateway_tail
 
 log = structlog.stdlib.get_logger(__name__)
 POLICY = POLICIES[APPLY_CALLBACK.actor_name]
@@ -130,7 +130,7 @@ class CallbackApplication:
         if results is None:
             return False
         try:
-            event = results.transfer_result(inbound, self.message.attempt_ref)
+            event = results.transfer_result(inbound, gateway_tail(self.message.attempt_ref))
         except CallbackMalformed as exc:
             self._record_unparsed(str(exc))
             return True

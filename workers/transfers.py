@@ -68,6 +68,10 @@ SEND_POLICY = POLICIES[SEND_TRANSFER.actor_name]
 ACTOR = "worker"
 SWEEP_BATCH = 500
 CALL_MARGIN_S = 5.0
+# A send is at most this many HTTP calls (a token, the request, an approval).
+CALLS_PER_SEND = 3
+# Every this many checks of an undecided transfer, an error line for the on-call.
+STILL_OPEN_ALERT_EVERY = 20
 _INSERT_EVENT = (
     insert(GatewayEvent)
     .on_conflict_do_nothing(index_elements=["gateway", "event_key"])
@@ -118,6 +122,15 @@ def notify_after_commit(rt: Runtime, session: Session, event_id: int | None) -> 
 
 
 class TransferWork:
+    """One transfer's send, check, or result.
+
+    Each send is a *claim*: ``sends`` counts them, and the count travels with the call
+    (and, in the result URL's tail, with the gateway's asynchronous answers). An answer
+    that belongs to an older claim may still finish the transfer with a final word (the
+    money did or did not move), but it never rewinds it, re-sends it, or marks it unknown:
+    only the current claim's answers do that.
+    """
+
     def __init__(self, rt: Runtime, transfer_id: uuid.UUID) -> None:
         self.rt = rt
         self.transfer_id = transfer_id
@@ -126,9 +139,9 @@ class TransferWork:
     # -- sending ----------------------------------------------------------------------------
 
     def send(self) -> None:
-        now = datetime.now(UTC)
         with self.rt.db.transaction() as session:
             transfer = lock_transfer(session, self.transfer_id)
+            now = datetime.now(UTC)
             if transfer is None:
                 log.warning("transfer to send not found")
                 return
@@ -138,6 +151,10 @@ class TransferWork:
                 return
             if status != TransferStatus.PENDING:
                 return  # already sent, finished, or waiting for approval: a replay
+            if self._waits_its_turn(
+                session, transfer, now, TransferStatus.SENDING, TransferStatus.UNKNOWN
+            ):
+                return
             config = self._config(session, transfer)
             if config is None:
                 event_id = finish(
@@ -150,27 +167,77 @@ class TransferWork:
                 )
                 notify_after_commit(self.rt, session, event_id)
                 return
-            request = self._request(session, transfer, config)
             move(session, transfer, TransferStatus.SENDING, ACTOR)
             transfer.sends += 1
+            claim = transfer.sends
             transfer.sent_at = now
             # No call to the gateway outlives this: after it, ``sending`` means interrupted.
             transfer.next_check_at = self._call_deadline(transfer)
+            request = self._request(session, transfer, config)
             kind, gateway = TransferKind(transfer.kind), transfer.gateway
         # Committed: from here on a crash leaves ``sending``, which is never sent again.
         try:
             submission = self._call(kind, gateway, config, request)
         except GatewayUnavailable as exc:
-            self._not_sent(exc)
+            self._not_sent(exc, claim)
             return
         except GatewayOutcomeUnknown as exc:
             with self.rt.db.transaction() as session:
                 transfer = lock_transfer(session, self.transfer_id)
-                if transfer is not None:
+                if transfer is not None and self._current(transfer, claim, TransferStatus.SENDING):
                     self._unknown(session, transfer, datetime.now(UTC), str(exc))
             log.warning("transfer outcome unknown; will query, never re-send", error=str(exc))
             return
-        self._answered(submission)
+        self._answered(submission, claim)
+
+    def _waits_its_turn(
+        self, session: Session, transfer: Transfer, now: datetime, *busy: TransferStatus
+    ) -> bool:
+        """A refund on a gateway that settles lost answers by the order's refunded total
+        (Ameriabank, ArCa) is sent (or asked about) only while no other refund of its
+        payment is ``busy`` at the bank: otherwise one refund's money could be counted as
+        another's. Sending waits for every undecided one, so at most one is ever unknown."""
+        if (
+            transfer.payment_id is None
+            or not self.rt.gateways.describe(transfer.gateway).serial_refunds
+        ):
+            return False
+        session.execute(
+            select(PaymentIntent.id)
+            .where(PaymentIntent.id == transfer.payment_id)
+            .with_for_update()
+        )
+        busy = session.scalar(
+            select(Transfer.id)
+            .where(
+                Transfer.payment_id == transfer.payment_id,
+                Transfer.id != transfer.id,
+                Transfer.status.in_([state.value for state in busy]),
+            )
+            .limit(1)
+        )
+        if busy is None:
+            return False
+        transfer.next_check_at = now + timedelta(seconds=self.rt.settings.transfer_check_s)
+        transfer.dispatched_at = None  # the sweep sends it when its turn comes
+        log.info("refund waits for another refund of its payment to be decided")
+        return True
+
+    def _next_in_turn(self, session: Session, transfer: Transfer) -> None:
+        """Hand over to the refunds of the same payment that waited for this one's turn."""
+        if (
+            transfer.payment_id is None
+            or not self.rt.gateways.describe(transfer.gateway).serial_refunds
+        ):
+            return
+        waiting = session.scalars(
+            select(Transfer.id).where(
+                Transfer.payment_id == transfer.payment_id,
+                Transfer.status == TransferStatus.PENDING.value,
+            )
+        )
+        for transfer_id in waiting:
+            after_commit(session, _publish(self.rt, SendTransfer(transfer_id=str(transfer_id))))
 
     def _call(
         self,
@@ -184,19 +251,31 @@ class TransferWork:
             return self.rt.gateways.refunder(gateway).refund(credentials, request)
         return self.rt.gateways.payer(gateway).payout(credentials, request)
 
-    def _answered(self, submission: TransferSubmission) -> None:
+    @staticmethod
+    def _current(transfer: Transfer, claim: int | None, *statuses: TransferStatus) -> bool:
+        """Whether an answer of send ``claim`` may still steer the transfer."""
+        return (claim is None or transfer.sends == claim) and transfer.status in statuses
+
+    def _answered(self, submission: TransferSubmission, claim: int) -> None:
         now = datetime.now(UTC)
         with self.rt.db.transaction() as session:
             transfer = lock_transfer(session, self.transfer_id)
             if transfer is None:
                 return
-            if submission.gateway_ref:
+            final = submission.verdict is not None and submission.verdict.state in (
+                TransferState.SUCCEEDED,
+                TransferState.FAILED,
+            )
+            if not self._current(transfer, claim, TransferStatus.SENDING, TransferStatus.UNKNOWN):
+                if final and submission.verdict is not None:
+                    self._settle(session, transfer, submission.verdict, now)
+                else:
+                    log.info("answer of an earlier send; the transfer moved on", claim=claim)
+                return
+            if submission.gateway_ref and not transfer.gateway_ref:
                 transfer.gateway_ref = submission.gateway_ref[:100]
             if submission.failure_code == errors.DUPLICATE_TRANSFER.code:
-                # The gateway already holds a transfer under our request_ref: an earlier
-                # send reached it. Ask how that one ended; never fail or resend it.
-                self._unknown(session, transfer, now, "the gateway has this id already")
-                log.warning("gateway says the transfer exists already; checking it")
+                self._duplicate(session, transfer, now)
                 return
             if not submission.accepted:
                 log.info("transfer refused by the gateway", failure=submission.failure_code)
@@ -211,28 +290,37 @@ class TransferWork:
                 )
                 notify_after_commit(self.rt, session, event_id)
                 return
-            if submission.verdict is not None and submission.verdict.state in (
-                TransferState.SUCCEEDED,
-                TransferState.FAILED,
-            ):
+            if final and submission.verdict is not None:
                 self._settle(session, transfer, submission.verdict, now)
                 return
-            # A result may already have arrived and finished it (it raced this answer).
             if move(session, transfer, TransferStatus.SUBMITTED, ACTOR):
                 transfer.next_check_at = now + timedelta(
                     seconds=self.rt.settings.transfer_result_wait_s
                 )
                 log.info("transfer submitted", gateway_ref=transfer.gateway_ref)
 
-    def _not_sent(self, exc: GatewayUnavailable) -> None:
+    def _duplicate(self, session: Session, transfer: Transfer, now: datetime) -> None:
+        """The gateway says it has this transfer's id already: an earlier send reached it.
+
+        Never failed (the money may have moved) and never sent again (the gateway would
+        say the same): it is only asked about, and marked so that even a later "no such
+        transfer" does not send it; it waits for the gateway's word or an operator.
+        """
+        transfer.failure_code = errors.DUPLICATE_TRANSFER.code
+        transfer.failure_message = "the gateway reported a transfer with this id already"
+        self._unknown(session, transfer, now, "the gateway has this id already")
+        log.warning("gateway says the transfer exists already; asking, never re-sending")
+
+    def _not_sent(self, exc: GatewayUnavailable, claim: int) -> None:
         """The gateway did not act: back to pending; retried now, or later by the sweep."""
         with self.rt.db.transaction() as session:
             transfer = lock_transfer(session, self.transfer_id)
-            if transfer is not None:
-                move(session, transfer, TransferStatus.PENDING, ACTOR, error=str(exc)[:200])
-                transfer.next_check_at = datetime.now(UTC) + timedelta(
-                    seconds=self.rt.settings.transfer_result_wait_s
-                )
+            if transfer is None or not self._current(transfer, claim, TransferStatus.SENDING):
+                return  # the transfer moved on (its deadline passed and it was asked about)
+            move(session, transfer, TransferStatus.PENDING, ACTOR, error=str(exc)[:200])
+            transfer.next_check_at = datetime.now(UTC) + timedelta(
+                seconds=self.rt.settings.transfer_result_wait_s
+            )
         log.info("gateway unavailable; the transfer stays pending", error=str(exc))
         if SEND_POLICY.is_last_try():
             return  # the sweep sends it once the gateway is back
@@ -254,12 +342,15 @@ class TransferWork:
         log.warning("transfer send was interrupted; checking, not re-sending")
 
     def _call_deadline(self, transfer: Transfer) -> datetime:
-        """When the send that claimed ``transfer`` has certainly ended, one way or another."""
+        """When the send that claimed ``transfer`` has certainly ended, one way or another.
+
+        One send may be several HTTP calls (a token, the request, an approval), each
+        bounded by the gateway's connect and read timeouts.
+        """
         settings = self.rt.settings.gateway_settings(transfer.gateway)
         sent_at = transfer.sent_at or datetime.now(UTC)
-        return sent_at + timedelta(
-            seconds=settings.connect_timeout_s + settings.read_timeout_s + CALL_MARGIN_S
-        )
+        per_call = settings.connect_timeout_s + settings.read_timeout_s
+        return sent_at + timedelta(seconds=CALLS_PER_SEND * per_call + CALL_MARGIN_S)
 
     def _unknown(self, session: Session, transfer: Transfer, now: datetime, why: str) -> None:
         if move(session, transfer, TransferStatus.UNKNOWN, ACTOR, why=why[:200]):
@@ -269,9 +360,9 @@ class TransferWork:
     # -- checking ---------------------------------------------------------------------------
 
     def check(self) -> None:
-        now = datetime.now(UTC)
         with self.rt.db.transaction() as session:
             transfer = lock_transfer(session, self.transfer_id)
+            now = datetime.now(UTC)
             if transfer is None:
                 return
             status = TransferStatus(transfer.status)
@@ -283,6 +374,10 @@ class TransferWork:
             config = self._config(session, transfer)
             if config is None:
                 return
+            if status == TransferStatus.UNKNOWN and self._waits_its_turn(
+                session, transfer, now, TransferStatus.SENDING
+            ):
+                return
             request = self._request(session, transfer, config)
             transfer.checks += 1
             transfer.next_check_at = now + timedelta(
@@ -291,6 +386,14 @@ class TransferWork:
                     self.rt.settings.transfer_check_max_s,
                 )
             )
+            if transfer.checks % STILL_OPEN_ALERT_EVERY == 0:
+                log.error(
+                    "transfer still not decided: an operator should look",
+                    status=transfer.status,
+                    checks=transfer.checks,
+                    failure=transfer.failure_code,
+                )
+            claim = transfer.sends
             kind, gateway, gateway_ref = (
                 TransferKind(transfer.kind),
                 transfer.gateway,
@@ -309,34 +412,68 @@ class TransferWork:
         with self.rt.db.transaction() as session:
             transfer = lock_transfer(session, self.transfer_id)
             if transfer is not None:
-                self.apply(session, transfer, verdict, datetime.now(UTC))
+                self.apply(session, transfer, verdict, datetime.now(UTC), claim)
 
     # -- applying a gateway's word -----------------------------------------------------------
 
     def apply(
-        self, session: Session, transfer: Transfer, verdict: TransferVerdict, now: datetime
+        self,
+        session: Session,
+        transfer: Transfer,
+        verdict: TransferVerdict,
+        now: datetime,
+        claim: int | None,
     ) -> str:
-        """Apply a status answer or a result; the event outcome to record."""
+        """Apply a status answer or a result about send ``claim`` (None: not known which);
+        the event outcome to record."""
         status = TransferStatus(transfer.status)
         if status.is_final:
-            return "same" if _agrees(status, verdict) else "conflict"
+            if _agrees(status, verdict):
+                return "same"
+            # The gateway contradicts a final state: money may be where the ledger says it
+            # is not. Recorded (``transfer_conflict`` events are listed in /ops/events).
+            log.error(
+                "gateway contradicts a finished transfer: review it",
+                status=transfer.status,
+                result_code=verdict.result_code,
+                said=verdict.state.value,
+            )
+            return "conflict"
+        if verdict.state == TransferState.FAILED and (
+            verdict.failure_code == errors.DUPLICATE_TRANSFER.code
+        ):
+            if self._current(
+                transfer,
+                claim,
+                TransferStatus.SENDING,
+                TransferStatus.SUBMITTED,
+                TransferStatus.UNKNOWN,
+            ):
+                self._duplicate(session, transfer, now)
+            return "duplicate"
         if verdict.state == TransferState.PENDING:
-            if verdict.result_code == "queue_timeout" and status == TransferStatus.SUBMITTED:
+            if verdict.result_code == "queue_timeout" and self._current(
+                transfer, claim, TransferStatus.SUBMITTED
+            ):
                 self._unknown(session, transfer, now, "the gateway's queue timed out")
             return "pending"
         if verdict.state == TransferState.NOT_FOUND:
-            if status != TransferStatus.UNKNOWN:
-                return "pending"  # submitted: the gateway took it; its record may lag
+            if not self._current(transfer, claim, TransferStatus.UNKNOWN):
+                return "pending"  # submitted (its record may lag), or about an older send
+            if transfer.failure_code == errors.DUPLICATE_TRANSFER.code:
+                log.error("gateway reported a duplicate, then no such transfer: review it")
+                return "pending"
             move(session, transfer, TransferStatus.PENDING, ACTOR, why="gateway has no record")
+            transfer.next_check_at, transfer.dispatched_at = None, now
             after_commit(session, _publish(self.rt, SendTransfer(transfer_id=str(transfer.id))))
             log.info("transfer never reached the gateway; sending it")
             return "not_found"
-        self._settle(session, transfer, verdict, now)
-        return "applied"
+        return "applied" if self._settle(session, transfer, verdict, now) else "stale"
 
     def _settle(
         self, session: Session, transfer: Transfer, verdict: TransferVerdict, now: datetime
-    ) -> None:
+    ) -> bool:
+        """Finish with the gateway's final word; False when the transfer could not move."""
         succeeded = verdict.state == TransferState.SUCCEEDED
         event_id = finish(
             session,
@@ -349,8 +486,11 @@ class TransferWork:
             message=None if succeeded else (verdict.message or None),
             result_code=verdict.result_code,
         )
+        if event_id is None:
+            return False
         notify_after_commit(self.rt, session, event_id)
-        if event_id is not None and succeeded and transfer.kind == TransferKind.PAYOUT:
+        self._next_in_turn(session, transfer)
+        if succeeded and transfer.kind == TransferKind.PAYOUT:
             self._tell_recipient(session, transfer, now)
         log.info(
             "transfer finished",
@@ -358,6 +498,7 @@ class TransferWork:
             result_code=verdict.result_code,
             receipt=verdict.receipt,
         )
+        return True
 
     def _tell_recipient(self, session: Session, transfer: Transfer, now: datetime) -> None:
         """An SMS to the phone a payout paid, where the merchant asks for it (outbox row)."""
@@ -412,8 +553,9 @@ class TransferWork:
             amount=Money(transfer.amount_minor, transfer.currency),
             phone=transfer.phone,
             reason=transfer.reason,
-            result_url=f"{base}/{RESULT_TAIL}{transfer.request_ref}",
-            timeout_url=f"{base}/{TIMEOUT_TAIL}{transfer.request_ref}",
+            # The tail names the transfer and the send the answer is about.
+            result_url=f"{base}/{RESULT_TAIL}{transfer.request_ref}.{transfer.sends}",
+            timeout_url=f"{base}/{TIMEOUT_TAIL}{transfer.request_ref}.{transfer.sends}",
             **fields,
         )
 
@@ -428,11 +570,21 @@ def _agrees(status: TransferStatus, verdict: TransferVerdict) -> bool:
 # -- results that arrive as callbacks ---------------------------------------------------------
 
 
-def ref_from_tail(tail: str | None) -> str | None:
+def ref_from_tail(tail: str | None) -> tuple[str | None, int | None]:
+    """(request_ref, send) of a result URL's tail ``xr-<ref>.<send>``; (None, None) else."""
     for prefix in (RESULT_TAIL, TIMEOUT_TAIL):
         if tail and tail.startswith(prefix):
-            return tail[len(prefix) :]
-    return None
+            ref, _, send = tail[len(prefix) :].partition(".")
+            return ref or None, int(send) if send.isdigit() else None
+    return None, None
+
+
+def gateway_tail(tail: str | None) -> str | None:
+    """The tail as the gateway's reader knows it (``xr-<ref>``: without the send number)."""
+    for prefix in (RESULT_TAIL, TIMEOUT_TAIL):
+        if tail and tail.startswith(prefix):
+            return prefix + tail[len(prefix) :].partition(".")[0]
+    return tail
 
 
 def apply_transfer_event(
@@ -445,7 +597,8 @@ def apply_transfer_event(
     remote_addr: str | None,
 ) -> None:
     """Record a transfer result once (by its event key) and apply it to its transfer."""
-    request_ref = ref_from_tail(tail) or event.request_ref
+    tail_ref, claim = ref_from_tail(tail)
+    request_ref = tail_ref or (event.request_ref or "").partition(".")[0] or None
     with rt.db.transaction() as session:
         transfer = _find(session, gateway, merchant_id, request_ref, event.gateway_ref)
         event_id = session.execute(
@@ -475,7 +628,7 @@ def apply_transfer_event(
             return
         structlog.contextvars.bind_contextvars(transfer_id=str(transfer.id))
         outcome = TransferWork(rt, transfer.id).apply(
-            session, transfer, event.verdict, datetime.now(UTC)
+            session, transfer, event.verdict, datetime.now(UTC), claim
         )
         session.execute(
             update(GatewayEvent)

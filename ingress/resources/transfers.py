@@ -32,8 +32,9 @@ from shared.transfers import (
     Requester,
     accept_payout,
     accept_refund,
-    complete_manual_refund,
+    complete_by_operator,
     decide_payout,
+    lock_transfer,
     payout_command,
     refund_command,
     transfer_view,
@@ -193,30 +194,40 @@ class PayoutResource:
         resp.media = view
 
 
-class OpsRefundResource:
-    """``POST /ops/refunds/{id}/complete`` (``ops:write``): ``{evidence, paid?}``.
+class OpsTransferResource:
+    """``POST /ops/refunds/{id}/complete`` and ``/ops/payouts/{id}/complete`` (``ops:write``):
+    ``{evidence, paid?}``.
 
     Records how a ``requires_action`` refund (a gateway without a refund API) was paid
-    back, or with ``paid: false`` that it could not be: audited with the key and time.
+    back, or how a transfer the gateway left ``unknown`` ended; with ``paid: false``,
+    that the money did not move (the hold is released). Audited with the key and time.
     """
 
-    def __init__(self, commands: TransferCommands) -> None:
+    def __init__(self, commands: TransferCommands, kind: TransferKind) -> None:
         self.commands = commands
+        self.kind = kind
 
-    def on_post_complete(self, req: falcon.Request, resp: falcon.Response, refund_id: str) -> None:
+    def on_post_complete(
+        self, req: falcon.Request, resp: falcon.Response, transfer_id: str
+    ) -> None:
         principal = self.commands.auth.require(req, "ops:write")
         document = read_json_object(req, self.commands.max_body_bytes)
         evidence, paid = document.get("evidence"), document.get("paid", True)
         if not isinstance(evidence, str) or not isinstance(paid, bool):
             raise MalipoError(errors.INVALID_REQUEST, "evidence (text) is required; paid: bool")
         with self.commands.db.transaction() as session:
-            transfer = session.get(Transfer, _uuid(refund_id))
+            transfer = lock_transfer(session, _uuid(transfer_id))
             if transfer is None or (
                 principal.merchant_id is not None and transfer.merchant_id != principal.merchant_id
             ):
                 raise MalipoError(errors.NOT_FOUND)
-            transfer, event_id = complete_manual_refund(
-                session, transfer.id, evidence, f"key:{principal.api_key_id}", paid=paid
+            transfer, event_id = complete_by_operator(
+                session,
+                transfer.id,
+                evidence,
+                f"key:{principal.api_key_id}",
+                paid=paid,
+                kind=self.kind,
             )
             view = transfer_view(transfer)
         self.commands.notify(event_id)

@@ -137,8 +137,10 @@ OPEN_TRANSFER_STATES = frozenset(
 _DONE = frozenset({TransferStatus.SUCCEEDED, TransferStatus.FAILED})
 _TRANSFER_FORWARD: dict[TransferStatus, frozenset[TransferStatus]] = {
     TransferStatus.AWAITING_APPROVAL: frozenset({TransferStatus.PENDING, TransferStatus.REJECTED}),
+    # Succeeded too: a result or status answer about an earlier send that did reach the
+    # gateway can still arrive after a "no such transfer" put it back to pending.
     TransferStatus.PENDING: frozenset(
-        {TransferStatus.SENDING, TransferStatus.REQUIRES_ACTION, TransferStatus.FAILED}
+        {TransferStatus.SENDING, TransferStatus.REQUIRES_ACTION} | _DONE
     ),
     # Back to pending only when the gateway certainly did not act on the call.
     TransferStatus.SENDING: frozenset(

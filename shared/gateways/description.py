@@ -93,6 +93,9 @@ class GatewayDescription:
     # No refund API: a refund waits as ``requires_action`` until an operator records how
     # the money went back (``malipo refund complete``).
     manual_refunds: bool = False
+    # Refunds whose lost answers are settled by the order's refunded total (no id of ours
+    # at the gateway): one undecided refund per payment at a time.
+    serial_refunds: bool = False
     # For the README's table: how callbacks are authenticated, and the source of truth.
     callback_authentication: str = ""
     source_of_truth: str = ""

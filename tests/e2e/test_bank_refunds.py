@@ -7,6 +7,7 @@ record of refunds (the witness) shows each made once, for its amount.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
@@ -64,6 +65,18 @@ def merchant(
         yield created
 
 
+def paid_order(
+    api: ApiClient, merchant: HostedMerchant, simulator: Any, db: Database, drams: int
+) -> tuple[str, str]:
+    """A payment the customer paid at the bank: (payment id, the bank's order id)."""
+    payment_id, _ = start_payment(api, merchant, amount_drams=drams)
+    next_action(api, merchant, payment_id)
+    order = gateway_ref(db, payment_id)
+    simulator.decide(order, "pay")
+    assert final_view(api, merchant, payment_id, timeout_s=40)["status"] == "succeeded"
+    return payment_id, order
+
+
 def test_two_partial_refunds_give_the_whole_payment_back_once_each(
     api: ApiClient,
     merchant: HostedMerchant,
@@ -71,11 +84,7 @@ def test_two_partial_refunds_give_the_whole_payment_back_once_each(
     db: Database,
     settings: Settings,
 ) -> None:
-    payment_id, _ = start_payment(api, merchant, amount_drams=9_000)
-    next_action(api, merchant, payment_id)
-    order = gateway_ref(db, payment_id)
-    simulator.decide(order, "pay")
-    assert final_view(api, merchant, payment_id, timeout_s=40)["status"] == "succeeded"
+    payment_id, order = paid_order(api, merchant, simulator, db, 9_000)
     key = new_key(db, settings, merchant.id)
 
     first = request_refund(api, key, payment_id, amount=400_000, reason="one seat returned")
@@ -94,3 +103,37 @@ def test_two_partial_refunds_give_the_whole_payment_back_once_each(
     assert (view["refund_status"], view["refunded"]) == ("full", 900_000)
     assert balance_of(db, merchant.id, "AMD") == (0, 0)
     assert ledger_sum(db, merchant.id) == 0
+
+
+@pytest.mark.usefixtures("scheduler_process")
+def test_refunds_asked_at_once_reach_the_bank_one_after_the_other(
+    api: ApiClient,
+    merchant: HostedMerchant,
+    simulator: Any,
+    db: Database,
+    settings: Settings,
+) -> None:
+    # The bank knows a refund only by its order's refunded total: two undecided refunds of
+    # one order could be mistaken for each other, so they are sent one at a time.
+    payment_id, order = paid_order(api, merchant, simulator, db, 6_000)
+    key = new_key(db, settings, merchant.id)
+
+    with ThreadPoolExecutor(3) as pool:
+        answers = list(
+            pool.map(
+                lambda n: request_refund(api_for(api), key, payment_id, amount=200_000),
+                range(3),
+            )
+        )
+
+    ids = [a.json()["id"] for a in answers]
+    finals = [final_transfer(api, key, "refund", i, timeout_s=60) for i in ids]
+    assert {f["status"] for f in finals} == {"succeeded"}
+    assert [t["times_moved"] for t in simulator.transfers(order)] == [1, 1, 1]
+    assert view_of(api, merchant, payment_id)["refund_status"] == "full"
+    assert balance_of(db, merchant.id, "AMD") == (0, 0)
+
+
+def api_for(api: ApiClient) -> ApiClient:
+    """A client of its own (a requests session is not shared between threads)."""
+    return ApiClient(api.base_url)

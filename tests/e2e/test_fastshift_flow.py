@@ -29,19 +29,9 @@ from tests.support.hosted import (
     start_payment,
 )
 from tests.support.payments import events, final_view, ledger_rows, view_of
-from tests.support.processes import ManagedProcess
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("worker", "ingress_server")]
-
-
-@pytest.fixture
-def fastshift(
-    sandbox_server: ManagedProcess, test_env: dict[str, str]
-) -> Iterator[FastShiftSimulator]:
-    simulator = FastShiftSimulator(f"http://127.0.0.1:{test_env['MALIPO_SANDBOX_PORT']}/fastshift")
-    yield simulator
-    simulator.close()
 
 
 @pytest.fixture

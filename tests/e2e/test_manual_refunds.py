@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -35,18 +35,8 @@ from tests.support.money_out import (
     transfer_row,
 )
 from tests.support.payments import final_view, view_of
-from tests.support.processes import ManagedProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("worker", "ingress_server")]
-
-
-@pytest.fixture
-def fastshift(
-    sandbox_server: ManagedProcess, test_env: dict[str, str]
-) -> Iterator[FastShiftSimulator]:
-    simulator = FastShiftSimulator(f"http://127.0.0.1:{test_env['MALIPO_SANDBOX_PORT']}/fastshift")
-    yield simulator
-    simulator.close()
 
 
 @pytest.fixture
@@ -225,3 +215,60 @@ def test_refusals_carry_their_codes(
     assert other.status_code == 409
     assert other.json()["error"]["code"] == "idempotency_conflict"
     assert balance_of(db, merchant.id, "AMD") == (300_000 - 500, 500)
+
+
+def test_two_operators_completing_at_once_settle_it_once(
+    api: ApiClient,
+    merchant: HostedMerchant,
+    fastshift: FastShiftSimulator,
+    db: Database,
+    settings: Settings,
+) -> None:
+    payment_id = paid_payment(api, merchant, fastshift, db)
+    key = new_key(db, settings, merchant.id)
+    refund = request_refund(api, key, payment_id, amount=50_000).json()
+    operator = new_key(db, settings, None, ("ops:read", "ops:write"))
+
+    def complete(paid: bool) -> int:
+        with ApiClient(api.base_url) as own:
+            return own.post(
+                f"/ops/refunds/{refund['id']}/complete",
+                json={"evidence": f"paid={paid} at the desk", "paid": paid},
+                headers=operator.headers(),
+            ).status_code
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = sorted(pool.map(complete, [True, False]))
+
+    assert answers == [200, 409]
+    final = transfer_row(db, refund["id"]).status
+    assert final in ("succeeded", "failed")
+    available, held = balance_of(db, merchant.id, "AMD")
+    assert held == 0
+    assert available == 300_000 - (50_000 if final == "succeeded" else 0)
+    assert ledger_sum(db, merchant.id) == available
+
+
+def test_one_key_for_two_payments_at_once_is_one_refund_and_one_conflict(
+    api: ApiClient,
+    merchant: HostedMerchant,
+    fastshift: FastShiftSimulator,
+    db: Database,
+    settings: Settings,
+) -> None:
+    first = paid_payment(api, merchant, fastshift, db)
+    second = paid_payment(api, merchant, fastshift, db)
+    key = new_key(db, settings, merchant.id)
+
+    def refund(payment_id: str) -> int:
+        with ApiClient(api.base_url) as own:
+            return own.post(
+                f"/v1/payments/{payment_id}/refunds",
+                json={"amount": 1_000, "reason": "same key"},
+                headers=key.headers("one-key-two-payments"),
+            ).status_code
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = sorted(pool.map(refund, [first, second]))
+
+    assert answers == [202, 409]

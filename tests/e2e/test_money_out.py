@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from shared.crypto import CredentialCipher
-from shared.db.models import Merchant, Transfer, WebhookEvent
+from shared.db.models import Transfer, WebhookEvent
 from shared.db.session import Database
 from shared.gateways import catalogue
 from shared.settings import Settings
@@ -29,6 +29,7 @@ from tests.support.money_out import (
     new_key,
     request_payout,
     request_refund,
+    set_payout_rules,
     transfer_row,
 )
 from tests.support.payments import final_view, view_of
@@ -124,7 +125,7 @@ def test_a_failed_reversal_releases_the_hold_and_the_payment(
     api: ApiClient, merchant: MerchantAccount, sim: Simulator, db: Database, settings: Settings
 ) -> None:
     payment_id = collect(api, merchant, 1000, "254712300002")
-    transfer_scenario(sim, match={"party": "254712300002"}, result_code="R000001")
+    transfer_scenario(sim, match={"party": "254712300002"}, result_code="R000002")
     key = new_key(db, settings, merchant.id)
 
     refund_id = request_refund(api, key, payment_id, amount=1000).json()["id"]
@@ -238,10 +239,7 @@ def test_a_payout_above_the_threshold_waits_for_a_second_key(
     api: ApiClient, merchant: MerchantAccount, sim: Simulator, db: Database, settings: Settings
 ) -> None:
     collect(api, merchant, 20_000, "254712300007")
-    with db.transaction() as session:
-        row = session.get(Merchant, merchant.id)
-        assert row is not None
-        row.payouts = {"approval_above": {"KES": 5_000}}
+    set_payout_rules(db, merchant.id, approval_above={"KES": 5_000})
     scopes = ("payouts:write", "payouts:approve", "payments:read")
     asker, approver = (
         new_key(db, settings, merchant.id, scopes),
@@ -288,17 +286,13 @@ def test_the_phone_a_payout_paid_gets_an_sms_where_the_merchant_asks(
     test_env: dict[str, str],
 ) -> None:
     collect(api, merchant, 5_000, "254712300008")
-    with db.transaction() as session:
-        row = session.get(Merchant, merchant.id)
-        assert row is not None
-        row.payouts = {"notify_recipient": True}
+    set_payout_rules(db, merchant.id, notify_recipient=True)
     key = new_key(db, settings, merchant.id)
     sms = SmsProvider(test_env["MALIPO_SMS_BASE_URL"])
 
     told = request_payout(api, key, amount=2_500, phone="254712399081", reason="June commission")
     final_transfer(api, key, "payout", told.json()["id"])
-    with db.transaction() as session:
-        session.get(Merchant, merchant.id).payouts = {}  # type: ignore[union-attr]
+    set_payout_rules(db, merchant.id)
     silent = request_payout(api, key, amount=1_000, phone="254712399082")
     final_transfer(api, key, "payout", silent.json()["id"])
 
@@ -361,10 +355,7 @@ def test_a_send_interrupted_before_the_call_is_found_never_made_and_sent_once(
 ) -> None:
     # A worker claimed the payout (``sending``, committed) and died before calling Safaricom.
     collect(api, merchant, 5_000, "254712300011")
-    with db.transaction() as session:
-        row = session.get(Merchant, merchant.id)
-        assert row is not None
-        row.payouts = {"approval_above": {"KES": 1}}  # held back, so no worker sends it
+    set_payout_rules(db, merchant.id, approval_above={"KES": 1})  # held back, so no worker sends it
     key = new_key(db, settings, merchant.id)
     payout_id = request_payout(api, key, amount=2_000, phone="254712399111").json()["id"]
     with db.transaction() as session:
@@ -382,3 +373,64 @@ def test_a_send_interrupted_before_the_call_is_found_never_made_and_sent_once(
     assert actions.index("payout.unknown") < actions.index("payout.pending")
     assert transfer_row(db, payout_id).sends == 2
     assert balance_of(db, merchant.id, "KES") == (3_000, 0)
+
+
+@pytest.mark.usefixtures("scheduler_process")
+def test_an_already_reversed_answer_is_asked_about_before_the_refund_fails(
+    api: ApiClient, merchant: MerchantAccount, sim: Simulator, db: Database, settings: Settings
+) -> None:
+    # "Already reversed" may mean an earlier send of this very refund went through: the
+    # word alone never fails a refund (that would give the money back twice); the
+    # Transaction Status of this refund's own id decides.
+    payment_id = collect(api, merchant, 1000, "254712300012")
+    transfer_scenario(sim, match={"party": "254712300012"}, result_code="R000001")
+    key = new_key(db, settings, merchant.id)
+
+    refund_id = request_refund(api, key, payment_id, amount=1000).json()["id"]
+    refund = final_transfer(api, key, "refund", refund_id, timeout_s=60)
+
+    assert refund["status"] == "failed"
+    actions = audit_actions(db, refund_id)
+    assert actions.index("refund.unknown") < actions.index("refund.failed")
+    ref = uuid.UUID(refund_id).hex
+    asked = [
+        r
+        for r in sim.requests("transactionstatus")
+        if r["body"].get("OriginalConversationID") == ref
+    ]
+    assert asked, "the refund failed without its own status being asked"
+    assert [t["made"] for t in made_for(sim, refund_id)] == [0]
+    assert balance_of(db, merchant.id, "KES") == (1000, 0)
+
+
+def test_an_operator_settles_a_payout_the_gateway_left_undecided(
+    api: ApiClient, merchant: MerchantAccount, sim: Simulator, db: Database, settings: Settings
+) -> None:
+    collect(api, merchant, 5_000, "254712300013")
+    set_payout_rules(db, merchant.id, approval_above={"KES": 1})  # held back: no worker touches it
+    key = new_key(db, settings, merchant.id)
+    payout_id = request_payout(api, key, amount=2_000, phone="254712399131").json()["id"]
+    with db.transaction() as session:
+        stuck = session.get(Transfer, uuid.UUID(payout_id))
+        assert stuck is not None
+        stuck.status, stuck.sends = "unknown", 1
+        stuck.next_check_at = datetime.now(UTC) + timedelta(hours=1)
+    operator = new_key(db, settings, None, ("ops:read", "ops:write"))
+
+    refused = api.post(
+        f"/ops/refunds/{payout_id}/complete",
+        json={"evidence": "M-Pesa portal: no such payment"},
+        headers=operator.headers(),
+    )
+    done = api.post(
+        f"/ops/payouts/{payout_id}/complete",
+        json={"evidence": "M-Pesa portal: no such payment", "paid": False},
+        headers=operator.headers(),
+    )
+
+    assert refused.status_code == 404  # a payout is not a refund
+    assert done.status_code == 200, done.text
+    assert done.json()["status"] == "failed"
+    assert balance_of(db, merchant.id, "KES") == (5_000, 0)  # released
+    assert audit_actions(db, payout_id)[-1] == "payout.abandoned_by_operator"
+    assert webhook_types(db, payout_id) == ["payout.failed"]

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 import requests
 from sqlalchemy import func, select
 
-from shared.db.models import AuditRecord, Balance, LedgerEntry, Transfer
+from shared.db.models import AuditRecord, Balance, LedgerEntry, Merchant, Transfer
 from shared.db.session import Database
 from shared.merchants import issue_api_key
 from shared.settings import Settings
@@ -76,6 +76,14 @@ def request_payout(
     return api.post(
         "/v1/payouts", json=body, headers=key.headers(idempotency_key or str(uuid.uuid4()))
     )
+
+
+def set_payout_rules(db: Database, merchant_id: uuid.UUID, **rules: Any) -> None:
+    """The merchant's payout rules (``approval_above``, ``notify_recipient``), replaced."""
+    with db.transaction() as session:
+        row = session.get(Merchant, merchant_id)
+        assert row is not None
+        row.payouts = rules
 
 
 def transfer_row(db: Database, transfer_id: str) -> Transfer:

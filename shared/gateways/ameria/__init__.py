@@ -49,6 +49,7 @@ DESCRIPTION = GatewayDescription(
             required=False,
         ),
     ),
+    serial_refunds=True,  # a lost refund answer is settled by the refunded total
     capabilities=frozenset({Capability.HOSTED, Capability.STATUS, Capability.REFUND}),
     default_flow=Capability.HOSTED,
     adapter_factory=AmeriaAdapter,

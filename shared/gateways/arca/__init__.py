@@ -39,6 +39,7 @@ DESCRIPTION = GatewayDescription(
         CredentialField("password", "ArCa iPay API password", secret=True),
         bpc.two_step_field("ArCa"),
     ),
+    serial_refunds=True,  # a lost refund answer is settled by the refunded total
     capabilities=frozenset({Capability.HOSTED, Capability.STATUS, Capability.REFUND}),
     default_flow=Capability.HOSTED,
     adapter_factory=ArcaAdapter,

@@ -97,10 +97,15 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_transfers")),
         sa.UniqueConstraint(
-            "merchant_id", "kind", "idempotency_key", name=op.f("uq_transfers_merchant_id")
+            "merchant_id",
+            "kind",
+            "idempotency_key",
+            name=op.f("uq_transfers_merchant_id_kind_idempotency_key"),
         ),
         sa.UniqueConstraint("request_ref", name=op.f("uq_transfers_request_ref")),
-        sa.UniqueConstraint("gateway", "gateway_ref", name=op.f("uq_transfers_gateway")),
+        sa.UniqueConstraint(
+            "gateway", "gateway_ref", name=op.f("uq_transfers_gateway_gateway_ref")
+        ),
         sa.CheckConstraint("amount_minor > 0", name=op.f("ck_transfers_amount_positive")),
         sa.CheckConstraint("kind IN ('payout', 'refund')", name=op.f("ck_transfers_kind_known")),
         sa.CheckConstraint(
@@ -144,7 +149,7 @@ def upgrade() -> None:
         sa.Column("transfer_id", sa.Uuid(), sa.ForeignKey("transfers.id"), nullable=True),
     )
     op.create_unique_constraint(
-        op.f("uq_customer_notifications_transfer_id"),
+        op.f("uq_customer_notifications_transfer_id_channel_event"),
         "customer_notifications",
         ["transfer_id", "channel", "event"],
     )
@@ -156,19 +161,24 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute("DELETE FROM customer_notifications WHERE transfer_id IS NOT NULL")
+    # Refunds and payouts moved money the earlier schema cannot record: refuse to lose them.
+    op.execute(
+        "DO $$ BEGIN IF EXISTS (SELECT 1 FROM transfers) THEN RAISE EXCEPTION "
+        "'refunds or payouts exist: downgrading below 0007 would lose them'; END IF; END $$"
+    )
     op.drop_constraint(
         op.f("ck_customer_notifications_one_subject"), "customer_notifications", type_="check"
     )
     op.drop_constraint(
-        op.f("uq_customer_notifications_transfer_id"), "customer_notifications", type_="unique"
+        op.f("uq_customer_notifications_transfer_id_channel_event"),
+        "customer_notifications",
+        type_="unique",
     )
     op.drop_column("customer_notifications", "transfer_id")
     op.alter_column("customer_notifications", "payment_id", nullable=False)
     op.drop_column("webhook_events", "transfer_id")
     op.drop_constraint(op.f("ck_ledger_entries_one_subject"), "ledger_entries", type_="check")
     op.drop_constraint(op.f("ck_ledger_entries_kind_known"), "ledger_entries", type_="check")
-    op.execute("DELETE FROM ledger_entries WHERE transfer_id IS NOT NULL")
     op.create_check_constraint("kind_known", "ledger_entries", "kind IN ('collection', 'fee')")
     op.drop_constraint(op.f("uq_ledger_entries_transfer_id"), "ledger_entries", type_="unique")
     op.drop_column("ledger_entries", "transfer_id")
