@@ -3,7 +3,8 @@
 list, show, replay (one, several, or everything a filter selects, with a
 progress bar), discard (a reason is required) and drain (archive what sits in
 RabbitMQ's ``.XQ`` queues now). Every replay and discard is audited with the
-operator's name and reason.
+operator's name and reason; a replay's audit row commits before its message is
+published (``shared.dead_letter_replay``).
 """
 
 from __future__ import annotations
@@ -24,13 +25,13 @@ from shared.archive import (
     discard,
     drain_dead_letter_queues,
     list_dead_letters,
-    replay,
     select_dead_letters,
     view,
 )
 from shared.commands.base import cli_database, cli_settings
 from shared.db.models import DeadLetter
-from shared.messages import ALL_ACTORS, Publisher, build_broker
+from shared.dead_letter_replay import replay_dead_letter
+from shared.messages import ALL_ACTORS, BrokerUnavailable, Publisher, build_broker
 from shared.settings import Settings
 
 STATUSES = ("dead", "replayed", "discarded", "all")
@@ -145,21 +146,28 @@ def dlq_replay(
                 query = select_dead_letters(_filters(queue, actor, since, error, "dead"))
                 ids = tuple(session.scalars(query.with_only_columns(DeadLetter.id)))
         replayed = missing = 0
+        unpublished: int | None = None
         with click.progressbar(ids, label="replaying", show_pos=True) as bar:
             for dead_letter_id in bar:
                 try:
-                    with db.transaction() as session:
-                        found = replay(
-                            session, publisher, dead_letter_id, operator=operator, reason=reason
-                        )
+                    found = replay_dead_letter(
+                        db, publisher, dead_letter_id, operator=operator, reason=reason
+                    )
                 except NotReplayable as exc:
                     click.echo(f"\n{exc}", err=True)
                     continue
+                except BrokerUnavailable:
+                    unpublished = dead_letter_id  # the rest would fail the same way
+                    break
                 replayed += found
                 missing += not found
-    click.echo(
-        f"replayed {replayed} dead letter(s)" + (f"; {missing} not found" if missing else "")
-    )
+    summary = f"replayed {replayed} dead letter(s)" + (f"; {missing} not found" if missing else "")
+    if unpublished is not None:
+        raise click.ClickException(
+            f"{summary}; RabbitMQ did not take dead letter {unpublished}: it is dead again "
+            "(audited as dead_letter.replay_failed); replay it again once the broker is back"
+        )
+    click.echo(summary)
 
 
 @dlq.command("discard")

@@ -44,6 +44,7 @@ from ingress.resources.webhooks import (
     WebhookResendResource,
 )
 from ingress.spool import CallbackSpool
+from ingress.waiting import ChangeWatcher, WaitSlots
 from shared.db.session import Database
 from shared.domain import errors as errors_catalogue
 from shared.domain.errors import MalipoError
@@ -121,7 +122,7 @@ def create_app(
     spool: CallbackSpool | None = None,
 ) -> falcon.App[falcon.Request, falcon.Response]:
     """The ingress; ``spool`` defaults to one in ``settings.spool_dir`` (drained by wsgi.py)."""
-    spool = spool or CallbackSpool(settings.spool_dir)
+    spool = spool or CallbackSpool.from_settings(settings)
     limits = RequestLimits(settings.max_headers, settings.max_header_bytes)
     middleware: list[RequestContext | RequestLimits] = [RequestContext(), limits]
     app = falcon.App(middleware=middleware)
@@ -138,7 +139,15 @@ def create_app(
     app.add_route("/v1/payments", PaymentsResource(db, auth, publisher, gateways, limits_, links))
     app.add_route(
         "/v1/payments/{payment_id}",
-        PaymentResource(db, auth, settings.max_wait_s, gateways, links),
+        PaymentResource(
+            db,
+            auth,
+            settings.max_wait_s,
+            gateways,
+            links,
+            WaitSlots(settings.waiting_requests_limit(), settings.max_waits_per_key),
+            ChangeWatcher(settings.database_url.get_secret_value()),
+        ),
     )
     rules = RedemptionRules(settings.redeem_window_s, settings.redeem_tolerance_minor)
     redeemer = RedeemResource(db, auth, rules)

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 from gunicorn import glogging
 
+from ingress.spool import SpoolUnusable, prepare_directory
 from shared.logging import configure_process_logging
 from shared.settings import settings_or_exit
 
 _settings = settings_or_exit("ingress")
+# The spool is checked by the arbiter, before any worker forks: an unusable one stops
+# gunicorn at once with the reason, instead of workers failing to boot one after another.
+try:
+    prepare_directory(_settings.spool_dir)
+except SpoolUnusable as exc:
+    sys.stderr.write(f"malipo ingress: {exc}\n")
+    raise SystemExit(2) from None
 
 
 class MalipoGunicornLogger(glogging.Logger):  # type: ignore[misc]

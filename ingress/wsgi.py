@@ -6,9 +6,11 @@ and the spool drainer thread belong to that worker process.
 
 from __future__ import annotations
 
+import sys
+
 from ingress.app import create_app
 from ingress.resources.callbacks import publish_spooled
-from ingress.spool import CallbackSpool, SpoolDrainer
+from ingress.spool import CallbackSpool, SpoolDrainer, SpoolUnusable
 from shared.db.session import Database
 from shared.gateways.registry import GatewayRegistry
 from shared.logging import configure_process_logging
@@ -19,7 +21,11 @@ settings = settings_or_exit("ingress")
 
 configure_process_logging(settings)
 publisher = Publisher(build_broker(settings.broker_url.get_secret_value(), publish_only=True))
-spool = CallbackSpool(settings.spool_dir)
+try:
+    spool = CallbackSpool.from_settings(settings)  # 0700, sealed with the settings' spool key
+except SpoolUnusable as exc:
+    sys.stderr.write(f"malipo ingress: {exc}\n")
+    raise SystemExit(2) from None
 application = create_app(
     settings,
     db=Database(

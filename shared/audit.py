@@ -26,6 +26,7 @@ invalidates every existing chain.
 from __future__ import annotations
 
 import enum
+import getpass
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -53,6 +54,27 @@ HEAD_ID = 1
 
 # Built once: every state change appends a row.
 _APPEND = insert(AuditRecord)
+
+# Who a change is recorded against when its caller names no one (fixtures, seeding).
+SYSTEM_ACTOR = "system"
+ACTOR_LENGTH = 100  # audit_log.actor
+
+
+def cli_actor() -> str:
+    """The actor for a change made from the command line: ``operator:<login name>``.
+
+    ``cli`` when the process has no login name to give (a container's arbitrary uid).
+    """
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):
+        return "cli"
+    return f"operator:{user}"[:ACTOR_LENGTH] if user else "cli"
+
+
+def key_actor(api_key_id: object) -> str:
+    """The actor for a change made over HTTP: ``key:<api key id>`` (never the key itself)."""
+    return f"key:{api_key_id}"
 
 
 def record(

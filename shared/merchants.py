@@ -4,6 +4,14 @@ API keys are shown once and stored as a keyed hash. Gateway credentials, and
 the callback path secret that goes with them, are stored AES-GCM encrypted;
 only a SHA-256 of the callback secret is kept in clear, to find the merchant
 when a callback arrives.
+
+Every change of who can do what (a merchant, a key made or revoked) and of how
+callbacks are trusted (credentials and callback secret, signature, IP allowlist,
+confirm-before-credit, a gateway switched on or off, a route) writes an audit row
+in the caller's transaction, so the change and its record commit together or not
+at all. ``actor`` names who asked (``key:<id>``, ``operator:<user>``, ``cli``); the
+detail never holds a secret (a key's prefix, never the key; credential field
+names, never their values).
 """
 
 from __future__ import annotations
@@ -17,6 +25,8 @@ from typing import Any
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
+from shared import audit
+from shared.audit import SYSTEM_ACTOR
 from shared.crypto import (
     CredentialCipher,
     CredentialTampered,
@@ -69,10 +79,18 @@ class MerchantGateway:
     callback_secret: str
 
 
-def create_merchant(session: Session, name: str) -> Merchant:
+def create_merchant(session: Session, name: str, *, actor: str = SYSTEM_ACTOR) -> Merchant:
     merchant = Merchant(id=uuid.uuid4(), name=name)
     session.add(merchant)
     session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="merchant.created",
+        subject_type="merchant",
+        subject_id=merchant.id,
+        detail={"name": name},
+    )
     return merchant
 
 
@@ -82,6 +100,8 @@ def issue_api_key(
     merchant_id: uuid.UUID | None,
     scopes: tuple[str, ...] = DEFAULT_SCOPES,
     label: str | None = None,
+    *,
+    actor: str = SYSTEM_ACTOR,
 ) -> str:
     """A new key (a merchant's, or with no merchant a platform operator's); shown only now."""
     unknown = sorted(set(scopes) - set(SCOPES))
@@ -90,28 +110,47 @@ def issue_api_key(
     if merchant_id is None and not set(scopes) <= set(OPERATOR_SCOPES):
         raise ValueError("an operator key carries ops scopes only")
     key = new_api_key()
-    session.add(
-        ApiKey(
-            id=uuid.uuid4(),
-            merchant_id=merchant_id,
-            label=label,
-            prefix=key.prefix,
-            secret_hash=hash_api_secret(pepper, key.secret),
-            scopes=list(scopes),
-        )
+    row = ApiKey(
+        id=uuid.uuid4(),
+        merchant_id=merchant_id,
+        label=label,
+        prefix=key.prefix,
+        secret_hash=hash_api_secret(pepper, key.secret),
+        scopes=list(scopes),
     )
+    session.add(row)
     session.flush()
+    _audit_key(session, row, actor, "created", scopes=list(scopes), label=label)
     return key.token
 
 
-def revoke_api_key(session: Session, prefix: str) -> bool:
+def revoke_api_key(session: Session, prefix: str, *, actor: str = SYSTEM_ACTOR) -> bool:
     """Revoke a key by its public prefix; effective for the next request. False if unknown."""
     row = session.scalars(select(ApiKey).where(ApiKey.prefix == prefix)).one_or_none()
     if row is None:
         return False
     if row.revoked_at is None:
         row.revoked_at = datetime.now(UTC)
+        session.flush()
+        _audit_key(session, row, actor, "revoked", label=row.label)
     return True
+
+
+def _audit_key(session: Session, row: ApiKey, actor: str, verb: str, **detail: Any) -> None:
+    """``api_key.<verb>`` (a merchant's) or ``operator_key.<verb>``: the prefix, never the key."""
+    kind = "api_key" if row.merchant_id is not None else "operator_key"
+    audit.record(
+        session,
+        actor=actor,
+        action=f"{kind}.{verb}",
+        subject_type="api_key",
+        subject_id=row.id,
+        detail={
+            "prefix": row.prefix,
+            "merchant_id": str(row.merchant_id) if row.merchant_id else None,
+            **detail,
+        },
+    )
 
 
 def list_api_keys(session: Session, merchant_id: uuid.UUID | None) -> list[ApiKey]:
@@ -154,11 +193,14 @@ def store_gateway_credentials(
     credentials: dict[str, Any],
     *,
     production: bool,
+    actor: str = SYSTEM_ACTOR,
 ) -> str:
     """Encrypt and store a merchant's credentials; returns the new callback path secret.
 
     A gateway configured for the first time is appended to the merchant's route for
     each of its currencies, and starts with the gateway's confirm-before-credit default.
+    Storing again replaces the callback secret: the former callback URL stops working.
+    The audit row names the credential fields stored, never their values.
     """
     description = catalogue.describe(gateway)
     if production:
@@ -187,12 +229,38 @@ def store_gateway_credentials(
     row.callback_verifiers = description.callback_verifiers(credentials)
     session.add(row)
     session.flush()
+    _audit_gateway(
+        session,
+        row,
+        actor,
+        "gateway.configured" if existing is None else "gateway.credentials_replaced",
+        fields=sorted(credentials),
+        key_id=key_id,
+        callback_secret="new" if existing is None else "replaced",
+        confirm_before_credit=row.confirm_before_credit,
+        require_signature=row.require_signature,
+        ip_allowlist=row.ip_allowlist,
+        enabled=row.enabled,
+    )
     if existing is None:
         for currency in description.currencies:
             route = route_for(session, merchant_id, currency)
             if description.name not in route:
-                set_route(session, merchant_id, currency, [*route, description.name])
+                set_route(session, merchant_id, currency, [*route, description.name], actor=actor)
     return secret
+
+
+def _audit_gateway(
+    session: Session, row: GatewayCredential, actor: str, action: str, **detail: Any
+) -> None:
+    audit.record(
+        session,
+        actor=actor,
+        action=action,
+        subject_type="gateway_credential",
+        subject_id=row.id,
+        detail={"merchant_id": str(row.merchant_id), "gateway": row.gateway, **detail},
+    )
 
 
 def gateway_credential(
@@ -238,7 +306,12 @@ def route_for(session: Session, merchant_id: uuid.UUID, currency: str) -> list[s
 
 
 def set_route(
-    session: Session, merchant_id: uuid.UUID, currency: str, gateways: list[str]
+    session: Session,
+    merchant_id: uuid.UUID,
+    currency: str,
+    gateways: list[str],
+    *,
+    actor: str = SYSTEM_ACTOR,
 ) -> list[str]:
     """Replace the merchant's route for ``currency``; every gateway must take that currency."""
     names = []
@@ -249,12 +322,22 @@ def set_route(
         if description.name not in names:
             names.append(description.name)
     row = session.get(GatewayRoute, (merchant_id, currency))
+    before = list(row.gateways) if row is not None else []
     if row is None:
         row = GatewayRoute(merchant_id=merchant_id, currency=currency, gateways=names)
         session.add(row)
     else:
         row.gateways = names
     session.flush()
+    if names != before:
+        audit.record(
+            session,
+            actor=actor,
+            action="gateway_route.changed",
+            subject_type="gateway_route",
+            subject_id=merchant_id,
+            detail={"currency": currency, "from": before, "to": names},
+        )
     return names
 
 
@@ -291,28 +374,54 @@ def set_callback_policy(
     require_signature: bool | None = None,
     confirm_before_credit: bool | None = None,
     enabled: bool | None = None,
+    actor: str = SYSTEM_ACTOR,
 ) -> GatewayCredential:
-    """Change how a merchant's callbacks are trusted; ``None`` leaves a setting as it is."""
+    """Change how a merchant's callbacks are trusted; ``None`` leaves a setting as it is.
+
+    Audited when something changed: ``gateway.callback_policy_changed`` with each
+    setting's before and after, and ``gateway.enabled`` / ``gateway.disabled``.
+    """
     row = gateway_credential(session, merchant_id, gateway)
     if row is None:
         raise LookupError(f"merchant {merchant_id} has no {gateway} credentials")
-    if require_signature is not None:
+    changes: dict[str, dict[str, bool]] = {}
+    if require_signature is not None and require_signature != row.require_signature:
+        changes["require_signature"] = {"from": row.require_signature, "to": require_signature}
         row.require_signature = require_signature
-    if confirm_before_credit is not None:
+    if confirm_before_credit is not None and confirm_before_credit != row.confirm_before_credit:
+        changes["confirm_before_credit"] = {
+            "from": row.confirm_before_credit,
+            "to": confirm_before_credit,
+        }
         row.confirm_before_credit = confirm_before_credit
+    switched = enabled is not None and enabled != row.enabled
     if enabled is not None:
         row.enabled = enabled
     session.flush()
+    if changes:
+        _audit_gateway(session, row, actor, "gateway.callback_policy_changed", changes=changes)
+    if switched:
+        _audit_gateway(session, row, actor, "gateway.enabled" if enabled else "gateway.disabled")
     return row
 
 
 def set_ip_allowlist(
-    session: Session, merchant_id: uuid.UUID, gateway: str, allowlist: list[str] | None
+    session: Session,
+    merchant_id: uuid.UUID,
+    gateway: str,
+    allowlist: list[str] | None,
+    *,
+    actor: str = SYSTEM_ACTOR,
 ) -> GatewayCredential:
     """Only these sources may deliver the merchant's callbacks (``None``: any source)."""
     row = set_callback_policy(session, merchant_id, gateway)
+    before = list(row.ip_allowlist) if row.ip_allowlist is not None else None
     row.ip_allowlist = allowlist
     session.flush()
+    if before != allowlist:
+        _audit_gateway(
+            session, row, actor, "gateway.ip_allowlist_changed", **{"from": before, "to": allowlist}
+        )
     return row
 
 

@@ -173,6 +173,9 @@ class RetryPayment(MessageContract):
     payment_id: str
     merchant_id: str
     requested_at: str
+    # The cycle the customer retried from: a copy replayed later (a dead letter) finds the
+    # payment past it and does nothing, instead of prompting the customer once more.
+    cycle: int | None = None
 
 
 @dataclass(frozen=True)

@@ -142,6 +142,10 @@ class Settings(BaseSettings):
 
     # Ingress behaviour.
     max_wait_s: int = Field(default=30, ge=0, le=30)
+    # Long-polls (GET ?wait=) waiting at once: per ingress process (default: half its
+    # threads, so waits never take the threads callbacks need) and per API key.
+    max_waiting_requests: int | None = Field(default=None, ge=1, le=256)
+    max_waits_per_key: int = Field(default=4, ge=1, le=256)
     max_body_bytes: int = Field(default=16_384, ge=1024)
     max_json_depth: int = Field(default=10, ge=2, le=100)
     max_header_bytes: int = Field(default=8_192, ge=256, description="per header line")
@@ -152,7 +156,50 @@ class Settings(BaseSettings):
     callback_policy_cache_s: float = Field(
         default=30.0, ge=0, description="how long the ingress trusts a cached callback policy"
     )
-    spool_dir: str = Field(default="var/spool", description="durable callback spool directory")
+    # The callback spool (ingress/spool.py): an absolute directory, entries sealed with an HMAC.
+    spool_dir: str = Field(
+        default=str(LOCAL_CONFIG.parents[1] / "var" / "spool"),
+        description="durable callback spool directory (absolute; default: the checkout's)",
+    )
+    spool_key: SecretStr | None = Field(
+        default=None,
+        description="HMAC key sealing spool entries; unset: derived from MALIPO_SECRET_KEY",
+    )
+
+    @field_validator("spool_dir")
+    @classmethod
+    def _spool_dir_is_absolute(cls, value: str) -> str:
+        # Relative to what? The working directory differs between make run, gunicorn and
+        # a container: a relative spool could be drained by nobody.
+        if not value or not os.path.isabs(value):
+            raise ValueError(f"must be an absolute path (got {value!r})")
+        return os.path.normpath(value)
+
+    @field_validator("spool_key")
+    @classmethod
+    def _spool_key_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _production_spool_key_is_real(self) -> Settings:
+        key = self.spool_key
+        if self.env == "production" and key and looks_like_sandbox(key.get_secret_value()):
+            raise ValueError("MALIPO_SPOOL_KEY looks like a sandbox value")
+        return self
+
+    def spool_seal_key(self) -> bytes:
+        """The spool's HMAC key: MALIPO_SPOOL_KEY, else HKDF-SHA256 of MALIPO_SECRET_KEY under
+        a label of its own (so no new secret is required, and the pepper is never reused as is)."""
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+        if self.spool_key is not None:
+            return self.spool_key.get_secret_value().encode()
+        return HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=b"malipo/spool-seal/v1"
+        ).derive(self.secret_key.get_secret_value().encode())
 
     # Callback signatures (the generic HMAC scheme; see the README).
     callback_signing_secret: SecretStr | None = None
@@ -163,7 +210,12 @@ class Settings(BaseSettings):
 
     # Rate limits.
     merchant_commands_per_minute: int = Field(default=600, ge=1)
-    phone_push_limit: int = Field(default=3, ge=1, description="pushes per phone per window")
+    phone_push_limit: int = Field(
+        default=3, ge=1, description="pushes per merchant and phone per window"
+    )
+    phone_push_global_limit: int = Field(
+        default=10, ge=1, description="pushes per phone per window, all merchants together"
+    )
     phone_push_window_s: int = Field(default=600, ge=10)
 
     # Redemptions (invoice use-once verification).
@@ -186,6 +238,32 @@ class Settings(BaseSettings):
         description="delays between a failed delivery and the next attempt",
     )
     webhook_disable_after_s: int = Field(default=5 * 86_400, ge=60)
+    # Webhooks go to public addresses only (shared/egress.py); a laptop or the test suite
+    # names the local hosts its receivers listen on. Production refuses any.
+    webhook_allow_hosts: str = Field(
+        default="",
+        description="sandbox only: host names or IPs webhooks may reach though not public",
+    )
+
+    @model_validator(mode="after")
+    def _webhook_allow_hosts_sandbox_only(self) -> Settings:
+        entries = self.webhook_allowed_hosts()
+        if any("/" in entry or "@" in entry for entry in entries):
+            raise ValueError(
+                "MALIPO_WEBHOOK_ALLOW_HOSTS lists host names or IP addresses, comma-separated"
+            )
+        if entries and self.env == "production":
+            raise ValueError(
+                "MALIPO_WEBHOOK_ALLOW_HOSTS must be empty in production: it lets merchant "
+                "webhooks reach loopback and private addresses"
+            )
+        return self
+
+    def webhook_allowed_hosts(self) -> frozenset[str]:
+        """The hosts and addresses webhooks may reach despite the address rules (sandbox)."""
+        return frozenset(
+            part.strip() for part in self.webhook_allow_hosts.split(",") if part.strip()
+        )
 
     # Customer notifications: SMS through an Africa's Talking-style HTTP API, e-mail over SMTP.
     sms_base_url: str | None = Field(default=None, description="overrides the SMS API base URL")
@@ -315,6 +393,12 @@ class Settings(BaseSettings):
             if env.get(prefix + name.upper())
         }
         return GatewaySettings(base_url.rstrip("/"), timeouts[0], timeouts[1], extra)
+
+    def waiting_requests_limit(self) -> int:
+        """How many ``?wait=`` requests one ingress process holds at once."""
+        if self.max_waiting_requests is not None:
+            return min(self.max_waiting_requests, max(1, self.ingress_threads - 1))
+        return max(1, self.ingress_threads // 2)
 
     def webhook_retry_delays(self) -> list[float]:
         return [float(part) for part in self.webhook_retry_schedule_s.split(",") if part.strip()]

@@ -23,7 +23,7 @@ import hashlib
 import hmac
 import smtplib
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from email.message import EmailMessage
 from secrets import token_bytes
@@ -34,6 +34,7 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from shared import egress
 from shared.crypto import CredentialCipher, canonical_json
 from shared.db.models import WebhookEndpoint, WebhookEvent
 from shared.settings import Settings
@@ -132,17 +133,66 @@ def event_body(payload: dict[str, Any]) -> bytes:
 
 
 class EndpointRefused(ValueError):
-    """A URL that cannot be a webhook endpoint here (malformed, or not https in production)."""
+    """A URL that cannot be a webhook endpoint here (malformed, not https in production,
+    or a host that resolves to an address that is not public)."""
 
 
-def check_endpoint_url(url: str, *, production: bool) -> str:
-    """The URL if it may receive webhooks: absolute http(s), and https in production."""
+def check_endpoint_url(url: str, *, production: bool, allowed_hosts: Collection[str] = ()) -> str:
+    """The URL if it may receive webhooks: absolute http(s) (https in production), public.
+
+    The host is resolved now and refused if any of its addresses is loopback,
+    private, link-local, multicast or reserved (``shared.egress``), unless it is in
+    ``allowed_hosts`` (``MALIPO_WEBHOOK_ALLOW_HOSTS``, sandbox only). A name that
+    does not resolve yet is accepted: every delivery resolves and checks again.
+    """
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > MAX_URL_LENGTH:
         raise EndpointRefused(f"an endpoint is an absolute http(s) URL of at most {MAX_URL_LENGTH}")
     if production and parts.scheme != "https":
         raise EndpointRefused("production sends webhooks only to https:// endpoints")
+    try:
+        egress.check_destination(url, allowed_hosts)
+    except egress.EgressRefused as exc:
+        hint = "" if production else " (MALIPO_WEBHOOK_ALLOW_HOSTS may name local hosts)"
+        raise EndpointRefused(exc.reason + hint) from None
+    except egress.Unresolvable:
+        pass
+    except ValueError:
+        raise EndpointRefused("an endpoint is an absolute http(s) URL") from None
     return url
+
+
+# What a delivery row's ``error`` says: a fixed vocabulary, never an endpoint's words
+# or an exception's text (which names addresses, ports and the URL's query).
+INTERRUPTED = "interrupted: the worker stopped before recording the outcome"
+TIMEOUT = "timeout: no answer within the delivery timeout"
+CONNECTION_REFUSED = "connection refused"
+CONNECTION_FAILED = "connection failed"
+TLS_FAILED = "tls: the endpoint's certificate or handshake did not verify"
+UNRESOLVABLE = "unresolvable: the endpoint's host name does not resolve"
+REQUEST_FAILED = "request failed"
+DELIVERY_ERRORS = frozenset(
+    {
+        INTERRUPTED,
+        TIMEOUT,
+        CONNECTION_REFUSED,
+        CONNECTION_FAILED,
+        TLS_FAILED,
+        UNRESOLVABLE,
+        REQUEST_FAILED,
+        *egress.REASONS,
+    }
+)
+
+
+def public_error(error: str | None) -> str | None:
+    """A delivery error as it may be shown: one of :data:`DELIVERY_ERRORS`, or a generic word.
+
+    Rows written before the vocabulary held exception text; that is not shown.
+    """
+    if error is None or error in DELIVERY_ERRORS:
+        return error
+    return REQUEST_FAILED
 
 
 def _context(merchant_id: uuid.UUID) -> str:
@@ -181,14 +231,16 @@ def set_endpoint(
     url: str,
     *,
     production: bool,
+    allowed_hosts: Collection[str] = (),
 ) -> str | None:
     """Create the merchant's endpoint (returns its new secret) or change its URL (returns None).
 
     Changing the URL keeps the secrets, so the merchant's verification goes on
     working (:func:`rotate_secret` changes them), and forgets the old URL's
-    failures. Whether the endpoint is enabled is left as it is.
+    failures. Whether the endpoint is enabled is left as it is. The URL must pass
+    :func:`check_endpoint_url` (``allowed_hosts``: the sandbox's local hosts).
     """
-    check_endpoint_url(url, production=production)
+    check_endpoint_url(url, production=production, allowed_hosts=allowed_hosts)
     row = webhook_endpoint(session, merchant_id, lock=True)
     if row is not None:
         if row.url != url:

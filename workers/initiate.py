@@ -124,7 +124,7 @@ class PaymentInitiation:
                 mark_submitted(intent, None, now, self.rt.settings)
                 return last.id, None
             refusal = payment_refusal(session, intent.merchant_id, intent.gateway, intent.phone)
-            refusal = refusal or self._phone_limit(session, intent.phone, now)
+            refusal = refusal or self._phone_limit(session, intent.merchant_id, intent.phone, now)
             if refusal is not None:
                 fail(session, intent, refusal, refusal.message, now)
                 return None
@@ -209,8 +209,12 @@ class PaymentInitiation:
         )
         log.warning("idempotency conflict: request refused", code=errors.IDEMPOTENCY_CONFLICT.code)
 
-    def _phone_limit(self, session: Session, phone: str, now: datetime) -> errors.ErrorCode | None:
-        """``rate_limited`` when this phone was prompted too often lately (any merchant).
+    def _phone_limit(
+        self, session: Session, merchant_id: uuid.UUID, phone: str, now: datetime
+    ) -> errors.ErrorCode | None:
+        """``rate_limited`` when this merchant prompted this phone too often lately, or all
+        merchants together did (a higher ceiling: one merchant cannot lock a customer out
+        of every other).
 
         Serialised per phone with a transaction-scoped advisory lock, so that two
         workers pushing to the same phone at once count each other.
@@ -218,8 +222,9 @@ class PaymentInitiation:
         settings = self.rt.settings
         session.execute(select(func.pg_advisory_xact_lock(func.hashtext(f"phone:{phone}"))))
         since = now - timedelta(seconds=settings.phone_push_window_s)
-        recent = session.scalar(
-            select(func.count())
+        mine = PaymentIntent.merchant_id == merchant_id
+        here, everywhere = session.execute(
+            select(func.count().filter(mine), func.count())
             .select_from(PaymentAttempt)
             .join(PaymentIntent, PaymentIntent.id == PaymentAttempt.intent_id)
             .where(
@@ -227,8 +232,10 @@ class PaymentInitiation:
                 PaymentAttempt.requested_at >= since,
                 PaymentAttempt.status.in_(("sending", "accepted", "unknown")),
             )
-        )
-        return errors.RATE_LIMITED if (recent or 0) >= settings.phone_push_limit else None
+        ).one()
+        if here >= settings.phone_push_limit or everywhere >= settings.phone_push_global_limit:
+            return errors.RATE_LIMITED
+        return None
 
     def _last_attempt(self, session: Session) -> PaymentAttempt | None:
         return session.scalars(
@@ -392,6 +399,13 @@ def start_new_cycle(rt: Runtime, message: RetryPayment) -> InitiatePayment | Non
         requested_at = datetime.fromisoformat(message.requested_at)
         if intent.status == PaymentStatus.CREATED and intent.accepted_at == requested_at:
             return command_for(intent, message)  # this retry's own cycle, redelivered: go on
+        if message.cycle is not None and message.cycle != intent.cycle:
+            log.info(
+                "retry ignored: it is about an earlier cycle",
+                retried_cycle=message.cycle,
+                cycle=intent.cycle,
+            )
+            return None
         if not can_retry(PaymentStatus(intent.status)):
             log.info("retry ignored: payment is not retryable now", status=intent.status)
             return None

@@ -72,7 +72,7 @@ def lock_intent(session: Session, intent_id: uuid.UUID) -> PaymentIntent | None:
 # than sending it.
 _INSERT_EVENT = (
     insert(GatewayEvent)
-    .on_conflict_do_nothing(index_elements=["gateway", "event_key"])
+    .on_conflict_do_nothing()  # the event key, per gateway and merchant
     .returning(GatewayEvent.id)
 )
 _SET_OUTCOME = (

@@ -74,7 +74,7 @@ CALLS_PER_SEND = 3
 STILL_OPEN_ALERT_EVERY = 20
 _INSERT_EVENT = (
     insert(GatewayEvent)
-    .on_conflict_do_nothing(index_elements=["gateway", "event_key"])
+    .on_conflict_do_nothing()  # the event key, per gateway and merchant
     .returning(GatewayEvent.id)
 )
 

@@ -6,7 +6,12 @@ during the POST:
 1. **Claim** (short transaction, event row ``FOR UPDATE``): decide whether this
    message may attempt, then write the attempt down as an *open* delivery row
    (no status code, no error yet) and count it in ``attempts``.
-2. **POST** the payload's bytes, signed (Standard Webhooks), redirects not followed.
+2. **POST** the payload's bytes, signed (Standard Webhooks), redirects not followed,
+   to a public address only: the host is resolved once, every address checked
+   (``shared.egress``), and the connection pinned to the checked addresses with
+   TLS still verified on the host name. A refusal is a failed attempt like any
+   other (each retry resolves and checks again), so nothing is ever sent into
+   the private network, and its reason is one short fixed sentence.
 3. **Record** (short transaction): fill the delivery row, then move the event:
    ``delivered``; or the next attempt is scheduled (``next_attempt_at`` stored and
    the delayed message published *before* the commit, so a committed schedule
@@ -33,13 +38,17 @@ message scheduled for it. Delivery is at least once (a crash after the POST
 but before the record re-sends it): receivers dedupe on ``webhook-id``.
 
 HTTP failures are not errors of ours and never raise: only a database or broker
-failure (transient, retried by dramatiq) does.
+failure (transient, retried by dramatiq) does. What is stored of a failure is its
+status code and a reason from ``shared.webhooks.DELIVERY_ERRORS`` (never an
+exception's text, which names addresses and the URL's query); an answer's body is
+kept only from a successful attempt.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -51,10 +60,17 @@ import structlog
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from shared import audit
+from shared import audit, egress
 from shared.db.models import Merchant, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from shared.messages import NOTIFY_MERCHANT, NotifyMerchant
 from shared.webhooks import (
+    CONNECTION_FAILED,
+    CONNECTION_REFUSED,
+    INTERRUPTED,
+    REQUEST_FAILED,
+    TIMEOUT,
+    TLS_FAILED,
+    UNRESOLVABLE,
     disable_endpoint,
     endpoint_secrets,
     event_body,
@@ -69,7 +85,6 @@ log = structlog.stdlib.get_logger(__name__)
 EXCERPT_CHARS = 500
 CLOCK_TOLERANCE = timedelta(seconds=1)
 LEASE_MARGIN_S = 15.0
-INTERRUPTED = "interrupted: the worker stopped before recording the outcome"
 RETRY_AFTER_STATUSES = frozenset({429, 502, 503, 504})
 
 
@@ -139,7 +154,9 @@ def deliver(rt: Runtime, event_id: int, *, force: bool = False) -> AttemptResult
         raise dramatiq.Retry(f"an attempt is open until {claim.until.isoformat()}", delay=wait_ms)
     if claim is None:
         return None
-    result = post_event(claim, rt.settings.webhook_timeout_s)
+    result = post_event(
+        claim, rt.settings.webhook_timeout_s, allowed_hosts=rt.settings.webhook_allowed_hosts()
+    )
     with rt.db.transaction() as session:
         disabled = record_outcome(session, rt, claim, result, datetime.now(UTC))
     log.info(
@@ -252,23 +269,34 @@ def _open_claim(
 # --- 2. POST ---------------------------------------------------------------------------------
 
 
-def post_event(claim: Claim, timeout_s: float) -> AttemptResult:
-    """POST the signed body once; never raises for what the endpoint or the network does."""
+def post_event(
+    claim: Claim, timeout_s: float, *, allowed_hosts: Collection[str] = ()
+) -> AttemptResult:
+    """POST the signed body once, to a checked address; never raises for the endpoint or network."""
     headers = signed_headers(claim.secrets, claim.webhook_id, int(time.time()), claim.body)
     started = time.perf_counter()
     try:
-        with requests.post(
-            claim.url,
-            data=claim.body,
-            headers=headers,
-            timeout=(timeout_s, timeout_s),
-            allow_redirects=False,  # a 3xx is a failed attempt, never followed
-            stream=True,
-        ) as response:
-            excerpt = _excerpt(response)
+        target = egress.check_destination(claim.url, allowed_hosts)
+        with (
+            egress.pinned_session(target) as session,
+            session.post(
+                claim.url,
+                data=claim.body,
+                headers=headers,
+                timeout=(timeout_s, timeout_s),
+                allow_redirects=False,  # a 3xx is a failed attempt, never followed
+                stream=True,
+            ) as response,
+        ):
             status = response.status_code
+            excerpt = _excerpt(response) if 200 <= status < 300 else None
             retry_after = _retry_after(response) if status in RETRY_AFTER_STATUSES else None
-    except requests.RequestException as exc:
+    except egress.EgressRefused as exc:
+        log.warning("webhook refused: not a public address", reason=exc.reason)
+        return AttemptResult(None, _elapsed_ms(started), error=exc.reason)
+    except egress.Unresolvable:
+        return AttemptResult(None, _elapsed_ms(started), error=UNRESOLVABLE)
+    except (requests.RequestException, ValueError) as exc:
         return AttemptResult(None, _elapsed_ms(started), error=_describe(exc))
     return AttemptResult(status, _elapsed_ms(started), excerpt, retry_after_s=retry_after)
 
@@ -287,9 +315,31 @@ def _excerpt(response: requests.Response) -> str | None:
     return text or None
 
 
-def _describe(exc: requests.RequestException) -> str:
-    kind = "timeout" if isinstance(exc, requests.Timeout) else type(exc).__name__
-    return f"{kind}: {exc}"[:300]
+def _describe(exc: Exception) -> str:
+    """The failure as one of the fixed reasons (the exception's text names the URL's query)."""
+    if isinstance(exc, requests.Timeout):
+        return TIMEOUT
+    if isinstance(exc, requests.exceptions.SSLError):
+        return TLS_FAILED
+    if isinstance(exc, requests.ConnectionError):
+        return CONNECTION_REFUSED if _caused_by(exc, ConnectionRefusedError) else CONNECTION_FAILED
+    return REQUEST_FAILED
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    """Whether ``kind`` is among the exceptions ``exc`` wraps (requests → urllib3 → socket)."""
+    seen: set[int] = set()
+    pending: list[object] = [exc]
+    while pending:
+        current = pending.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        if isinstance(current, kind):
+            return True
+        seen.add(id(current))
+        pending.extend([current.__cause__, current.__context__, getattr(current, "reason", None)])
+        pending.extend(current.args)
+    return False
 
 
 def _retry_after(response: requests.Response) -> float | None:
@@ -419,7 +469,8 @@ def tell_merchant(rt: Runtime, disabled: Disabled) -> None:
         log.warning("webhook endpoint disabled; the merchant has no e-mail address")
         return
     text = (
-        f"malipo stopped sending webhooks to {disabled.url}: {disabled.reason}.\n\n"
+        f"malipo stopped sending webhooks to {egress.redact_url(disabled.url)}: "
+        f"{disabled.reason}.\n\n"
         "Events are kept. Once the endpoint works again, ask us to enable it and to\n"
         "replay the events since it stopped.\n"
     )

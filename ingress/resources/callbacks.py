@@ -234,8 +234,8 @@ class CallbackResource:
     def _load_policy(self, gateway: str, secret: str) -> CallbackPolicy | None:
         with self.db.transaction() as session:
             row = credential_for_callback_secret(session, gateway, secret)
-            if row is None:
-                return None
+            if row is None or not row.enabled:
+                return None  # a disabled gateway takes no callbacks: refused like a stranger
             return CallbackPolicy(
                 row.merchant_id,
                 row.callback_secret_hash,

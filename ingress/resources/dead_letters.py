@@ -5,7 +5,9 @@
 ``POST /ops/dead-letters/{id}/replay`` and ``…/discard`` (``ops:write``, body
 ``{"reason": "..."}``; a reason is required to discard) act on one, audited
 with the operator key's label or prefix. Only platform operator keys: dead
-letters belong to no single merchant.
+letters belong to no single merchant. A replay's audit row commits before the
+message is published; if RabbitMQ does not take it, the dead letter is dead
+again (audited) and the answer is ``503``: asking again is safe.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import falcon
 
 from ingress.auth import Authenticator
 from ingress.validation import read_json_object, time_param
-from shared.archive import Filters, NotReplayable, discard, list_dead_letters, replay, view
+from shared.archive import Filters, NotReplayable, discard, list_dead_letters, view
 from shared.db.models import ApiKey, DeadLetter
 from shared.db.session import Database
+from shared.dead_letter_replay import replay_dead_letter
 from shared.domain import errors
 from shared.domain.errors import MalipoError
 from shared.merchants import Principal
@@ -70,10 +73,12 @@ class DeadLettersResource:
     ) -> None:
         principal = operator_only(self.auth.require(req, "ops:write"))
         reason = _reason(req, required=False) or "replayed through /ops"
+        with self.db.transaction() as session:
+            who = operator_name(session, principal)
         try:
-            with self.db.transaction() as session:
-                who = operator_name(session, principal)
-                found = replay(session, self.publisher, dead_letter_id, operator=who, reason=reason)
+            found = replay_dead_letter(
+                self.db, self.publisher, dead_letter_id, operator=who, reason=reason
+            )
         except NotReplayable as exc:
             raise MalipoError(errors.INVALID_REQUEST, str(exc)) from None
         except BrokerUnavailable as exc:

@@ -233,12 +233,17 @@ class PayPages:
         return intent, merchant, token
 
     def _accepted_not_stored(self, req: falcon.Request, payment_id: str) -> bool:
-        """A valid link to a payment the worker has not stored yet (it is still queued)."""
+        """A valid link to a payment the worker had not stored yet (it is still queued).
+
+        Also when the worker stored it a moment ago (between the first look and this
+        one): the "preparing" page reloads itself and then finds it.
+        """
         linked = self._linked(req, payment_id)
         if linked is None:
             return False
         with self.db.transaction() as session:
-            return session.get(PaymentIntent, linked[0]) is None
+            intent = session.get(PaymentIntent, linked[0])
+            return intent is None or intent.flow == Capability.HOSTED.value
 
     def _common(self, intent: PaymentIntent, merchant: Merchant) -> dict[str, Any]:
         description = self.gateways.describe(intent.gateway)

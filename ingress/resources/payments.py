@@ -11,11 +11,13 @@ from typing import Any
 import falcon
 import structlog
 from sqlalchemy import bindparam, select
+from sqlalchemy.dialects.postgresql import insert
 
 from ingress.auth import Authenticator
 from ingress.validation import fit_gateway, idempotency_key, payment_command, read_json_object
+from ingress.waiting import ChangeWatcher, WaitSlots
 from shared.crypto import payment_id_for, request_hash
-from shared.db.models import PaymentIntent
+from shared.db.models import AcceptedCommand, PaymentIntent
 from shared.db.session import Database
 from shared.domain import errors
 from shared.domain.errors import MalipoError, RateLimited
@@ -30,9 +32,19 @@ from shared.settings import Settings
 from shared.transfers import refunds_of
 
 log = structlog.stdlib.get_logger(__name__)
-WAIT_STEP_S = 0.2
-# The request hash of a payment already stored under this id (a retried request).
-_STORED_HASH = select(PaymentIntent.request_hash).where(PaymentIntent.id == bindparam("id"))
+# A command already accepted under this id (a retried request): what it asked, where it went.
+_ACCEPTED = select(
+    AcceptedCommand.request_hash, AcceptedCommand.gateway, AcceptedCommand.accepted_at
+).where(AcceptedCommand.payment_id == bindparam("id"))
+# Payments accepted before accepted_commands existed are known by their stored intent.
+_STORED = select(
+    PaymentIntent.request_hash, PaymentIntent.gateway, PaymentIntent.accepted_at
+).where(PaymentIntent.id == bindparam("id"))
+_RECORD_ACCEPTED = (
+    insert(AcceptedCommand)
+    .on_conflict_do_nothing(index_elements=["payment_id"])
+    .returning(AcceptedCommand.payment_id)
+)
 
 
 @dataclass(frozen=True)
@@ -43,6 +55,7 @@ class CommandLimits:
     max_json_depth: int
     merchant_commands_per_minute: int
     phone_push_limit: int
+    phone_push_global_limit: int
     phone_push_window_s: int
 
     @classmethod
@@ -52,8 +65,35 @@ class CommandLimits:
             max_json_depth=settings.max_json_depth,
             merchant_commands_per_minute=settings.merchant_commands_per_minute,
             phone_push_limit=settings.phone_push_limit,
+            phone_push_global_limit=settings.phone_push_global_limit,
             phone_push_window_s=settings.phone_push_window_s,
         )
+
+
+def count_prompt(
+    session: Any, limits: CommandLimits, merchant_id: uuid.UUID, phone: str, now: datetime
+) -> None:
+    """Count one prompt to ``phone``: per merchant, and under a ceiling for all merchants."""
+    within(
+        consume(
+            session,
+            f"pushes:{merchant_id}:{phone}",
+            limits.phone_push_limit,
+            limits.phone_push_window_s,
+            now,
+        ),
+        "too many payment prompts to this phone",
+    )
+    within(
+        consume(
+            session,
+            f"pushes:{phone}",
+            limits.phone_push_global_limit,
+            limits.phone_push_window_s,
+            now,
+        ),
+        "too many payment prompts to this phone",
+    )
 
 
 def within(decision: RateDecision, what: str) -> None:
@@ -88,37 +128,32 @@ class PaymentsResource:
         fingerprint = request_hash(command)
         payment_id = payment_id_for(merchant_id, key)
         structlog.contextvars.bind_contextvars(payment_id=str(payment_id))
-        accepted_at = datetime.now(UTC)
-        routed = self._is_new(merchant_id, payment_id, fingerprint, command)
-        if routed is not None:
-            self._enqueue(merchant_id, payment_id, key, routed, fingerprint, accepted_at)
-            gateway = routed["gateway"]
-        else:
-            gateway, accepted_at = self._stored(payment_id)
+        # A key already accepted gets its first answer before any limit is consulted.
+        with self.db.transaction() as session:
+            prior = _prior(session, payment_id, fingerprint)
+        if prior is None:
+            prior = self._accept(merchant_id, payment_id, key, fingerprint, command)
+        gateway, accepted_at = prior
         resp.status = falcon.HTTP_202
         resp.location = f"/v1/payments/{payment_id}"
         resp.media = {"id": str(payment_id), "status": "accepted"}
         if self.gateways.describe(gateway).pay_page:
             resp.media["pay_url"] = self.links.pay_url(payment_id, accepted_at)
 
-    def _stored(self, payment_id: uuid.UUID) -> tuple[str, datetime]:
-        """The gateway and acceptance time of a payment already stored (a retried request)."""
-        with self.db.transaction() as session:
-            intent = session.get(PaymentIntent, payment_id)
-            assert intent is not None  # its request hash was just read
-            return intent.gateway, intent.accepted_at
-
-    def _is_new(
+    def _accept(
         self,
         merchant_id: uuid.UUID,
         payment_id: uuid.UUID,
+        key: str,
         fingerprint: str,
         command: dict[str, Any],
-    ) -> dict[str, Any] | None:
-        """The command with its gateway chosen, or None for a retry of a stored request.
+    ) -> tuple[str, datetime]:
+        """Accept a new command: (gateway, accepted at); a racing copy's, when it won.
 
-        Refuses conflicts, a currency with no route, what the gateway cannot take,
-        pre-flight rules and rates.
+        Refuses a currency with no route, what the gateway cannot take, pre-flight rules
+        and rates. The acceptance row, the per-phone count and the publish happen in one
+        transaction: a copy of the same key arriving meanwhile waits on the row and then
+        gets this answer; a publish that fails leaves nothing behind (503, retry).
 
         Every command of a merchant counts on one row: it is counted by a statement
         that commits on its own, so the row's lock is held for that statement only.
@@ -130,11 +165,6 @@ class PaymentsResource:
             )
         within(merchant_rate, "too many commands for this merchant")
         with self.db.transaction() as session:
-            stored_hash = session.connection().execute(_STORED_HASH, {"id": payment_id}).scalar()
-            if stored_hash is not None:
-                if stored_hash != fingerprint:
-                    raise MalipoError(errors.IDEMPOTENCY_CONFLICT)
-                return None
             gateway = command["gateway"] or routed_gateway(
                 session, merchant_id, command["currency"]
             )
@@ -142,17 +172,23 @@ class PaymentsResource:
             refusal = payment_refusal(session, merchant_id, command["gateway"], command["phone"])
             if refusal is not None:
                 raise MalipoError(refusal)
-            within(
-                consume(
-                    session,
-                    f"pushes:{command['phone']}",
-                    limits.phone_push_limit,
-                    limits.phone_push_window_s,
-                    now,
-                ),
-                "too many payment prompts to this phone",
-            )
-        return command
+            recorded = session.execute(
+                _RECORD_ACCEPTED,
+                {
+                    "payment_id": payment_id,
+                    "merchant_id": merchant_id,
+                    "request_hash": fingerprint,
+                    "gateway": command["gateway"],
+                    "accepted_at": now,
+                },
+            ).scalar_one_or_none()
+            if recorded is None:  # a copy of this key was accepted while this one was checked
+                prior = _prior(session, payment_id, fingerprint)
+                assert prior is not None  # the conflicting row is committed
+                return prior
+            count_prompt(session, limits, merchant_id, command["phone"], now)
+            self._enqueue(merchant_id, payment_id, key, command, fingerprint, now)
+        return command["gateway"], now
 
     def _enqueue(
         self,
@@ -187,7 +223,10 @@ class PaymentResource:
     ``?wait=N`` (seconds, at most ``max_wait_s``) holds the answer until the status
     differs from what it was when the request arrived — or, with ``&until=final``,
     until the payment is finished, or with ``&until=action`` until its next action
-    (where to send the customer) is known — so front ends need not poll.
+    (where to send the customer) is known — so front ends need not poll. Waits are
+    bounded per process and per key (:class:`~ingress.waiting.WaitSlots`); one over the
+    bound is answered at once with ``Retry-After``. A waiter is woken by the database's
+    change notification, not by polling it (:class:`~ingress.waiting.ChangeWatcher`).
     """
 
     def __init__(
@@ -197,29 +236,57 @@ class PaymentResource:
         max_wait_s: int,
         gateways: GatewayRegistry,
         links: PayLinks,
+        slots: WaitSlots,
+        watcher: ChangeWatcher,
     ) -> None:
         self.db = db
         self.auth = auth
         self.max_wait_s = max_wait_s
         self.gateways = gateways
         self.links = links
+        self.slots = slots
+        self.watcher = watcher
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, payment_id: str) -> None:
-        merchant_id = self.auth.require_merchant(req, "payments:read")
+        principal = self.auth.require(req, "payments:read")
+        if principal.merchant_id is None:
+            raise MalipoError(errors.FORBIDDEN, "an operator key cannot act for a merchant")
+        merchant_id = principal.merchant_id
         wait_s, until = self._wait(req)
         try:
             wanted = uuid.UUID(payment_id)
         except ValueError:
             raise MalipoError(errors.NOT_FOUND) from None
-        deadline = time.monotonic() + wait_s
         view = self._load(wanted, merchant_id)
-        first_status = view["status"] if view else None
-        while time.monotonic() < deadline and not self._done(view, first_status, until):
-            time.sleep(WAIT_STEP_S)
-            view = self._load(wanted, merchant_id)
+        # Nothing to wait for when it is already final (or has the action asked for).
+        if wait_s > 0 and not self._done(view, view["status"] if view else "", until):
+            with self.slots.slot(principal.api_key_id) as granted:
+                if granted:
+                    view = self._held(wanted, merchant_id, view, wait_s, until)
+                else:
+                    resp.set_header("Retry-After", "1")  # too many waits: answered now
         if view is None:
             raise MalipoError(errors.NOT_FOUND, "no such payment (yet): it may still be queued")
         resp.media = view
+
+    def _held(
+        self,
+        payment_id: uuid.UUID,
+        merchant_id: uuid.UUID,
+        view: dict[str, Any] | None,
+        wait_s: float,
+        until: str,
+    ) -> dict[str, Any] | None:
+        """The view once it is done (or at the deadline), re-read only when woken."""
+        deadline = time.monotonic() + wait_s
+        first_status = view["status"] if view else None
+        while not self._done(view, first_status, until):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self.watcher.wait(payment_id, left)
+            view = self._load(payment_id, merchant_id)
+        return view
 
     def _wait(self, req: falcon.Request) -> tuple[float, str]:
         raw, until = req.get_param("wait"), req.get_param("until") or "change"
@@ -296,6 +363,7 @@ def request_retry(
         intent = session.get(PaymentIntent, payment_id)
         if intent is None or intent.merchant_id != merchant_id:
             raise MalipoError(errors.NOT_FOUND)
+        cycle = intent.cycle
         if not can_retry(PaymentStatus(intent.status)):
             raise MalipoError(errors.PAYMENT_NOT_RETRYABLE, f"the payment is {intent.status}")
         if live_payment_for_reference(session, merchant_id, intent.reference, payment_id):
@@ -303,23 +371,31 @@ def request_retry(
         refusal = payment_refusal(session, merchant_id, intent.gateway, intent.phone)
         if refusal is not None:
             raise MalipoError(refusal)
-        within(
-            consume(
-                session,
-                f"pushes:{intent.phone}",
-                limits.phone_push_limit,
-                limits.phone_push_window_s,
-                now,
-            ),
-            "too many payment prompts to this phone",
-        )
+        count_prompt(session, limits, merchant_id, intent.phone, now)
     message = RetryPayment(
-        payment_id=str(payment_id), merchant_id=str(merchant_id), requested_at=now.isoformat()
+        payment_id=str(payment_id),
+        merchant_id=str(merchant_id),
+        requested_at=now.isoformat(),
+        cycle=cycle,
     )
     try:
         publisher.send(message)
     except BrokerUnavailable as exc:
         raise MalipoError(errors.SERVICE_UNAVAILABLE) from exc
+
+
+def _prior(session: Any, payment_id: uuid.UUID, fingerprint: str) -> tuple[str, datetime] | None:
+    """(gateway, accepted at) of a command accepted under this payment id, or None;
+    ``idempotency_conflict`` when that command asked for something else."""
+    params = {"id": payment_id}
+    row = session.execute(_ACCEPTED, params).one_or_none()
+    if row is None:
+        row = session.execute(_STORED, params).one_or_none()
+    if row is None:
+        return None
+    if row.request_hash != fingerprint:
+        raise MalipoError(errors.IDEMPOTENCY_CONFLICT)
+    return str(row.gateway), row.accepted_at
 
 
 def live_payment_for_reference(

@@ -1,4 +1,8 @@
-"""``malipo merchant``: merchants, their API keys and their gateway credentials."""
+"""``malipo merchant``: merchants, their API keys and their gateway credentials.
+
+Every change is audited (in the transaction that makes it) as ``operator:<login name>``
+(``cli`` when the process has none); see ``shared.merchants``.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from urllib.parse import urlsplit
 
 import click
 
+from shared import audit
 from shared.commands.base import cli_cipher, cli_database, cli_settings
 from shared.db.models import ApiKey, Merchant
 from shared.domain.errors import MalipoError
@@ -84,13 +89,14 @@ def merchant_create(name: str, **options: Any) -> None:
     settings = cli_settings()
     given = {d.name: given_credentials(d, options) for d in catalogue.descriptions()}
     cipher = cli_cipher(settings)
+    actor = audit.cli_actor()
     output: dict[str, Any] = {}
     try:
         with cli_database(settings) as database, database.transaction() as session:
-            row = create_merchant(session, name)
+            row = create_merchant(session, name, actor=actor)
             output = {"id": str(row.id), "name": name}
             output["api_key"] = issue_api_key(
-                session, settings.secret_key.get_secret_value().encode(), row.id
+                session, settings.secret_key.get_secret_value().encode(), row.id, actor=actor
             )
             urls = {}
             for gateway, credentials in given.items():
@@ -103,6 +109,7 @@ def merchant_create(name: str, **options: Any) -> None:
                     gateway,
                     credentials,
                     production=settings.env == "production",
+                    actor=actor,
                 )
                 urls[gateway] = settings.merchant_callback_url(gateway, secret)
             if urls:
@@ -134,7 +141,7 @@ def merchant_route(merchant_id: uuid.UUID, currency: str, gateways: str) -> None
             for name in names:
                 if gateway_credential(session, merchant_id, catalogue.describe(name).name) is None:
                     raise click.ClickException(f"merchant {merchant_id} has no {name} credentials")
-            routed = set_route(session, merchant_id, currency, names)
+            routed = set_route(session, merchant_id, currency, names, actor=audit.cli_actor())
     except (ValueError, MalipoError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(
@@ -214,8 +221,18 @@ def merchant_payouts(
         rules["approval_above"] = limits
         if notify_recipient is not None:
             rules["notify_recipient"] = notify_recipient
+        before = dict(row.payouts or {})
         row.payouts = rules
         shown = dict(row.payouts)
+        if shown != before:  # four eyes or not: who may send money out alone
+            audit.record(
+                session,
+                actor=audit.cli_actor(),
+                action="merchant.payout_rules_changed",
+                subject_type="merchant",
+                subject_id=merchant_id,
+                detail={"from": before, "to": shown},
+            )
     click.echo(json.dumps({"merchant_id": str(merchant_id), "payouts": shown}))
 
 
@@ -240,7 +257,9 @@ def merchant_key_create(merchant_id: uuid.UUID, scopes: tuple[str, ...], label: 
     with cli_database(settings) as database, database.transaction() as session:
         if session.get(Merchant, merchant_id) is None:
             raise click.ClickException(f"no merchant {merchant_id}")
-        token = issue_api_key(session, pepper, merchant_id, tuple(chosen), label)
+        token = issue_api_key(
+            session, pepper, merchant_id, tuple(chosen), label, actor=audit.cli_actor()
+        )
     click.echo(
         json.dumps({"merchant_id": str(merchant_id), "api_key": token, "scopes": list(chosen)})
     )
@@ -252,7 +271,7 @@ def merchant_key_revoke(prefix: str) -> None:
     """Revoke a key by its prefix (``mlp_<12 hex>``); the next request with it is refused."""
     settings = cli_settings()
     with cli_database(settings) as database, database.transaction() as session:
-        if not revoke_api_key(session, prefix[:16]):
+        if not revoke_api_key(session, prefix[:16], actor=audit.cli_actor()):
             raise click.ClickException(f"no key with prefix {prefix[:16]}")
     click.echo(f"revoked {prefix[:16]}")
 
@@ -296,6 +315,7 @@ def merchant_callbacks(
 ) -> None:
     """How the merchant's callbacks are trusted, beyond the path secret."""
     settings = cli_settings()
+    actor = audit.cli_actor()
     try:
         gateway = catalogue.describe(gateway).name
         with cli_database(settings) as database, database.transaction() as session:
@@ -305,10 +325,11 @@ def merchant_callbacks(
                 gateway,
                 require_signature=require_signature,
                 confirm_before_credit=confirm_before_credit,
+                actor=actor,
             )
             if ip_allowlist is not None:
                 allowlist = parse_allowlist(ip_allowlist, catalogue.describe(gateway))
-                row = set_ip_allowlist(session, merchant_id, gateway, allowlist)
+                row = set_ip_allowlist(session, merchant_id, gateway, allowlist, actor=actor)
             view = {
                 "merchant_id": str(merchant_id),
                 "gateway": gateway,
@@ -343,7 +364,9 @@ def merchant_gateway(merchant_id: uuid.UUID, gateway: str, enable: bool) -> None
     try:
         gateway = catalogue.describe(gateway).name
         with cli_database(settings) as database, database.transaction() as session:
-            set_callback_policy(session, merchant_id, gateway, enabled=enable)
+            set_callback_policy(
+                session, merchant_id, gateway, enabled=enable, actor=audit.cli_actor()
+            )
     except (LookupError, MalipoError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{gateway} {'enabled' if enable else 'disabled'} for {merchant_id}")
@@ -363,8 +386,23 @@ def merchant_settings(merchant_id: uuid.UUID, require_registered_customers: bool
         row = session.get(Merchant, merchant_id)
         if row is None:
             raise click.ClickException(f"no merchant {merchant_id}")
+        before = row.require_registered_customers
         if require_registered_customers is not None:
             row.require_registered_customers = require_registered_customers
+        if row.require_registered_customers != before:  # who may pay this merchant
+            audit.record(
+                session,
+                actor=audit.cli_actor(),
+                action="merchant.settings_changed",
+                subject_type="merchant",
+                subject_id=merchant_id,
+                detail={
+                    "require_registered_customers": {
+                        "from": before,
+                        "to": row.require_registered_customers,
+                    }
+                },
+            )
         view = {
             "merchant_id": str(row.id),
             "require_registered_customers": row.require_registered_customers,
@@ -390,5 +428,5 @@ def operator_key_create(scopes: tuple[str, ...], label: str | None) -> None:
     settings, pepper = _pepper()
     chosen = scopes or OPERATOR_SCOPES
     with cli_database(settings) as database, database.transaction() as session:
-        token = issue_api_key(session, pepper, None, tuple(chosen), label)
+        token = issue_api_key(session, pepper, None, tuple(chosen), label, actor=audit.cli_actor())
     click.echo(json.dumps({"api_key": token, "scopes": list(chosen)}))

@@ -19,6 +19,8 @@ from shared import audit
 from shared.commands.base import cli_cipher, cli_database, cli_settings
 from shared.crypto import CredentialCipher
 from shared.db.models import Merchant, WebhookEndpoint
+from shared.egress import redact_url
+from shared.settings import Settings
 from shared.webhooks import (
     EndpointRefused,
     drop_old_secrets,
@@ -36,13 +38,13 @@ def webhook() -> None:
 
 
 @contextmanager
-def _unit_of_work() -> Iterator[tuple[Session, CredentialCipher, bool]]:
-    """A transaction, the cipher, and whether this is production; errors become CLI errors."""
+def _unit_of_work() -> Iterator[tuple[Session, CredentialCipher, Settings]]:
+    """A transaction, the cipher, and the settings; errors become CLI errors."""
     settings = cli_settings()
     cipher = cli_cipher(settings)
     try:
         with cli_database(settings) as database, database.transaction() as session:
-            yield session, cipher, settings.env == "production"
+            yield session, cipher, settings
     except (LookupError, EndpointRefused) as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -66,12 +68,24 @@ def _echo(value: dict[str, Any]) -> None:
 @click.argument("merchant_id", type=click.UUID)
 @click.argument("url")
 def webhook_set(merchant_id: uuid.UUID, url: str) -> None:
-    """Create the endpoint (prints its new secret once) or change its URL (secrets kept)."""
-    with _unit_of_work() as (session, cipher, production):
+    """Create the endpoint (prints its new secret once) or change its URL (secrets kept).
+
+    Refused when the host resolves to an address that is not public (loopback,
+    private, link-local...), unless ``MALIPO_WEBHOOK_ALLOW_HOSTS`` names it (sandbox).
+    The audit row keeps the URL with its query values masked (they may be tokens).
+    """
+    with _unit_of_work() as (session, cipher, settings):
         if session.get(Merchant, merchant_id) is None:
             raise LookupError(f"no merchant {merchant_id}")
-        secret = set_endpoint(session, cipher, merchant_id, url, production=production)
-        _audit(session, "set", merchant_id, url=url, new_secret=secret is not None)
+        secret = set_endpoint(
+            session,
+            cipher,
+            merchant_id,
+            url,
+            production=settings.env == "production",
+            allowed_hosts=settings.webhook_allowed_hosts(),
+        )
+        _audit(session, "set", merchant_id, url=redact_url(url), new_secret=secret is not None)
         view = endpoint_view(cipher, _endpoint(session, merchant_id))
     _echo({**view, "secret": secret} if secret else view)
 

@@ -202,6 +202,23 @@ class PaymentIntent(Base):
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
 
 
+class AcceptedCommand(Base):
+    """A payment command the ingress accepted (by its payment id, from the key).
+
+    Written in the transaction that counts the command against its limits: a replay of
+    the key finds it (and gets the first answer, whether or not a worker stored the
+    payment yet), and a limit counts each payment once.
+    """
+
+    __tablename__ = "accepted_commands"
+
+    payment_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id"))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    gateway: Mapped[str] = mapped_column(String(32))
+    accepted_at: Mapped[datetime]
+
+
 class PaymentAttempt(Base):
     """One call to a gateway on behalf of an intent, recorded before the call is made.
 
@@ -306,7 +323,17 @@ class GatewayEvent(Base):
     """
 
     __tablename__ = "gateway_events"
-    __table_args__ = (UniqueConstraint("gateway", "event_key"),)
+    __table_args__ = (
+        # Per merchant: a callback through one merchant's secret never collides with
+        # (and so never pre-empts) another merchant's event of the same gateway id.
+        Index(
+            "uq_gateway_events_merchant_event_key",
+            "gateway",
+            text("coalesce(merchant_id, '00000000-0000-0000-0000-000000000000'::uuid)"),
+            "event_key",
+            unique=True,
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     gateway: Mapped[str] = mapped_column(String(32))

@@ -72,7 +72,14 @@ def run_batch(
     merchant = make_merchant(db, settings, cipher, daraja=dict(DARAJA_CREDENTIALS))
     with merchant_receiver() as receiver:
         with db.transaction() as session:
-            set_endpoint(session, cipher, merchant.id, receiver.url, production=False)
+            set_endpoint(
+                session,
+                cipher,
+                merchant.id,
+                receiver.url,
+                production=False,
+                allowed_hosts=settings.webhook_allowed_hosts(),
+            )
         load = PaymentLoad(test_env["MALIPO_PUBLIC_BASE_URL"], merchant.api_key, PAYMENTS)
         loading = load.run()
         wait_until(

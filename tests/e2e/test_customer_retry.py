@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from shared.db.models import PaymentAttempt, WebhookEvent
+from shared.db.models import PaymentAttempt, PaymentIntent, WebhookEvent
 from shared.db.session import Database
+from shared.messages import Publisher, RetryPayment, build_broker
 from shared.settings import Settings
 from tests.conftest import ApiClient, MerchantAccount
 from tests.e2e.test_payment_flow import start_payment
@@ -95,3 +98,59 @@ def test_a_retry_respects_the_per_phone_prompt_limit(
     assert (refused.status_code, refused.json["error"]["code"]) == (429, "rate_limited")
     assert int(refused.headers["Retry-After"]) > 0
     assert final_view(api, merchant, payment_id)["status"] == "cancelled"
+
+
+def test_a_retry_replayed_later_does_not_prompt_the_customer_again(
+    api: ApiClient, merchant: MerchantAccount, sim: Simulator, db: Database, settings: Settings
+) -> None:
+    # Given a payment cancelled twice: at the first prompt, and at the customer's retry
+    phone = "254711600002"
+    sim.scenario(match={"phone": phone}, result_code=1032)
+    payment_id = start_payment(api, merchant, phone=phone, amount=800)
+    assert final_view(api, merchant, payment_id)["status"] == "cancelled"
+    assert (
+        api.post(f"/v1/payments/{payment_id}/retry", headers=merchant.headers()).status_code == 202
+    )
+    wait_until(
+        lambda: (
+            len(attempts_of(db, payment_id)) == 2
+            and final_view(api, merchant, payment_id)["status"] == "cancelled"
+        ),
+        what="the retry's cycle to end",
+    )
+    retry = retry_message(db, payment_id)
+
+    # When the first retry's message is delivered again later (an operator replaying a
+    # dead letter of it): it is about cycle 1, and the payment is in cycle 2
+    publisher = Publisher(build_broker(settings.broker_url.get_secret_value()))
+    publisher.send(retry)
+    publisher.send(
+        RetryPayment(**{**retry.to_kwargs(), "requested_at": datetime.now(UTC).isoformat()})
+    )
+
+    # Then no third prompt reaches the customer
+    time.sleep(3)  # the worker takes well under a second to act on a retry it accepts
+    assert len(attempts_of(db, payment_id)) == 2
+    assert final_view(api, merchant, payment_id)["status"] == "cancelled"
+
+
+def attempts_of(db: Database, payment_id: str) -> list[PaymentAttempt]:
+    with db.transaction() as session:
+        return list(
+            session.scalars(
+                select(PaymentAttempt).where(PaymentAttempt.intent_id == uuid.UUID(payment_id))
+            )
+        )
+
+
+def retry_message(db: Database, payment_id: str) -> RetryPayment:
+    """The retry the ingress sent for cycle 1, rebuilt as it was (its cycle and time)."""
+    with db.transaction() as session:
+        intent = session.get(PaymentIntent, uuid.UUID(payment_id))
+        assert intent is not None
+        return RetryPayment(
+            payment_id=payment_id,
+            merchant_id=str(intent.merchant_id),
+            requested_at=intent.accepted_at.isoformat(),
+            cycle=1,
+        )

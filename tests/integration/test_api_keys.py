@@ -76,10 +76,15 @@ def payment_body() -> dict[str, Any]:
     }
 
 
-def pay(api: ApiClient, key: str, idempotency_key: str | None = None) -> requests.Response:
+def pay(
+    api: ApiClient,
+    key: str,
+    idempotency_key: str | None = None,
+    body: dict[str, Any] | None = None,
+) -> requests.Response:
     return api.post(
         "/v1/payments",
-        json=payment_body(),
+        json=body or payment_body(),
         headers=bearer(key, idempotency_key or uuid.uuid4().hex),
     )
 
@@ -160,8 +165,9 @@ def test_the_merchants_keys_share_its_idempotency_keys(
     second = new_key(db, settings, merchant.id, "payments:write")
 
     # When a command is sent with the first key, then retried with the second
-    first = pay(api, merchant.api_key, "order-1")
-    retried = pay(api, second, "order-1")
+    body = payment_body()
+    first = pay(api, merchant.api_key, "order-1", body)
+    retried = pay(api, second, "order-1", body)
 
     # Then both name the same payment: the payment belongs to the merchant, not to the key
     assert (first.status_code, retried.status_code) == (202, 202)

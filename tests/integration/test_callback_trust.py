@@ -12,7 +12,11 @@ import pytest
 
 from shared.callback_auth import SIGNATURE_HEADER, sign
 from shared.db.session import Database
-from shared.merchants import issue_api_key, set_callback_policy, set_ip_allowlist
+from shared.merchants import (
+    issue_api_key,
+    set_callback_policy,
+    set_ip_allowlist,
+)
 from shared.settings import Settings
 from tests.conftest import MerchantAccount
 from tests.support.app import ingress_client
@@ -179,3 +183,48 @@ def test_the_ops_listing_needs_the_ops_scope(
     response = client.simulate_get("/ops/events", headers=merchant.headers())
 
     assert (response.status_code, response.json["error"]["code"]) == (403, "forbidden")
+
+
+def test_a_disabled_gateway_refuses_its_callbacks(
+    db: Database, settings: Settings, merchant: MerchantAccount, operator_key: str
+) -> None:
+    client = ingress_client(settings, db)
+    body = unique_body()
+    with db.transaction() as session:
+        set_callback_policy(session, merchant.id, "daraja", enabled=False)
+
+    refused = post(client, merchant.callback_secret, body)
+
+    assert refused.status_code == 404
+    [event] = wait_until(
+        lambda: refused_events(client, operator_key, body), timeout_s=15, what="the record"
+    )
+    assert event["detail"] == "unknown_secret"
+    with db.transaction() as session:
+        set_callback_policy(session, merchant.id, "daraja", enabled=True)
+    assert post(client, merchant.callback_secret, body).status_code == 200
+
+
+def test_one_merchant_cannot_pre_empt_another_s_callback_by_its_id(
+    db: Database, settings: Settings, merchant: MerchantAccount, cipher: Any
+) -> None:
+    # Given merchant B's submitted payment, whose CheckoutRequestID merchant A learns
+    from tests.conftest import DARAJA_CREDENTIALS, make_merchant
+
+    attacker = make_merchant(db, settings, cipher, daraja=dict(DARAJA_CREDENTIALS))
+    [victim_payment] = seed_submitted_payments(db, merchant.id, 1, tag=f"v{uuid.uuid4().hex[:6]}")
+    client = ingress_client(settings, db)
+    callback = success_callback(victim_payment, f"R{uuid.uuid4().hex[:9].upper()}")
+
+    # When A posts B's success to A's own callback URL first, then Safaricom posts B's
+    forged = post(client, attacker.callback_secret, callback)
+    genuine = post(client, merchant.callback_secret, callback)
+
+    # Then A's copy is A's orphan, and B's real callback is still applied: B is credited
+    assert forged.status_code == genuine.status_code == 200
+    wait_until(
+        lambda: ledger_state(db, merchant.id).entries == 1,
+        timeout_s=20,
+        what="the victim's real callback to be credited",
+    )
+    assert ledger_state(db, attacker.id).entries == 0

@@ -16,6 +16,7 @@ The tests at the end reproduce defects the fuzz once found, so they stay fixed.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -45,8 +46,22 @@ from shared.db.models import GatewayEvent, PaymentIntent
 from shared.db.session import Database
 from shared.domain.errors import catalogue
 from shared.gateways.registry import GatewayRegistry
-from shared.merchants import issue_api_key, set_callback_policy, set_ip_allowlist
-from shared.messages import APPLY_CALLBACK, INITIATE_PAYMENT, Publisher, build_broker
+from shared.merchants import (
+    OPERATOR_SCOPES,
+    SCOPES,
+    issue_api_key,
+    set_callback_policy,
+    set_ip_allowlist,
+)
+from shared.messages import (
+    APPLY_CALLBACK,
+    INITIATE_PAYMENT,
+    NOTIFY_MERCHANT,
+    RETRY_PAYMENT,
+    SEND_TRANSFER,
+    Publisher,
+    build_broker,
+)
 from shared.settings import Settings
 from tests.conftest import DARAJA_CREDENTIALS, make_merchant
 from tests.support import fuzz
@@ -355,6 +370,215 @@ def test_operator_views_health_and_unknown_paths_never_fail_on_our_side(
     fuzz_one(app, logs, request, "anything_else")
 
 
+# --- every /ops and /v1 route, over the parameters it declares ---------------------------------
+
+# Digits to str.isdigit() that int() refuses, and digits of other scripts that int() reads.
+DIGIT_LOOKALIKES = st.sampled_from(["²", "¹⁰", "①", "٣¹", "١٢٣", "００１", "𝟙", "½"]).map(
+    fuzz.encoded
+)
+# Well-formed ids stay far above any row another test made: an ops:write key acts on what exists.
+# Weighted to the edges (bigint's, digits int() refuses), which a few dozen examples must reach.
+INTEGER_IDS = fuzz.weighted(
+    (3, st.sampled_from([str(2**63 - 1), str(2**63), str(2**64), "9" * 19, "9" * 40, "0", "-1"])),
+    (3, DIGIT_LOOKALIKES),
+    (2, st.integers(min_value=10**12, max_value=2**63 - 1).map(str)),
+    (1, st.integers(min_value=2**63, max_value=2**200).map(str)),
+    (1, st.integers(max_value=0).map(str)),
+    (1, st.sampled_from(["", "00", "1e3", "0x10", "1.5", "+7", " 7", "9" * 5000])),
+    (1, st.sampled_from(fuzz.RAW_PERCENT_GARBAGE)),
+)
+BEYOND_BIGINT = st.sampled_from([str(2**63), str(2**64), "9" * 40])
+QUERY_INTEGERS = fuzz.weighted(
+    (3, INTEGER_IDS), (2, BEYOND_BIGINT), (1, fuzz.BEFORE_IDS), (1, fuzz.LIMITS)
+)
+WEBHOOK_STATUSES = st.one_of(
+    st.sampled_from(["pending", "delivered,failed", "held", "", ",", "PENDING", "dead"]),
+    st.text(max_size=20).map(fuzz.encoded),
+)
+DEAD_LETTER_STATUSES = st.sampled_from(["dead", "replayed", "discarded", "all", "", "DEAD", "%00"])
+TEXT_FILTERS = st.one_of(
+    st.sampled_from(["apply_callback", "callbacks", "%", "_", "\\", "%00", "x" * 201]),
+    st.text(max_size=40).map(fuzz.encoded),
+)
+PARAM_BODIES: st.SearchStrategy[bytes | None] = st.one_of(
+    st.none(),
+    fuzz.RAW_BODIES,
+    st.sampled_from(
+        [
+            b"{}",
+            b'{"reason": 1}',
+            b'{"evidence": "fuzz", "paid": "yes"}',
+            b'{"merchant_id": "nope", "since": "yesterday"}',
+        ]
+    ),
+)
+
+
+@dataclass(frozen=True)
+class RouteTargets:
+    """The module's targets with keys that hold every scope the routes ask for."""
+
+    targets: FuzzTargets
+    merchant_ids: tuple[str, ...]
+    payment_ids: st.SearchStrategy[str]
+
+
+@pytest.fixture(scope="module")
+def route_targets(
+    app: FuzzApp, db: Database, settings: Settings, rabbit: Rabbit
+) -> Iterator[RouteTargets]:
+    pepper = settings.secret_key.get_secret_value().encode()
+    with db.transaction() as session:
+        payment = session.get(PaymentIntent, uuid.UUID(app.targets.final_payment_ids[0]))
+        assert payment is not None
+        merchant_id = payment.merchant_id
+        merchant_scopes = tuple(s for s in SCOPES if not s.startswith("ops:"))
+        full = issue_api_key(session, pepper, merchant_id, scopes=merchant_scopes)
+        merchant_ops = issue_api_key(session, pepper, merchant_id, scopes=OPERATOR_SCOPES)
+        operator = issue_api_key(session, pepper, None, scopes=OPERATOR_SCOPES)
+    targets = dataclasses.replace(
+        app.targets, merchant_key=full, ops_key=merchant_ops, operator_key=operator
+    )
+    payment_ids = fuzz.weighted(
+        (3, st.sampled_from([*targets.final_payment_ids, targets.redeemable_payment_id])),
+        (2, st.uuids().map(str)),
+        (1, fuzz.UUID_VARIANTS),
+        (1, DIGIT_LOOKALIKES),
+        (1, fuzz.SEGMENTS),
+    )
+    yield RouteTargets(targets, (str(merchant_id),), payment_ids)
+    # Nobody consumes here: whatever a command got through to enqueue goes with the module.
+    for spec in (SEND_TRANSFER, NOTIFY_MERCHANT, RETRY_PAYMENT):
+        rabbit.purge(spec.queue_name)
+
+
+def route_requests(route: str, where: RouteTargets) -> st.SearchStrategy[FuzzRequest]:
+    """Requests to one route template: its own path and query parameters in doubt."""
+    t, ids = where.targets, where.payment_ids
+    merchant_ids = st.one_of(
+        st.sampled_from(where.merchant_ids), fuzz.UUID_VARIANTS, DIGIT_LOOKALIKES
+    )
+    method, _, template = route.partition(" ")
+    operator = template.startswith("/ops")
+    path_params: dict[str, st.SearchStrategy[str]] = {
+        "payment_id": ids,
+        "refund_id": ids,
+        "payout_id": ids,
+        "transfer_id": ids,
+        "phone": fuzz.PHONE_SEGMENTS,
+        "event_id": INTEGER_IDS,
+        "dead_letter_id": INTEGER_IDS,
+    }
+    queries: dict[str, dict[str, st.SearchStrategy[str]]] = {
+        "/v1/payments/{payment_id}": {"wait": fuzz.NON_HOLDING_WAITS, "until": fuzz.UNTILS},
+        "/ops/events": {
+            "outcome": fuzz.OUTCOMES,
+            "limit": QUERY_INTEGERS,
+            "since": fuzz.SINCES,
+            "before_id": QUERY_INTEGERS,
+            "gateway": fuzz.GATEWAY_FILTERS,
+        },
+        "/ops/webhooks": {
+            "merchant_id": merchant_ids,
+            "status": WEBHOOK_STATUSES,
+            "since": fuzz.SINCES,
+            "limit": QUERY_INTEGERS,
+            "before_id": QUERY_INTEGERS,
+        },
+        "/ops/dead-letters": {
+            "status": DEAD_LETTER_STATUSES,
+            "queue": TEXT_FILTERS,
+            "actor": TEXT_FILTERS,
+            "error": TEXT_FILTERS,
+            "since": fuzz.SINCES,
+            "limit": QUERY_INTEGERS,
+            "after_id": QUERY_INTEGERS,
+        },
+    }
+    names = re.findall(r"{(\w+)}", template)
+
+    @st.composite
+    def paths(draw: st.DrawFn) -> str:
+        values = {name: draw(path_params[name], label=name) for name in names}
+        return template.format(**values) + str(draw(fuzz.TRAILERS))
+
+    # Mostly a key with the route's scope and nothing else odd, so the parameters are what is
+    # judged; sometimes every other part of the request is in doubt too.
+    key = t.operator_key if operator else t.merchant_key
+    proper: tuple[tuple[str, str], ...] = (
+        ("Authorization", f"Bearer {key}"),
+        ("Content-Type", "application/json"),
+        ("Idempotency-Key", str(uuid.uuid4())),
+    )
+    named = queries.get(template, {})
+    return st.builds(
+        FuzzRequest,
+        method=fuzz.weighted((8, st.just(method)), (1, st.sampled_from(fuzz.METHODS))),
+        path=paths(),
+        query=fuzz.weighted(
+            (3, one_parameter(named)),
+            (2, fuzz.query_string(named, extras=False)),
+            (1, fuzz.query_string(named)),
+        ),
+        headers=fuzz.weighted((4, st.just(proper)), (1, fuzz.headers(t, operator=operator))),
+        body=PARAM_BODIES,
+    )
+
+
+def one_parameter(named: dict[str, st.SearchStrategy[str]]) -> st.SearchStrategy[str]:
+    """One declared parameter alone, so that a refusal of another cannot hide how it is read."""
+    if not named:
+        return st.just("")
+    return st.sampled_from(sorted(named)).flatmap(
+        lambda name: named[name].map(lambda value: f"{name}={value}")
+    )
+
+
+# Each /ops and /v1 route ingress/app.py declares, with the method it is meant for.
+ROUTES = (
+    "GET /v1/payments/{payment_id}",
+    "POST /v1/payments/{payment_id}/redeem",
+    "POST /v1/redemptions",
+    "POST /v1/payments/{payment_id}/retry",
+    "PUT /v1/customers/{phone}",
+    "GET /v1/customers/{phone}",
+    "DELETE /v1/customers/{phone}",
+    "POST /v1/payments/{payment_id}/refunds",
+    "GET /v1/refunds/{refund_id}",
+    "POST /v1/payouts",
+    "GET /v1/payouts/{payout_id}",
+    "POST /v1/payouts/{payout_id}/approve",
+    "POST /v1/payouts/{payout_id}/reject",
+    "POST /ops/refunds/{transfer_id}/complete",
+    "POST /ops/payouts/{transfer_id}/complete",
+    "GET /ops/events",
+    "GET /ops/webhooks",
+    "POST /ops/webhooks/replay",
+    "POST /ops/webhooks/{event_id}/resend",
+    "GET /ops/dead-letters",
+    "GET /ops/dead-letters/{dead_letter_id}",
+    "POST /ops/dead-letters/{dead_letter_id}/replay",
+    "POST /ops/dead-letters/{dead_letter_id}/discard",
+)
+ROUTE_EXAMPLES = 60
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_every_ops_and_v1_route_refuses_bad_parameters_without_a_5xx(
+    app: FuzzApp, logs: LogCapture, route_targets: RouteTargets, route: str
+) -> None:
+    # Given a route and requests whose path and query parameters are anything at all
+    requests = route_requests(route, route_targets)
+
+    @fuzz_settings(max_examples=ROUTE_EXAMPLES)
+    @given(request=requests)
+    def send_one(request: FuzzRequest) -> None:
+        # When one is sent, Then the answer is below 500, in the catalogue, and nothing crashed
+        fuzz_one(app, logs, request, "route_parameters")
+
+    send_one()
+
+
 def test_at_least_5000_generated_requests_were_sent_and_some_went_deep() -> None:
     assert sum(SENT.values()) >= MIN_EXAMPLES, dict(SENT)
     # Some got all the way through: accepted, applied, answered (not only refused at the door).
@@ -536,4 +760,36 @@ def test_a_signed_callback_with_a_superscript_timestamp_is_refused_not_a_500(
 
     # Then the callback is refused like any bad signature (a bare 404), not a 500
     assert result.status_code == 404
+    assert logs.unhandled(logged_before) == []
+
+
+def test_a_superscript_digit_in_a_webhook_event_id_is_refused_not_a_500(
+    app: FuzzApp, logs: LogCapture, route_targets: RouteTargets
+) -> None:
+    # Given an operator key that may resend webhooks
+    logged_before = len(logs.lines)
+
+    # When it asks to resend event "²" (a digit to str.isdigit(), not to int())
+    result = app.client.simulate_post(
+        "/ops/webhooks/%C2%B2/resend", headers=_auth(route_targets.targets.operator_key)
+    )
+
+    # Then there is no such event, rather than an internal error
+    assert (result.status_code, result.json["error"]["code"]) == (404, "not_found")
+    assert logs.unhandled(logged_before) == []
+
+
+@pytest.mark.parametrize("before_id", [str(2**63), "9" * 40])
+def test_a_webhooks_before_id_beyond_bigint_is_refused_not_a_500(
+    app: FuzzApp, logs: LogCapture, before_id: str
+) -> None:
+    logged_before = len(logs.lines)
+
+    result = app.client.simulate_get(
+        "/ops/webhooks",
+        query_string=f"before_id={before_id}",
+        headers=_auth(app.targets.operator_key),
+    )
+
+    assert (result.status_code, result.json["error"]["code"]) == (400, "invalid_request")
     assert logs.unhandled(logged_before) == []

@@ -78,6 +78,9 @@ def build_test_env(spool_dir: str) -> dict[str, str]:
         # Generous limits for the suite; the rate-limit tests set their own.
         "MALIPO_MERCHANT_COMMANDS_PER_MINUTE": "100000",
         "MALIPO_PHONE_PUSH_LIMIT": "100000",
+        "MALIPO_PHONE_PUSH_GLOBAL_LIMIT": "100000",
+        # The suite's webhook receivers listen on loopback (refused outside the sandbox).
+        "MALIPO_WEBHOOK_ALLOW_HOSTS": "127.0.0.1,localhost",
         "MALIPO_CONFIRM_RECHECKS": "3",
         "MALIPO_CALLBACK_POLICY_CACHE_S": "0",
         "MALIPO_LOG_FORMAT": "json",
