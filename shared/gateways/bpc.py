@@ -200,6 +200,27 @@ class RefundCall:
     form: bool = False  # the body goes as a form (ArCa), else as JSON (Ameria)
 
 
+def status_document(
+    http: HttpTransport,
+    name: str,
+    path: str,
+    *,
+    json: dict[str, Any] | None = None,
+    data: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """A bank's status answer (a JSON or a form body, asked idempotently).
+
+    Raises GatewayUnavailable when there is no JSON object with HTTP 200: a status
+    question may always be asked again.
+    """
+    answer = http.call("POST", path, idempotent=True, json=json, data=data)
+    if answer.status != 200 or not answer.document:
+        raise GatewayUnavailable(
+            f"{name} answered HTTP {answer.status}", retry_after_s=answer.retry_after_s()
+        )
+    return answer.document
+
+
 def refund_refused(
     error: errors.ErrorCode, message: str, raw: dict[str, Any] | None = None
 ) -> TransferSubmission:

@@ -182,18 +182,12 @@ class AmeriaAdapter:
 
     def _details(self, credentials: AmeriaCredentials, payment_id: str) -> dict[str, Any]:
         """GetPaymentDetails' answer. Raises GatewayUnavailable without one."""
-        answer = self.http.call(
-            "POST",
+        return bpc.status_document(
+            self.http,
+            "GetPaymentDetails",
             wire.DETAILS_PATH,
-            idempotent=True,
             json=wire.details_body(credentials, payment_id),
         )
-        if answer.status != 200 or not answer.document:
-            raise GatewayUnavailable(
-                f"GetPaymentDetails answered HTTP {answer.status}",
-                retry_after_s=answer.retry_after_s(),
-            )
-        return answer.document
 
     # -- refunds ---------------------------------------------------------------------------------
 

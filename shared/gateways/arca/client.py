@@ -193,18 +193,12 @@ class ArcaAdapter:
 
     def _status(self, credentials: ArcaCredentials, order_id: str) -> dict[str, Any]:
         """getOrderStatusExtended.do's answer. Raises GatewayUnavailable without one."""
-        answer = self.http.call(
-            "POST",
+        return bpc.status_document(
+            self.http,
+            "getOrderStatusExtended.do",
             wire.STATUS_PATH,
-            idempotent=True,
             data=wire.status_body(credentials, order_id),
         )
-        if answer.status != 200 or not answer.document:
-            raise GatewayUnavailable(
-                f"getOrderStatusExtended.do answered HTTP {answer.status}",
-                retry_after_s=answer.retry_after_s(),
-            )
-        return answer.document
 
     # -- refunds ---------------------------------------------------------------------------------
 
