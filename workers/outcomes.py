@@ -202,6 +202,7 @@ def settle(
             return "duplicate_collection", f"{gateway_ref} succeeded after {intent.settled_ref}"
         if earlier_cycle and decision.verdict == Verdict.STALE:
             return "stale", f"about cycle {word_cycle}; the payment is in cycle {intent.cycle}"
+        _learn_receipt(session, intent, verdict)
         return decision.verdict.value, f"payment already {intent.status}"
 
     if decision.verdict == Verdict.LATE_SUCCESS:
@@ -254,6 +255,22 @@ def settle(
     )
     record_payment_change(session, intent, now)
     return decision.verdict.value if decision.verdict == Verdict.LATE_SUCCESS else "applied", None
+
+
+def _learn_receipt(session: Session, intent: PaymentIntent, verdict: GatewayVerdict) -> None:
+    """Keep the receipt a later word brings for a success settled without one.
+
+    A status query (Daraja's STK query) says "paid" without the M-Pesa receipt; the
+    callback that follows carries it, and a refund (a Reversal) cannot be made without it.
+    """
+    if (
+        verdict.outcome == Outcome.SUCCEEDED
+        and intent.status == PaymentStatus.SUCCEEDED
+        and intent.receipt is None
+        and verdict.receipt
+    ):
+        intent.receipt = verdict.receipt
+        audit_payment(session, intent.id, "payment.receipt_learned", {"receipt": verdict.receipt})
 
 
 _LIVE_HOLDER = select(PaymentIntent.id).where(

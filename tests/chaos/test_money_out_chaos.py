@@ -143,6 +143,16 @@ def stack(
     scheduler.stop()
 
 
+def receipts_known(db: Database, paid: list[uuid.UUID]) -> bool:
+    with db.transaction() as session:
+        missing = session.scalar(
+            select(func.count())
+            .select_from(PaymentIntent)
+            .where(PaymentIntent.id.in_(paid), PaymentIntent.receipt.is_(None))
+        )
+    return not missing
+
+
 def final_transfers(db: Database, ids: list[uuid.UUID]) -> int:
     with db.transaction() as session:
         return int(
@@ -184,6 +194,9 @@ def test_transfers_are_made_once_through_a_killed_worker_and_a_broker_restart(
             )
         )
     collected = len(paid) * COLLECTED_EACH
+    # A payment the STK query settled learns its receipt from the callback that follows;
+    # a Reversal needs it, so the refunds start once every receipt is known.
+    wait_until(lambda: receipts_known(db, paid), timeout_s=120, what="the collections' receipts")
     assert collected >= REFUNDS * REFUNDED_EACH + PAYOUTS * PAID_EACH
 
     key = new_key(db, settings, merchant.id, MONEY_OUT_SCOPES)
@@ -223,7 +236,10 @@ def test_transfers_are_made_once_through_a_killed_worker_and_a_broker_restart(
     assert set(witness.values()) <= {1}, [ref for ref, n in witness.items() if n > 1]
     succeeded = {ref for ref, row in rows.items() if row.status == "succeeded"}
     assert set(witness) == succeeded, statuses
-    assert statuses["succeeded"] > total * 0.95, statuses
+    failures = Counter(
+        f"{row.failure_code}: {row.failure_message}" for row in rows.values() if row.failure_code
+    )
+    assert statuses["succeeded"] > total * 0.95, (statuses, failures.most_common(5))
     refunded = sum(
         r.amount_minor for r in rows.values() if r.kind == "refund" and r.status == "succeeded"
     )

@@ -13,6 +13,7 @@ from shared.db.session import Database
 from tests.conftest import ApiClient, MerchantAccount
 from tests.support.payments import events, final_view, intent, ledger_total
 from tests.support.rabbit import Rabbit
+from tests.support.seed import SeededPayment, success_callback
 from tests.support.sim import Simulator
 from tests.support.waiting import wait_until
 
@@ -153,6 +154,37 @@ def test_a_missing_callback_is_finished_by_polling(
     assert [e.source for e in events(db, payment_id)] == ["query"]
     assert ledger_total(db, merchant) == 300
     assert sim.requests(kind="query")
+
+
+def test_a_callback_after_the_query_settled_the_payment_brings_its_receipt(
+    api: ApiClient, merchant: MerchantAccount, sim: Simulator, db: Database
+) -> None:
+    # Given a payment the STK query settled (a success without its M-Pesa receipt)
+    payment_id = start_payment(api, merchant, phone="254700009999", amount=400)
+    assert final_view(api, merchant, payment_id)["receipt"] is None
+    settled = intent(db, payment_id)
+    assert settled.gateway_ref is not None
+
+    # When Daraja's callback for it arrives late, carrying the receipt
+    late = success_callback(
+        SeededPayment(settled.id, settled.gateway_ref, settled.amount_minor, settled.phone),
+        receipt="RLATE00001",
+    )
+    answer = api.post(
+        f"/callbacks/daraja/{merchant.callback_secret}",
+        data=late,
+        headers={"Content-Type": "application/json"},
+    )
+    assert answer.status_code == 200
+
+    # Then the payment keeps it (a Reversal needs it), credited still once
+    wait_until(
+        lambda: intent(db, payment_id).receipt == "RLATE00001", timeout_s=20, what="the receipt"
+    )
+    assert api.get(f"/v1/payments/{payment_id}", headers=merchant.headers()).json()["receipt"] == (
+        "RLATE00001"
+    )
+    assert ledger_total(db, merchant) == 400
 
 
 def test_no_answer_within_the_window_expires_the_payment(
