@@ -4,7 +4,8 @@ list, show, replay (one, several, or everything a filter selects, with a
 progress bar), discard (a reason is required) and drain (archive what sits in
 RabbitMQ's ``.XQ`` queues now). Every replay and discard is audited with the
 operator's name and reason; a replay's audit row commits before its message is
-published (``shared.dead_letter_replay``).
+published (``shared.dead_letter_replay``). A dead letter already replayed is
+refused (counted in the summary) unless ``--force``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import click
 
 from shared.archive import (
+    AlreadyReplayed,
     Filters,
     NotReplayable,
     archive,
@@ -124,6 +126,14 @@ def dlq_show(dead_letter_id: int) -> None:
 @click.argument("ids", type=int, nargs=-1)
 @click.option("--all", "replay_all", is_flag=True, help="every dead letter the filters select")
 @filter_options
+@click.option(
+    "--status",
+    type=click.Choice(STATUSES),
+    default="dead",
+    show_default=True,
+    help="with --all: select dead letters in this status",
+)
+@click.option("--force", is_flag=True, help="replay even a dead letter already replayed")
 @click.option("--operator", default=getpass.getuser, show_default="your user name")
 @click.option("--reason", default="manual replay", show_default=True)
 def dlq_replay(
@@ -133,35 +143,50 @@ def dlq_replay(
     actor: str | None,
     since: datetime | None,
     error: str | None,
+    status: str,
+    force: bool,
     operator: str,
     reason: str,
 ) -> None:
-    """Re-enqueue dead letters on their queues with retries reset (safe to repeat)."""
+    """Re-enqueue dead letters on their queues with retries reset.
+
+    A dead letter already replayed (and not dead again since) is refused unless --force:
+    running its message a second time may do its work twice.
+    """
     if bool(ids) == replay_all:
         raise click.UsageError("give dead-letter ids, or --all (with filters)")
     settings = cli_settings()
     with cli_database(settings) as db, _publisher(settings) as publisher:
         if replay_all:
             with db.transaction() as session:
-                query = select_dead_letters(_filters(queue, actor, since, error, "dead"))
+                query = select_dead_letters(_filters(queue, actor, since, error, status))
                 ids = tuple(session.scalars(query.with_only_columns(DeadLetter.id)))
-        replayed = missing = 0
+        replayed = missing = refused = 0
         unpublished: int | None = None
         with click.progressbar(ids, label="replaying", show_pos=True) as bar:
             for dead_letter_id in bar:
                 try:
                     found = replay_dead_letter(
-                        db, publisher, dead_letter_id, operator=operator, reason=reason
+                        db, publisher, dead_letter_id, operator=operator, reason=reason, force=force
                     )
+                except AlreadyReplayed as exc:
+                    click.echo(f"\n{exc} (--force)", err=True)
+                    refused += 1
+                    continue
                 except NotReplayable as exc:
                     click.echo(f"\n{exc}", err=True)
+                    refused += 1
                     continue
                 except BrokerUnavailable:
                     unpublished = dead_letter_id  # the rest would fail the same way
                     break
                 replayed += found
                 missing += not found
-    summary = f"replayed {replayed} dead letter(s)" + (f"; {missing} not found" if missing else "")
+    summary = (
+        f"replayed {replayed} dead letter(s)"
+        + (f"; {refused} refused" if refused else "")
+        + (f"; {missing} not found" if missing else "")
+    )
     if unpublished is not None:
         raise click.ClickException(
             f"{summary}; RabbitMQ did not take dead letter {unpublished}: it is dead again "

@@ -17,11 +17,11 @@ import structlog
 
 from ingress import errors
 from ingress.auth import Authenticator
-from ingress.resources.callbacks import CallbackResource
+from ingress.resources.callbacks import CallbackResource, RefusalFront
 from ingress.resources.customers import CustomerResource
 from ingress.resources.dead_letters import DeadLettersResource
 from ingress.resources.health import HealthResource, ReadinessResource
-from ingress.resources.ops import OpsEventsResource
+from ingress.resources.ops import OpsEventsResource, RefusedCallbacksResource
 from ingress.resources.pay import PayPages
 from ingress.resources.payments import (
     CommandLimits,
@@ -75,6 +75,10 @@ class RequestContext:
     ) -> None:
         resp.set_header("X-Request-ID", str(req.context.get("request_id", "")))
         started = float(req.context.get("started") or time.perf_counter())
+        if req.context.get("refused_callback"):
+            # Counted instead (ingress/refusals.py): a flood must not become a log flood.
+            structlog.contextvars.clear_contextvars()
+            return
         # The route template, never the path: callback paths carry secrets.
         log.info(
             "request",
@@ -122,6 +126,31 @@ def create_app(
     spool: CallbackSpool | None = None,
 ) -> falcon.App[falcon.Request, falcon.Response]:
     """The ingress; ``spool`` defaults to one in ``settings.spool_dir`` (drained by wsgi.py)."""
+    return _build(settings, db=db, publisher=publisher, gateways=gateways, spool=spool)[0]
+
+
+def create_wsgi(
+    settings: Settings,
+    *,
+    db: Database,
+    publisher: Publisher,
+    gateways: GatewayRegistry,
+    spool: CallbackSpool | None = None,
+) -> RefusalFront:
+    """What gunicorn serves: the ingress behind the refused-callback front (no Falcon cost
+    for a callback over its source's refusal budget)."""
+    app, callbacks = _build(settings, db=db, publisher=publisher, gateways=gateways, spool=spool)
+    return RefusalFront(app, callbacks)
+
+
+def _build(
+    settings: Settings,
+    *,
+    db: Database,
+    publisher: Publisher,
+    gateways: GatewayRegistry,
+    spool: CallbackSpool | None,
+) -> tuple[falcon.App[falcon.Request, falcon.Response], CallbackResource]:
     spool = spool or CallbackSpool.from_settings(settings)
     limits = RequestLimits(settings.max_headers, settings.max_header_bytes)
     middleware: list[RequestContext | RequestLimits] = [RequestContext(), limits]
@@ -180,6 +209,7 @@ def create_app(
     app.add_route("/callbacks/{gateway}/{secret}", callbacks)
     app.add_route("/callbacks/{gateway}/{secret}/{attempt_ref}", callbacks)
     app.add_route("/ops/events", OpsEventsResource(db, auth, gateways.names()))
+    app.add_route("/ops/refused-callbacks", RefusedCallbacksResource(db, auth, gateways.names()))
     app.add_route("/ops/webhooks", OpsWebhooksResource(db, auth))
     app.add_route(
         "/ops/webhooks/replay",
@@ -194,4 +224,4 @@ def create_app(
     app.add_route(f"{one}/discard", dead_letters, suffix="discard")
     app.add_route("/healthz", HealthResource())
     app.add_route("/readyz", ReadinessResource(db, publisher, spool))
-    return app
+    return app, callbacks

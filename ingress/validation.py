@@ -227,3 +227,14 @@ def time_param(req: falcon.Request, name: str = "since") -> datetime | None:
     if moment.tzinfo is None:
         raise MalipoError(errors.INVALID_REQUEST, f"{name} needs a time zone (e.g. Z)")
     return moment
+
+
+def text_param(req: falcon.Request, name: str, max_length: int = 200) -> str | None:
+    """A query parameter that must be printable text (no NUL, no control characters)."""
+    value = req.get_param(name)
+    if value is not None and (len(value) > max_length or not value.isprintable()):
+        raise MalipoError(
+            errors.INVALID_REQUEST,
+            f"{name} must be printable text of at most {max_length} characters",
+        )
+    return value

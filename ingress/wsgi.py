@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from ingress.app import create_app
+from ingress.app import create_wsgi
 from ingress.resources.callbacks import publish_spooled
 from ingress.spool import CallbackSpool, SpoolDrainer, SpoolUnusable
 from shared.db.session import Database
@@ -26,7 +26,7 @@ try:
 except SpoolUnusable as exc:
     sys.stderr.write(f"malipo ingress: {exc}\n")
     raise SystemExit(2) from None
-application = create_app(
+application = create_wsgi(
     settings,
     db=Database(
         settings.database_url.get_secret_value(),

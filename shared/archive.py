@@ -6,8 +6,11 @@ as they reject it; ``drain_dead_letters`` moves whatever is in the ``.XQ`` queue
 into the archive too (it is keyed by message id, so one message is archived
 once). Operators list, inspect, replay (re-enqueued on its original queue with
 its retry count reset) or discard (with a reason) — each action audited with
-who and why. Replaying is safe to repeat: every actor is idempotent, so a
-message replayed twice takes effect once.
+who and why. A dead letter is replayed once: a row already ``replayed`` is
+refused (:class:`AlreadyReplayed`) unless the operator forces it, since a second
+run of some messages is new work (a customer retry opens another cycle). A
+replay that fails for good again makes the row ``dead`` again, replayable as
+before.
 """
 
 from __future__ import annotations
@@ -186,11 +189,21 @@ def list_dead_letters(
 
 
 class NotReplayable(Exception):
-    """A discarded dead letter stays discarded."""
+    """A discarded dead letter stays discarded; a replayed one is replayed again only if forced."""
+
+
+class AlreadyReplayed(NotReplayable):
+    """The dead letter was replayed already (and has not failed again since): pass ``force``."""
 
 
 def replay(
-    session: Session, publisher: Publisher, dead_letter_id: int, *, operator: str, reason: str
+    session: Session,
+    publisher: Publisher,
+    dead_letter_id: int,
+    *,
+    operator: str,
+    reason: str,
+    force: bool = False,
 ) -> bool:
     """Re-enqueue one dead letter on its original queue, retries reset; False if there is none.
 
@@ -198,12 +211,23 @@ def replay(
     message is replayed again later, which its idempotent actor turns into a no-op.
     It keeps its message id, so if it fails for good again, this same row is dead
     again (with the new error) instead of a second, unrelated dead letter.
+
+    A row already ``replayed`` raises :class:`AlreadyReplayed` (nothing published,
+    nothing audited) unless ``force``; a forced replay is audited with ``"forced": True``.
+    A discarded row raises :class:`NotReplayable`, forced or not.
     """
     row = session.get(DeadLetter, dead_letter_id, with_for_update=True)
     if row is None:
         return False
     if row.status == "discarded":
         raise NotReplayable(f"dead letter {dead_letter_id} was discarded: {row.discard_reason}")
+    if row.status == "replayed" and not force:
+        when = row.replayed_at.isoformat(timespec="seconds") if row.replayed_at else "earlier"
+        raise AlreadyReplayed(
+            f"dead letter {dead_letter_id} was already replayed at {when} "
+            f"by {row.handled_by or 'an unknown operator'} (replay {row.replay_count}); "
+            "replaying it again needs force"
+        )
     message = row.message
     options = {k: v for k, v in message.get("options", {}).items() if k not in RUN_OPTIONS}
     options[REPLAY] = row.replay_count + 1  # tells this replay's failure from older copies
@@ -211,6 +235,14 @@ def replay(
     publisher.enqueue(
         spec, dict(message.get("kwargs") or {}), options=options, message_id=row.message_id
     )
+    detail: dict[str, Any] = {
+        "message_id": row.message_id,
+        "actor": row.actor,
+        "queue": row.queue,
+        "why": reason,
+    }
+    if row.status == "replayed":  # only a forced replay gets here
+        detail["forced"] = True
     now = datetime.now(UTC)
     row.status, row.replayed_at, row.handled_by = "replayed", now, operator
     row.replay_count += 1
@@ -220,12 +252,7 @@ def replay(
         action="dead_letter.replayed",
         subject_type="dead_letter",
         subject_id=row.id,
-        detail={
-            "message_id": row.message_id,
-            "actor": row.actor,
-            "queue": row.queue,
-            "why": reason,
-        },
+        detail=detail,
     )
     return True
 

@@ -15,9 +15,10 @@ an effect no one is on record for. So a replay is three steps:
 
 So ``replayed`` means: an operator asked, on record, and RabbitMQ confirmed the message.
 The one window left is a process that dies between the commit and the confirm (or a
-database that fails step 3): the row says ``replayed`` with no message on the bus. Replaying
-it again is safe (the message keeps its id and every actor is idempotent), so the remedy
-is to replay it again.
+database that fails step 3): the row says ``replayed`` with no message on the bus. A
+``replayed`` row is refused unless the replay is forced, so the remedy is to replay it with
+force (``malipo dlq replay ID --force``, or ``{"force": true}`` over HTTP). Check its effect
+first: if the message did reach the bus after all, a forced replay runs it a second time.
 """
 
 from __future__ import annotations
@@ -87,16 +88,23 @@ class HeldMessages(Publisher):
 
 
 def replay_dead_letter(
-    db: Database, publisher: Publisher, dead_letter_id: int, *, operator: str, reason: str
+    db: Database,
+    publisher: Publisher,
+    dead_letter_id: int,
+    *,
+    operator: str,
+    reason: str,
+    force: bool = False,
 ) -> bool:
     """Replay one dead letter (see the module docstring); False if there is none.
 
-    Raises :class:`shared.archive.NotReplayable` as :func:`shared.archive.replay` does,
-    and whatever the publisher raised (``BrokerUnavailable``) once the row is dead again.
+    Raises :class:`shared.archive.NotReplayable` as :func:`shared.archive.replay` does
+    (:class:`shared.archive.AlreadyReplayed` for a ``replayed`` row unless ``force``), and
+    whatever the publisher raised (``BrokerUnavailable``) once the row is dead again.
     """
     held = HeldMessages(publisher)
     with db.transaction() as session:
-        if not replay(session, held, dead_letter_id, operator=operator, reason=reason):
+        if not replay(session, held, dead_letter_id, operator=operator, reason=reason, force=force):
             return False
         row = session.get(DeadLetter, dead_letter_id)
         number = row.replay_count if row is not None else 0
@@ -129,7 +137,8 @@ def _not_published(
             )
     except (DatabaseUnavailable, SQLAlchemyError) as undo:
         log.error(
-            "dead letter marked replayed but not published: replay it again",
+            "dead letter marked replayed but not published: replay it with force "
+            "(malipo dlq replay ID --force)",
             dead_letter_id=dead_letter_id,
             error=failure,
             undo_error=type(undo).__name__,

@@ -44,6 +44,7 @@ POLL_PAYMENT = ActorSpec("poll_payment", "polls")
 SWEEP_PENDING = ActorSpec("sweep_pending_payments", "maintenance")
 SEAL_AUDIT_LOG = ActorSpec("seal_audit_log", "maintenance")
 RECORD_REFUSED_CALLBACK = ActorSpec("record_refused_callback", "callbacks")
+COUNT_REFUSED_CALLBACKS = ActorSpec("count_refused_callbacks", "callbacks")
 RETRY_PAYMENT = ActorSpec("retry_payment", "payments")
 NOTIFY_MERCHANT = ActorSpec("notify_merchant", "notifications")
 NOTIFY_CUSTOMER = ActorSpec("notify_customer", "notifications")
@@ -60,6 +61,7 @@ ALL_ACTORS = (
     SWEEP_PENDING,
     SEAL_AUDIT_LOG,
     RECORD_REFUSED_CALLBACK,
+    COUNT_REFUSED_CALLBACKS,
     RETRY_PAYMENT,
     NOTIFY_MERCHANT,
     NOTIFY_CUSTOMER,
@@ -153,7 +155,7 @@ class SealAuditLog(MessageContract):
 
 @dataclass(frozen=True)
 class RecordRefusedCallback(MessageContract):
-    """A callback the ingress refused: kept for operators, never applied."""
+    """One callback the ingress refused (what ingresses before counts sent): counted as one."""
 
     spec: ClassVar[ActorSpec] = RECORD_REFUSED_CALLBACK
     gateway: str
@@ -163,6 +165,20 @@ class RecordRefusedCallback(MessageContract):
     received_at: str
     remote_addr: str | None = None
     merchant_id: str | None = None
+
+
+@dataclass(frozen=True)
+class CountRefusedCallbacks(MessageContract):
+    """What one ingress process refused since its last report, counted per bucket.
+
+    Each bucket: ``minute`` (ISO, UTC), ``gateway``, ``merchant_id`` (or None),
+    ``source``, ``reason``, ``count``, ``first_at``, ``last_at``, ``sample_sha256``.
+    Counted at least once: a report redelivered after a worker crash adds again (these
+    are counts of refused requests, never money).
+    """
+
+    spec: ClassVar[ActorSpec] = COUNT_REFUSED_CALLBACKS
+    buckets: list[dict[str, Any]]
 
 
 @dataclass(frozen=True)

@@ -154,7 +154,23 @@ class Settings(BaseSettings):
         default="", description="CIDRs whose X-Forwarded-For is believed, comma-separated"
     )
     callback_policy_cache_s: float = Field(
-        default=30.0, ge=0, description="how long the ingress trusts a cached callback policy"
+        default=1.0,
+        ge=0,
+        description="how often each ingress process asks which callback policies changed",
+    )
+    callback_policy_cache_entries: int = Field(
+        default=10_000, ge=1, description="merchant callback policies each ingress process keeps"
+    )
+    # Refused callbacks (ingress/refusals.py), per ingress process: a source, and the whole
+    # process, may cost this many refusals a minute before being answered 429 without I/O.
+    callback_refusals_per_source_per_min: int = Field(
+        default=60, ge=1, description="refused callbacks a minute from one source address"
+    )
+    callback_refusals_global_per_min: int = Field(
+        default=1_200, ge=1, description="refused callbacks a minute, all sources together"
+    )
+    callback_refusal_report_s: float = Field(
+        default=5.0, gt=0, le=60, description="how often refusal counts are sent to be stored"
     )
     # The callback spool (ingress/spool.py): an absolute directory, entries sealed with an HMAC.
     spool_dir: str = Field(

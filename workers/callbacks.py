@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 
 import dramatiq
 import structlog
-from dramatiq.middleware import CurrentMessage
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
@@ -39,11 +38,15 @@ from shared.gateways.base import (
 from shared.merchants import MerchantGateway, load_gateway_config
 from shared.messages import (
     APPLY_CALLBACK,
+    COUNT_REFUSED_CALLBACKS,
     RECORD_REFUSED_CALLBACK,
     ApplyCallback,
+    CountRefusedCallbacks,
+    MalformedMessage,
     RecordRefusedCallback,
     current_message_retries,
 )
+from shared.refused_callbacks import add_counts
 from workers.broker import POLICIES
 from workers.outcomes import (
     GatewayWord,
@@ -346,31 +349,40 @@ class CallbackApplication:
 
 
 @dramatiq.actor(
+    actor_name=COUNT_REFUSED_CALLBACKS.actor_name,
+    queue_name=COUNT_REFUSED_CALLBACKS.queue_name,
+    **POLICIES[COUNT_REFUSED_CALLBACKS.actor_name].actor_options(),
+)
+def count_refused_callbacks(**fields: object) -> None:
+    """Add what an ingress process refused to the per-minute counts (never one row each)."""
+    report = CountRefusedCallbacks.from_kwargs(fields)
+    try:
+        with runtime().db.transaction() as session:
+            added = add_counts(session, report.buckets)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MalformedMessage(f"refused-callback report: {exc}") from None
+    log.info("refused callbacks counted", buckets=added)
+
+
+@dramatiq.actor(
     actor_name=RECORD_REFUSED_CALLBACK.actor_name,
     queue_name=RECORD_REFUSED_CALLBACK.queue_name,
     **POLICIES[RECORD_REFUSED_CALLBACK.actor_name].actor_options(),
 )
 def record_refused_callback(**fields: object) -> None:
-    """Keep a refused callback for operators: reason, source, body hash — never the body."""
+    """One refusal reported by an ingress from before the counts: counted as one."""
     refused = RecordRefusedCallback.from_kwargs(fields)
-    message = CurrentMessage.get_current_message()
-    word = GatewayWord(
-        gateway=refused.gateway,
-        # One row per refused delivery: the message id survives redelivery, so it is recorded once.
-        event_key=f"refused:{message.message_id if message else uuid.uuid4()}",
-        source="callback",
-        gateway_ref=None,
-        verdict=GatewayVerdict(Outcome.PENDING, result_code=""),
-        received_at=datetime.fromisoformat(refused.received_at),
-        remote_addr=refused.remote_addr,
-        merchant_id=uuid.UUID(refused.merchant_id) if refused.merchant_id else None,
-    )
+    at = datetime.fromisoformat(refused.received_at)
+    bucket = {
+        "minute": at.replace(second=0, microsecond=0).isoformat(),
+        "gateway": refused.gateway,
+        "merchant_id": refused.merchant_id,
+        "source": refused.remote_addr or "unknown",
+        "reason": refused.reason,
+        "count": 1,
+        "first_at": refused.received_at,
+        "last_at": refused.received_at,
+        "sample_sha256": refused.body_sha256,
+    }
     with runtime().db.transaction() as session:
-        record_event(
-            session,
-            word,
-            outcome="refused",
-            intent_id=None,
-            detail=refused.reason,
-            body_sha256=refused.body_sha256,
-        )
+        add_counts(session, [bucket])

@@ -61,6 +61,9 @@ DEFAULT_POLICIES: dict[str, RetryPolicy] = {
     "record_refused_callback": RetryPolicy(
         max_retries=5, min_backoff_ms=1_000, max_backoff_ms=60_000, time_limit_ms=30_000
     ),
+    "count_refused_callbacks": RetryPolicy(
+        max_retries=5, min_backoff_ms=1_000, max_backoff_ms=60_000, time_limit_ms=30_000
+    ),
     # A notice is worth sending only while the customer still cares: about two minutes of
     # retries, then it is recorded failed (it never touches the payment).
     "notify_customer": RetryPolicy(

@@ -7,7 +7,9 @@
 with the operator key's label or prefix. Only platform operator keys: dead
 letters belong to no single merchant. A replay's audit row commits before the
 message is published; if RabbitMQ does not take it, the dead letter is dead
-again (audited) and the answer is ``503``: asking again is safe.
+again (audited) and the answer is ``503``: asking again is safe. A dead letter
+already replayed is refused with ``409 dead_letter_already_replayed`` unless
+the body says ``"force": true``; a discarded one with ``400 invalid_request``.
 """
 
 from __future__ import annotations
@@ -17,8 +19,15 @@ from typing import Any
 import falcon
 
 from ingress.auth import Authenticator
-from ingress.validation import read_json_object, time_param
-from shared.archive import Filters, NotReplayable, discard, list_dead_letters, view
+from ingress.validation import read_json_object, text_param, time_param
+from shared.archive import (
+    AlreadyReplayed,
+    Filters,
+    NotReplayable,
+    discard,
+    list_dead_letters,
+    view,
+)
 from shared.db.models import ApiKey, DeadLetter
 from shared.db.session import Database
 from shared.dead_letter_replay import replay_dead_letter
@@ -44,10 +53,10 @@ class DeadLettersResource:
                 errors.INVALID_REQUEST, f"status must be one of {', '.join(STATUSES)}"
             )
         filters = Filters(
-            queue=_text(req, "queue"),
-            actor=_text(req, "actor"),
+            queue=text_param(req, "queue"),
+            actor=text_param(req, "actor"),
             since=time_param(req),
-            error=_text(req, "error"),
+            error=text_param(req, "error"),
             status=None if status == "all" else status,
         )
         limit = req.get_param_as_int("limit", min_value=1, max_value=500) or 100
@@ -72,13 +81,21 @@ class DeadLettersResource:
         self, req: falcon.Request, resp: falcon.Response, dead_letter_id: int
     ) -> None:
         principal = operator_only(self.auth.require(req, "ops:write"))
-        reason = _reason(req, required=False) or "replayed through /ops"
+        document = _body(req, required=False)
+        reason = _reason_in(document, required=False) or "replayed through /ops"
+        force = document.get("force", False)
+        if not isinstance(force, bool):
+            raise MalipoError(errors.INVALID_REQUEST, '"force" must be true or false')
         with self.db.transaction() as session:
             who = operator_name(session, principal)
         try:
             found = replay_dead_letter(
-                self.db, self.publisher, dead_letter_id, operator=who, reason=reason
+                self.db, self.publisher, dead_letter_id, operator=who, reason=reason, force=force
             )
+        except AlreadyReplayed as exc:
+            raise MalipoError(
+                errors.DEAD_LETTER_ALREADY_REPLAYED, f'{exc} (send {{"force": true}})'
+            ) from None
         except NotReplayable as exc:
             raise MalipoError(errors.INVALID_REQUEST, str(exc)) from None
         except BrokerUnavailable as exc:
@@ -113,17 +130,18 @@ def operator_name(session: Any, principal: Principal) -> str:
 
 
 def _reason(req: falcon.Request, *, required: bool) -> str:
+    return _reason_in(_body(req, required=required), required=required)
+
+
+def _body(req: falcon.Request, *, required: bool) -> dict[str, Any]:
+    """The JSON object body; with none, an empty one unless ``required``."""
     if not req.content_length and not required:
-        return ""
-    document = read_json_object(req, 2048)
+        return {}
+    return read_json_object(req, 2048)
+
+
+def _reason_in(document: dict[str, Any], *, required: bool) -> str:
     reason = document.get("reason", "")
     if not isinstance(reason, str) or (required and not reason.strip()) or len(reason) > 500:
         raise MalipoError(errors.INVALID_REQUEST, 'say why: {"reason": "..."} (1-500 characters)')
     return reason.strip()
-
-
-def _text(req: falcon.Request, name: str) -> str | None:
-    value = req.get_param(name)
-    if value is not None and (len(value) > 200 or not value.isprintable()):
-        raise MalipoError(errors.INVALID_REQUEST, f"{name} must be printable text")
-    return value

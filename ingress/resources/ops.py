@@ -1,12 +1,16 @@
-"""``GET /ops/events``: what operators must look at — orphans, mismatches, refusals, suspicions.
+"""``GET /ops/events``: what operators must look at — orphans, mismatches, suspicions.
+``GET /ops/refused-callbacks``: refused callbacks, counted per minute, source and reason.
 
-Scope ``ops:read``. A merchant's key sees its own merchant's events; a platform
-operator's key (no merchant) sees every event, including refused callbacks that
-named no merchant at all.
+Scope ``ops:read``. A merchant's key sees its own merchant's rows; a platform
+operator's key (no merchant) sees every row, including refused callbacks that
+named no merchant at all. (What a worker refuses — Idram's and Telcell's checksums
+— and refusals recorded before counts existed are ``refused`` events.)
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import falcon
@@ -14,8 +18,8 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from ingress.auth import Authenticator
-from ingress.validation import time_param
-from shared.db.models import GatewayEvent
+from ingress.validation import text_param, time_param
+from shared.db.models import GatewayEvent, RefusedCallback
 from shared.db.session import Database
 from shared.domain import errors
 from shared.domain.errors import MalipoError
@@ -39,31 +43,61 @@ MAX_LIMIT = 500
 BIGINT_MAX = 2**63 - 1
 
 
-class OpsEventsResource:
+def _gateway_param(req: falcon.Request, names: list[str]) -> str | None:
+    gateway = req.get_param("gateway")
+    if gateway is not None and gateway not in names:
+        raise MalipoError(errors.INVALID_REQUEST, f"gateway must be one of {', '.join(names)}")
+    return gateway or None
+
+
+@dataclass(frozen=True)
+class Page:
+    """What every /ops listing takes: whose rows, how many, from where, since when."""
+
+    merchant_id: Any
+    limit: int
+    before_id: int | None
+    since: datetime | None
+    gateway: str | None
+
+    def narrow(self, query: Select[Any], table: Any, at: Any) -> Select[Any]:
+        """``query`` narrowed to the page's merchant, gateway and ``at >= since``."""
+        if self.merchant_id is not None:
+            query = query.where(table.merchant_id == self.merchant_id)
+        if self.since is not None:
+            query = query.where(at >= self.since)
+        if self.gateway:
+            query = query.where(table.gateway == self.gateway)
+        return query
+
+
+class OpsListing:
     def __init__(self, db: Database, auth: Authenticator, gateway_names: list[str]) -> None:
         self.db = db
         self.auth = auth
         self.gateway_names = gateway_names
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+    def page(self, req: falcon.Request) -> Page:
         principal = self.auth.require(req, "ops:read")
-        outcomes = self._outcomes(req)
-        limit = req.get_param_as_int("limit", min_value=1, max_value=MAX_LIMIT) or 100
-        before_id = req.get_param_as_int("before_id", min_value=1, max_value=BIGINT_MAX)
-        since = time_param(req)
+        return Page(
+            merchant_id=principal.merchant_id,
+            limit=req.get_param_as_int("limit", min_value=1, max_value=MAX_LIMIT) or 100,
+            before_id=req.get_param_as_int("before_id", min_value=1, max_value=BIGINT_MAX),
+            since=time_param(req),
+            gateway=_gateway_param(req, self.gateway_names),
+        )
 
-        query = select(GatewayEvent).where(GatewayEvent.outcome.in_(outcomes))
-        if principal.merchant_id is not None:
-            query = query.where(GatewayEvent.merchant_id == principal.merchant_id)
-        if since is not None:
-            query = query.where(GatewayEvent.recorded_at >= since)
-        gateway = req.get_param("gateway")
-        if gateway is not None and gateway not in self.gateway_names:
-            raise MalipoError(
-                errors.INVALID_REQUEST, f"gateway must be one of {', '.join(self.gateway_names)}"
-            )
-        if gateway:
-            query = query.where(GatewayEvent.gateway == gateway)
+
+class OpsEventsResource(OpsListing):
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        page_of = self.page(req)
+        outcomes = self._outcomes(req)
+        limit, before_id = page_of.limit, page_of.before_id
+        query = page_of.narrow(
+            select(GatewayEvent).where(GatewayEvent.outcome.in_(outcomes)),
+            GatewayEvent,
+            GatewayEvent.recorded_at,
+        )
         with self.db.transaction() as session:
             counts = _counts(session, query)
             page = query if before_id is None else query.where(GatewayEvent.id < before_id)
@@ -112,4 +146,43 @@ def event_view(row: GatewayEvent) -> dict[str, Any]:
         "body_masked": row.body_masked,
         "received_at": row.received_at.isoformat(),
         "recorded_at": row.recorded_at.isoformat(),
+    }
+
+
+class RefusedCallbacksResource(OpsListing):
+    """Counts of refused callbacks, newest minute first, with their total."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        page_of = self.page(req)
+        limit, before_id = page_of.limit, page_of.before_id
+        query = page_of.narrow(select(RefusedCallback), RefusedCallback, RefusedCallback.last_at)
+        for name in ("reason", "source"):
+            value = text_param(req, name, 64)
+            if value is not None:
+                query = query.where(getattr(RefusedCallback, name) == value)
+        with self.db.transaction() as session:
+            filtered = query.subquery()
+            total = session.scalar(select(func.coalesce(func.sum(filtered.c.count), 0)))
+            page = query if before_id is None else query.where(RefusedCallback.id < before_id)
+            rows = session.scalars(page.order_by(RefusedCallback.id.desc()).limit(limit)).all()
+            counts = [refused_view(row) for row in rows]
+        resp.media = {
+            "refused": counts,
+            "total": int(total or 0),
+            "next_before_id": counts[-1]["id"] if len(counts) == limit else None,
+        }
+
+
+def refused_view(row: RefusedCallback) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "minute": row.minute.isoformat(),
+        "gateway": row.gateway,
+        "merchant_id": str(row.merchant_id) if row.merchant_id else None,
+        "source": row.source,
+        "reason": row.reason,
+        "count": row.count,
+        "first_at": row.first_at.isoformat(),
+        "last_at": row.last_at.isoformat(),
+        "sample_sha256": row.sample_sha256,
     }

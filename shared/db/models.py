@@ -356,6 +356,42 @@ class GatewayEvent(Base):
     recorded_at: Mapped[datetime] = _now()
 
 
+class RefusedCallback(Base):
+    """Callbacks the ingress refused, counted per minute, gateway, merchant, source and reason.
+
+    Counts, not one row per request: a flood of made-up secrets adds to a few counters
+    instead of a row each. ``merchant_id`` is set when the path secret named a merchant
+    (the refusal came after it: allowlist, signature, the gateway's own proof);
+    ``sample_sha256`` is the hash of the last refused body of the bucket, never the body.
+    """
+
+    __tablename__ = "refused_callbacks"
+    __table_args__ = (
+        Index(
+            "uq_refused_callbacks_bucket",
+            "minute",
+            "gateway",
+            text("coalesce(merchant_id, '00000000-0000-0000-0000-000000000000'::uuid)"),
+            "source",
+            "reason",
+            unique=True,
+        ),
+        Index("ix_refused_callbacks_merchant_minute", "merchant_id", "minute"),
+        CheckConstraint("count > 0", name="count_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    minute: Mapped[datetime]
+    gateway: Mapped[str] = mapped_column(String(32))
+    merchant_id: Mapped[uuid.UUID | None]
+    source: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(40))
+    count: Mapped[int] = mapped_column(BigInteger)
+    first_at: Mapped[datetime]
+    last_at: Mapped[datetime]
+    sample_sha256: Mapped[str | None] = mapped_column(String(64))
+
+
 class LedgerEntry(Base):
     """Money that moved. A collection is written once per intent, never updated; a gateway's
     fee on it is a second, negative entry (``fee``): the entries sum to what the merchant nets.

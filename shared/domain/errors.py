@@ -105,6 +105,11 @@ INSUFFICIENT_BALANCE = _code(
 TRANSFER_NOT_ACTIONABLE = _code(
     "transfer_not_actionable", 409, "The refund or payout is not in a state that allows this."
 )
+DEAD_LETTER_ALREADY_REPLAYED = _code(
+    "dead_letter_already_replayed",
+    409,
+    "The dead letter was already replayed; only a forced replay runs it again.",
+)
 SELF_APPROVAL = _code(
     "self_approval", 403, "A payout must be approved by another API key than the one that asked."
 )

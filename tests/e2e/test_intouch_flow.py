@@ -33,6 +33,7 @@ from tests.support.intouch_sim import InTouchSimulator
 from tests.support.payments import events, final_view, view_of
 from tests.support.processes import ManagedProcess
 from tests.support.rabbit import Rabbit
+from tests.support.refusals import refused_counts
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("worker", "ingress_server")]
@@ -384,7 +385,7 @@ def test_a_lost_callback_is_finished_by_polling_check_status(
 
 
 def refusals(db: Database, merchant: InTouchMerchant) -> list[tuple[str | None, str | None]]:
-    return [(e.gateway, e.detail) for e in merchant_events(db, merchant) if e.outcome == "refused"]
+    return [(e.gateway, e.reason) for e in refused_counts(db, merchant_id=merchant.account.id)]
 
 
 def test_a_forged_callback_is_refused_recorded_and_never_applied(

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import re
 import uuid
 from collections.abc import Iterator
@@ -26,15 +25,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from sqlalchemy import select
 
 from shared.crypto import CredentialCipher
-from shared.db.models import GatewayEvent, PaymentIntent
+from shared.db.models import PaymentIntent
 from shared.db.session import Database
 from shared.settings import Settings
 from tests.conftest import DARAJA_CREDENTIALS, ApiClient, MerchantAccount, make_merchant
 from tests.support.env import free_port
 from tests.support.processes import ManagedProcess, ingress_process, worker_process
+from tests.support.refusals import refused_counts
 from tests.support.sim import Simulator
 from tests.support.waiting import wait_until
 
@@ -129,16 +128,9 @@ def gateway_ref(db: Database, payment_id: str) -> str:
 
 
 def refusal_recorded(db: Database, body: Any) -> bool:
-    """The worker stored the refused callback for operators (by the hash of its body)."""
+    """The worker counted the refused callback for operators (by the hash of its body)."""
     raw = body.encode() if isinstance(body, str) else bytes(body or b"")
-    with db.transaction() as session:
-        found = session.scalar(
-            select(GatewayEvent.id).where(
-                GatewayEvent.outcome == "refused",
-                GatewayEvent.body_sha256 == hashlib.sha256(raw).hexdigest(),
-            )
-        )
-    return found is not None
+    return bool(refused_counts(db, body=raw))
 
 
 def daraja_callback(phone: str) -> dict[str, Any]:

@@ -9,8 +9,10 @@ from typing import Any
 
 import falcon.testing
 import pytest
+from sqlalchemy import func, select
 
 from shared.callback_auth import SIGNATURE_HEADER, sign
+from shared.db.models import GatewayEvent
 from shared.db.session import Database
 from shared.merchants import (
     issue_api_key,
@@ -41,13 +43,13 @@ def refused_events(
     client: falcon.testing.TestClient, key: str, body: bytes
 ) -> list[dict[str, Any]]:
     response = client.simulate_get(
-        "/ops/events",
-        params={"outcome": "refused", "limit": "500"},
+        "/ops/refused-callbacks",
+        params={"limit": "500"},
         headers={"Authorization": f"Bearer {key}"},
     )
     assert response.status_code == 200, response.text
     digest = hashlib.sha256(body).hexdigest()
-    return [e for e in response.json["events"] if e["body_sha256"] == digest]
+    return [e for e in response.json["refused"] if e["sample_sha256"] == digest]
 
 
 def post(client: falcon.testing.TestClient, secret: str | None, body: bytes, **headers: str) -> Any:
@@ -103,16 +105,17 @@ def test_a_forged_callback_is_refused_alike_and_recorded_with_its_reason(
     # When the forged callback is posted
     refused = post(client, path_secret, body, **headers)
 
-    # Then it gets the same bare 404 as any unknown URL, and is recorded with its reason
+    # Then it gets the same bare 404 as any unknown URL, and is counted with its reason
     assert refused.status_code == 404
     assert refused.json == client.simulate_get("/no/such/route").json
     [event] = wait_until(
-        lambda: refused_events(client, operator_key, body), timeout_s=15, what="the record"
+        lambda: refused_events(client, operator_key, body), timeout_s=15, what="the count"
     )
-    assert (event["outcome"], event["detail"]) == ("refused", reason)
-    assert event["body_masked"] == ""
+    assert (event["reason"], event["count"]) == (reason, 1)
+    assert event["merchant_id"] == (None if trick == "wrong_secret" else str(merchant.id))
+    assert not {"body", "body_masked"} & set(event)  # the count keeps a hash, never the body
     spoofed = trick in ("wrong_ip", "spoofed_forwarded_for")
-    assert event["remote_addr"] == ("203.0.113.9" if spoofed else SAFARICOM_IP)
+    assert event["source"] == ("203.0.113.9" if spoofed else SAFARICOM_IP)
     # And the genuine callback still gets through
     assert post(client, secret, body, **good).json == {"ResultCode": 0, "ResultDesc": "Accepted"}
 
@@ -197,9 +200,9 @@ def test_a_disabled_gateway_refuses_its_callbacks(
 
     assert refused.status_code == 404
     [event] = wait_until(
-        lambda: refused_events(client, operator_key, body), timeout_s=15, what="the record"
+        lambda: refused_events(client, operator_key, body), timeout_s=15, what="the count"
     )
-    assert event["detail"] == "unknown_secret"
+    assert event["reason"] == "unknown_secret"
     with db.transaction() as session:
         set_callback_policy(session, merchant.id, "daraja", enabled=True)
     assert post(client, merchant.callback_secret, body).status_code == 200
@@ -228,3 +231,38 @@ def test_one_merchant_cannot_pre_empt_another_s_callback_by_its_id(
         what="the victim's real callback to be credited",
     )
     assert ledger_state(db, attacker.id).entries == 0
+
+
+def test_refused_callbacks_are_stored_as_counts_never_a_row_each(
+    db: Database, settings: Settings, operator_key: str
+) -> None:
+    # Given three sources posting made-up secrets, through a trusted proxy
+    client = ingress_client(settings, db, trusted_proxies="127.0.0.1/32")
+    tag = uuid.uuid4().int % 200
+    sources = [f"198.51.{tag}.{n}" for n in (1, 2, 3)]
+
+    # When each sends 100 of them
+    for i in range(300):
+        source = sources[i % 3]
+        answer = post(client, uuid.uuid4().hex, unique_body(), **{"X-Forwarded-For": source})
+        assert answer.status_code == 404
+
+    # Then operators see 300 refusals, in a few count rows (per minute and source), no events
+    def counted() -> list[dict[str, Any]] | None:
+        rows = [
+            row
+            for source in sources
+            for row in client.simulate_get(
+                "/ops/refused-callbacks",
+                params={"source": source, "reason": "unknown_secret"},
+                headers={"Authorization": f"Bearer {operator_key}"},
+            ).json["refused"]
+        ]
+        return rows if sum(r["count"] for r in rows) == 300 else None
+
+    rows = wait_until(counted, timeout_s=20, what="the refusals counted")
+    assert len(rows) <= 6  # three sources, at most two minutes each
+    assert {r["merchant_id"] for r in rows} == {None}
+    with db.transaction() as session:
+        from_them = select(func.count()).where(GatewayEvent.remote_addr.in_(sources))
+        assert session.scalar(from_them) == 0

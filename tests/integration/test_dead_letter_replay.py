@@ -18,20 +18,24 @@ import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select, text
 
+from shared.archive import REPLAY, AlreadyReplayed, NotReplayable, archive, failure_of, replay
 from shared.db.models import AuditRecord, DeadLetter, PaymentIntent
 from shared.db.session import Database
+from shared.dead_letter_replay import HeldMessages
 from shared.merchants import issue_api_key
 from shared.messages import ALL_ACTORS, INITIATE_PAYMENT, ApplyCallback, PollPayment, Publisher
 from shared.settings import Settings
 from tests.conftest import ApiClient, MerchantAccount
 from tests.integration.test_dead_letters import cli, dead_letter_for, poisoned_callback
 from tests.integration.test_retries import IMPATIENT, applied_events
+from tests.support.app import ingress_client
 from tests.support.processes import ManagedProcess, worker_process
 from tests.support.rabbit import Rabbit
 from tests.support.seed import (
@@ -264,11 +268,13 @@ def test_replaying_by_filter_re_enqueues_only_the_matching_dead_letters_and_appl
     assert {e.detail["message_id"] for e in entries} == {r.message_id for r in lock_timeouts}
 
     # When the same filter is replayed again, and the first dead letter once more by its id
+    # (forced: it was replayed already)
     again = cli("dlq", "replay", "--all", "--actor", "apply_callback", "--error", "lock timeout")
     once_more = cli(
         "dlq",
         "replay",
         str(lock_timeouts[0].id),
+        "--force",
         "--operator",
         "baraka",
         "--reason",
@@ -276,6 +282,7 @@ def test_replaying_by_filter_re_enqueues_only_the_matching_dead_letters_and_appl
     )
     assert again.exit_code == 0, again.output
     assert "replayed 0 dead letter(s)" in again.output  # replayed ones are no longer selected
+    assert "refused" not in again.output
     assert once_more.exit_code == 0, once_more.output
     assert "replayed 1 dead letter(s)" in once_more.output
     assert len(carrying(peek(rabbit, "callbacks"), lock_timeouts[0].message["kwargs"])) == 2
@@ -303,8 +310,8 @@ def test_replaying_by_filter_re_enqueues_only_the_matching_dead_letters_and_appl
         "baraka",
     )
     second_replay = [e for e in audit_of(db, [first_letter.id]) if e.actor == "baraka"]
-    assert [(e.action, e.detail["why"]) for e in second_replay] == [
-        ("dead_letter.replayed", "second look")
+    assert [(e.action, e.detail["why"], e.detail.get("forced")) for e in second_replay] == [
+        ("dead_letter.replayed", "second look", True)
     ]
     for row in others:
         assert reload(db, row).status == "dead"
@@ -466,3 +473,226 @@ def test_show_policy_prints_every_actors_policy_and_reflects_overrides_from_sett
     assert unknown_field.returncode == 1, unknown_field.stdout
     assert "MALIPO_RETRY_POLICIES" in unknown_field.stderr
     assert unknown_actor.stdout == unknown_field.stdout == ""  # no table
+
+
+# -- 4. a dead letter already replayed is replayed again only if forced ------------------------
+
+
+@pytest.fixture
+def quiet_queue(broker: Any, rabbit: Rabbit) -> Iterator[str]:
+    """A queue of this test's own that nothing consumes: what a replay publishes stays in it."""
+    queue = f"replay-force-{uuid.uuid4().hex[:8]}"
+    yield queue
+    with rabbit.channel() as channel:
+        for name in (queue, f"{queue}.DQ", f"{queue}.XQ"):
+            channel.queue_delete(name)
+
+
+def quiet_dead_letter(db: Database, queue: str) -> DeadLetter:
+    """An apply_callback message archived as failed for good on ``queue`` (never run here)."""
+    message = {
+        "queue_name": queue,
+        "actor_name": "apply_callback",
+        "args": [],
+        "kwargs": {"gateway": "daraja", "merchant_id": str(uuid.uuid4()), "body_b64": "e30="},
+        "options": {"retries": 2},
+        "message_id": str(uuid.uuid4()),
+        "message_timestamp": 0,
+    }
+    with db.transaction() as session:
+        row_id = archive(session, failure_of(message, RuntimeError("lock timeout"), now()))
+        assert row_id is not None
+        row = session.get(DeadLetter, row_id)
+    assert row is not None
+    return row
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def replayed_by(
+    broker: Any, db: Database, row: DeadLetter, operator: str, **force: bool
+) -> HeldMessages:
+    """``shared.archive.replay`` in its own transaction; what it published is held, not sent."""
+    held = HeldMessages(Publisher(broker))
+    with db.transaction() as session:
+        assert replay(session, held, row.id, operator=operator, reason="lock released", **force)
+    return held
+
+
+def test_a_dead_letter_already_replayed_is_refused_publishing_and_auditing_nothing(
+    broker: Any, db: Database
+) -> None:
+    # Given a dead letter amina replayed
+    row = quiet_dead_letter(db, "never-published")
+    replayed_by(broker, db, row, "amina")
+    first = reload(db, row)
+    assert first.replayed_at is not None
+
+    # When baraka replays it again without force
+    held = HeldMessages(Publisher(broker))
+    with pytest.raises(NotReplayable) as refused, db.transaction() as session:
+        replay(session, held, row.id, operator="baraka", reason="second look")
+
+    # Then it is refused, saying when and by whom it was replayed and that force would do it
+    assert isinstance(refused.value, AlreadyReplayed)
+    said = str(refused.value)
+    assert f"dead letter {row.id} was already replayed" in said
+    assert first.replayed_at.isoformat(timespec="seconds") in said
+    assert "amina" in said
+    assert "force" in said
+    # And nothing was published, marked or audited
+    assert held.held == []
+    after = reload(db, row)
+    assert (after.status, after.replay_count, after.handled_by, after.replayed_at) == (
+        "replayed",
+        1,
+        "amina",
+        first.replayed_at,
+    )
+    assert [(e.actor, e.action) for e in audit_of(db, [row.id])] == [
+        ("amina", "dead_letter.replayed")
+    ]
+
+
+def test_a_forced_replay_of_a_replayed_dead_letter_is_the_next_replay_audited_as_forced(
+    broker: Any, db: Database
+) -> None:
+    # Given a dead letter amina replayed
+    row = quiet_dead_letter(db, "never-published")
+    replayed_by(broker, db, row, "amina")
+
+    # When baraka replays it again, forced
+    held = replayed_by(broker, db, row, "baraka", force=True)
+
+    # Then it is published as the second replay, under its own message id, retries reset
+    [sent] = held.held
+    assert (sent.spec.actor_name, sent.spec.queue_name) == ("apply_callback", "never-published")
+    assert (sent.message_id, sent.options[REPLAY]) == (row.message_id, 2)
+    assert not set(RUN_OPTIONS) & set(sent.options), sent.options
+    after = reload(db, row)
+    assert (after.status, after.replay_count, after.handled_by) == ("replayed", 2, "baraka")
+    # And its audit row says it was forced; the first replay's does not
+    entries = audit_of(db, [row.id])
+    assert [(e.actor, e.action, e.detail.get("forced")) for e in entries] == [
+        ("amina", "dead_letter.replayed", None),
+        ("baraka", "dead_letter.replayed", True),
+    ]
+
+
+def test_a_replayed_dead_letter_that_failed_again_is_replayable_without_force(
+    broker: Any, db: Database
+) -> None:
+    # Given a dead letter replayed once, whose replay failed for good again
+    row = quiet_dead_letter(db, "never-published")
+    replayed_by(broker, db, row, "amina")
+    again = {**row.message, "options": {"retries": 2, REPLAY: 1}}
+    with db.transaction() as session:
+        archive(session, failure_of(again, RuntimeError("lock timeout again"), now()))
+    assert (reload(db, row).status, reload(db, row).replay_count) == ("dead", 1)
+
+    # When it is replayed without force, Then it goes, as the second replay, not forced
+    [sent] = replayed_by(broker, db, row, "baraka").held
+    assert sent.options[REPLAY] == 2
+    assert (reload(db, row).status, reload(db, row).replay_count) == ("replayed", 2)
+    assert "forced" not in audit_of(db, [row.id])[-1].detail
+
+
+def test_replaying_a_replayed_dead_letter_over_http_is_a_409_unless_forced(
+    broker: Any, db: Database, settings: Settings, rabbit: Rabbit, quiet_queue: str
+) -> None:
+    # Given a dead letter on a queue nothing consumes, and an operator key that may act
+    row = quiet_dead_letter(db, quiet_queue)
+    client = ingress_client(settings, db)
+    label = f"oncall-{uuid.uuid4().hex[:8]}"
+    with db.transaction() as session:
+        pepper = settings.secret_key.get_secret_value().encode()
+        key = issue_api_key(session, pepper, None, ("ops:read", "ops:write"), label=label)
+    auth = {"Authorization": f"Bearer {key}"}
+    path = f"/ops/dead-letters/{row.id}/replay"
+
+    # When it is replayed, then replayed again (without force, and with "force": false)
+    first = client.simulate_post(path, json={"reason": "lock released"}, headers=auth)
+    second = client.simulate_post(path, json={"reason": "second look"}, headers=auth)
+    unforced = client.simulate_post(path, json={"force": False}, headers=auth)
+    no_body = client.simulate_post(path, headers=auth)
+
+    # Then the first is accepted, and the others refused with 409 and a machine code
+    assert first.status_code == 202, first.text
+    for refused in (second, unforced, no_body):
+        assert refused.status_code == 409, refused.text
+        error = refused.json["error"]
+        assert error["code"] == "dead_letter_already_replayed"
+        assert f"api-key:{label}" in error["message"]  # by whom
+        assert '"force": true' in error["message"]
+    # And only the first replay was published, marked and audited
+    assert rabbit.count(quiet_queue) == 1
+    assert (reload(db, row).status, reload(db, row).replay_count) == ("replayed", 1)
+    assert len(audit_of(db, [row.id])) == 1
+
+    # When "force" is not a boolean, Then it is a 400 invalid_request, and nothing happens
+    for odd in ("true", 1, None, [True], {"yes": True}):
+        bad = client.simulate_post(path, json={"force": odd}, headers=auth)
+        assert (bad.status_code, bad.json["error"]["code"]) == (400, "invalid_request"), odd
+    assert rabbit.count(quiet_queue) == 1
+
+    # When it is replayed with "force": true, Then it goes, as the second replay, audited forced
+    forced = client.simulate_post(
+        path, json={"force": True, "reason": "the first never ran"}, headers=auth
+    )
+    assert forced.status_code == 202, forced.text
+    assert forced.json == {"id": row.id, "status": "replayed"}
+    assert rabbit.count(quiet_queue) == 2
+    after = reload(db, row)
+    assert (after.status, after.replay_count, after.handled_by) == (
+        "replayed",
+        2,
+        f"api-key:{label}",
+    )
+    last = audit_of(db, [row.id])[-1]
+    assert (last.detail["why"], last.detail["forced"]) == ("the first never ran", True)
+
+
+def test_replaying_a_replayed_dead_letter_from_the_cli_is_refused_unless_forced(
+    broker: Any, db: Database, rabbit: Rabbit, quiet_queue: str
+) -> None:
+    # Given a dead letter on a queue nothing consumes, replayed once
+    row = quiet_dead_letter(db, quiet_queue)
+    replay_it = ("dlq", "replay", str(row.id), "--operator", "amina", "--reason", "lock released")
+    first = cli(*replay_it)
+    assert first.exit_code == 0, first.output
+    assert "replayed 1 dead letter(s)" in first.output
+
+    # When it is replayed again by id, and by a filter selecting replayed dead letters
+    again = cli(*replay_it)
+    by_filter = cli("dlq", "replay", "--all", "--queue", quiet_queue, "--status", "replayed")
+
+    # Then each is refused and counted as such, like a missing id (reported, exit status 0)
+    missing = cli("dlq", "replay", "999999999")
+    assert missing.exit_code == 0, missing.output
+    assert "replayed 0 dead letter(s); 1 not found" in missing.output
+    for refused in (again, by_filter):
+        assert refused.exit_code == 0, refused.output
+        assert "replayed 0 dead letter(s); 1 refused" in refused.stdout
+        assert f"dead letter {row.id} was already replayed" in refused.stderr
+        assert "amina" in refused.stderr
+        assert "--force" in refused.stderr
+    # And nothing more was published, marked or audited
+    assert rabbit.count(quiet_queue) == 1
+    assert (reload(db, row).status, reload(db, row).replay_count) == ("replayed", 1)
+    assert len(audit_of(db, [row.id])) == 1
+
+    # When each is forced, Then it goes, as the next replay, audited as forced
+    forced = cli(*replay_it, "--force")
+    forced_filter = cli(
+        "dlq", "replay", "--all", "--queue", quiet_queue, "--status", "replayed", "--force"
+    )
+    for done in (forced, forced_filter):
+        assert done.exit_code == 0, done.output
+        assert "replayed 1 dead letter(s)" in done.stdout
+        assert "refused" not in done.output
+    assert rabbit.count(quiet_queue) == 3
+    assert (reload(db, row).status, reload(db, row).replay_count) == ("replayed", 3)
+    entries = audit_of(db, [row.id])
+    assert [e.detail.get("forced") for e in entries] == [None, True, True]

@@ -153,10 +153,12 @@ def test_an_exhausted_message_is_archived_and_replaying_it_twice_applies_once(
     assert str(row.id) in listed.output
     assert ledger_state(db, merchant.id).entries == 0
 
-    # And replaying it twice (the lock is gone) credits the payment exactly once
+    # And replaying it twice (the lock is gone; the second forced) credits the payment once
     for _ in range(2):
         replayed = CliRunner().invoke(
-            main, ["dlq", "replay", str(row.id), "--reason", "lock released"], env=dict(os.environ)
+            main,
+            ["dlq", "replay", str(row.id), "--reason", "lock released", "--force"],
+            env=dict(os.environ),
         )
         assert replayed.exit_code == 0, replayed.output
     rabbit.wait_settled("callbacks")  # both replayed copies have been processed

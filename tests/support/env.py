@@ -79,6 +79,10 @@ def build_test_env(spool_dir: str) -> dict[str, str]:
         "MALIPO_MERCHANT_COMMANDS_PER_MINUTE": "100000",
         "MALIPO_PHONE_PUSH_LIMIT": "100000",
         "MALIPO_PHONE_PUSH_GLOBAL_LIMIT": "100000",
+        "MALIPO_CALLBACK_REFUSALS_PER_SOURCE_PER_MIN": "100000",
+        "MALIPO_CALLBACK_REFUSALS_GLOBAL_PER_MIN": "100000",
+        # Refused callbacks are counted and reported often, so tests see the counts soon.
+        "MALIPO_CALLBACK_REFUSAL_REPORT_S": "0.5",
         # The suite's webhook receivers listen on loopback (refused outside the sandbox).
         "MALIPO_WEBHOOK_ALLOW_HOSTS": "127.0.0.1,localhost",
         "MALIPO_CONFIRM_RECHECKS": "3",
