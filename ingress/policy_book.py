@@ -54,6 +54,13 @@ class Changes(Generic[P]):
     complete: bool
 
 
+@dataclass(frozen=True)
+class _Snapshot(Generic[P]):
+    by_key: dict[Key, P]
+    key_of: dict[uuid.UUID, Key]
+    complete: bool
+
+
 class PolicyBook(Generic[P]):
     def __init__(
         self,
@@ -72,10 +79,10 @@ class PolicyBook(Generic[P]):
         self.full_every_s = full_every_s
         self.overlap = timedelta(seconds=overlap_s)
         self.clock = clock
-        self._by_key: dict[Key, P] = {}
-        self._key_of: dict[uuid.UUID, Key] = {}
+        # One snapshot, replaced in one assignment: a reader never sees new entries with an
+        # old "complete" (or the reverse).
+        self._snapshot: _Snapshot[P] = _Snapshot({}, {}, False)
         self._as_of: datetime | None = None
-        self._complete = False
         self._loaded_at: float | None = None
         self._full_at: float | None = None
         self._outage = False
@@ -84,13 +91,18 @@ class PolicyBook(Generic[P]):
     @property
     def complete(self) -> bool:
         """Loaded, and holding every enabled credential: a miss is an unknown secret."""
-        return self._complete
+        return self._snapshot.complete
+
+    def lookup(self, key: Key) -> tuple[P | None, bool]:
+        """The key's policy and whether the book was complete, read from one snapshot."""
+        snapshot = self._snapshot
+        return snapshot.by_key.get(key), snapshot.complete
 
     def get(self, key: Key) -> P | None:
-        return self._by_key.get(key)
+        return self._snapshot.by_key.get(key)
 
     def knows(self, key: Key) -> bool:
-        return key in self._by_key
+        return key in self._snapshot.by_key
 
     def refresh_if_due(self) -> None:
         """Bring the book up to date if it is older than ``refresh_s`` (one thread at a time)."""
@@ -110,14 +122,15 @@ class PolicyBook(Generic[P]):
         try:
             changes = self._load(since, self.max_entries + 1)
         except (TransientError, SQLAlchemyError) as exc:
-            # Not again before refresh_s: an outage costs one try a beat. Whatever failed, the
+            # Not again before refresh_s after this try ended (a connect timeout can be long):
+            # an outage costs one waiting request a beat, not every one. Whatever failed, the
             # book as it is still answers: a callback is never lost to a failed refresh.
-            self._loaded_at = now
+            self._loaded_at = self.clock()
             if not self._outage:
                 transient = isinstance(exc, TransientError)
                 (log.warning if transient else log.error)(
                     "callback policies not refreshed; serving what is known",
-                    known=len(self._by_key),
+                    known=len(self._snapshot.by_key),
                     error=str(exc)[:200],
                     outage="postgresql" if transient else None,
                 )
@@ -134,8 +147,9 @@ class PolicyBook(Generic[P]):
             self._full_at = None  # more changed than one refresh takes: reload it all next
 
     def _apply(self, changes: Changes[P], full: bool) -> None:
-        by_key = {} if full else dict(self._by_key)
-        key_of = {} if full else dict(self._key_of)
+        current = self._snapshot
+        by_key = {} if full else dict(current.by_key)
+        key_of = {} if full else dict(current.key_of)
         for row, policy in changes.rows:
             old = key_of.pop(row.id, None)
             if old is not None:
@@ -147,12 +161,17 @@ class PolicyBook(Generic[P]):
         while len(by_key) > self.max_entries:
             by_key.pop(next(iter(by_key)))
         if full:
-            self._complete = changes.complete
-        elif len(by_key) >= self.max_entries:
-            self._complete = False
+            complete = changes.complete
+        else:
+            complete = current.complete and len(by_key) <= self.max_entries
         # Swapped whole: readers never see a half-applied refresh.
-        self._by_key, self._key_of = by_key, key_of
+        self._snapshot = _Snapshot(by_key, key_of, complete)
         self._as_of = changes.as_of
 
     def stats(self) -> dict[str, Any]:
-        return {"known": len(self._by_key), "complete": self._complete, "outage": self._outage}
+        snapshot = self._snapshot
+        return {
+            "known": len(snapshot.by_key),
+            "complete": snapshot.complete,
+            "outage": self._outage,
+        }

@@ -294,6 +294,8 @@ class CallbackResource:
         if description is None or not description.has(Capability.CALLBACKS):
             return None  # the app answers 404 for it, as for any unknown path
         client_ip = client_address(peer, forwarded_for, self.trusted_proxies)
+        if len(secret) <= 128 and not self.book.knows(self._policy_key(description.name, secret)):
+            self.book.refresh_if_due()  # a merchant made a moment ago is not refused by the front
         return self.over_refusal_budget(description.name, secret, client_ip)
 
     def _policy(self, gateway: str, secret: str) -> CallbackPolicy | None:
@@ -301,8 +303,8 @@ class CallbackResource:
         if len(secret) > 128:
             return None
         key = self._policy_key(gateway, secret)
-        policy = self.book.get(key)
-        if policy is not None or self.book.complete:
+        policy, complete = self.book.lookup(key)
+        if policy is not None or complete:
             return policy
         return self.policies.get(key, lambda: self._load_policy(gateway, secret))
 

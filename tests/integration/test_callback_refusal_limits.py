@@ -13,7 +13,7 @@ from typing import Any
 
 import falcon.testing
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
 
 from ingress.app import create_wsgi
 from shared.db.session import Database
@@ -190,3 +190,28 @@ def test_the_front_answers_a_source_out_of_refusals_before_the_app_and_counts_it
     # ... and an unknown gateway segment is the app's bare 404, not the front's business
     stranger = client.simulate_post("/callbacks/nosuchpay/x", headers={"X-Forwarded-For": FLOODER})
     assert stranger.status_code == 404
+
+
+def test_a_gateway_disabled_by_hand_in_sql_is_refused_within_a_refresh(
+    settings: Settings, db: Database, merchant: MerchantAccount, rabbit: Rabbit
+) -> None:
+    # Given an ingress that knows the merchant
+    client = ingress_client(settings, db, callback_policy_cache_s=0.0)
+    [payment] = seed_submitted_payments(db, merchant.id, 1, tag=f"sql{uuid.uuid4().hex[:6]}")
+    secret, body = str(merchant.callback_secret), success_callback(payment, "RSQL000001")
+    assert callback(client, secret, body, "127.0.0.1").status_code == 200
+
+    # When an operator switches the gateway off in psql, even naming an old updated_at
+    touch = text(
+        "UPDATE gateway_credentials SET enabled = :on, updated_at = now() - interval '1 day'"
+        " WHERE merchant_id = :merchant"
+    )
+    with db.transaction() as session:
+        session.execute(touch, {"on": False, "merchant": merchant.id})
+
+    # Then the next callback is refused, and accepted again once it is back on
+    assert callback(client, secret, body, "127.0.0.1").status_code == 404
+    with db.transaction() as session:
+        session.execute(touch, {"on": True, "merchant": merchant.id})
+    assert callback(client, secret, body, "127.0.0.1").status_code == 200
+    rabbit.take_all(APPLY_CALLBACK.queue_name)

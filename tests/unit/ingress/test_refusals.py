@@ -311,3 +311,33 @@ def test_after_a_refresh_the_book_is_exactly_the_enabled_credentials(
     enabled = {("daraja", r.callback_secret_hash) for r in table.rows.values() if r.enabled}
     assert {k for k in enabled if book.knows(k)} == enabled
     assert book.stats()["known"] == len(enabled)
+
+
+def test_a_book_of_exactly_its_size_stays_complete_through_refreshes() -> None:
+    table, clock = Credentials(), Clock()
+    for i in range(3):
+        table.add(f"s{i}")
+    book = book_over(table, clock, max_entries=3)
+    book.refresh_if_due()
+    clock.now += 1
+    book.refresh_if_due()
+    assert book.lookup(("daraja", "s0")) == ("policy:s0", True)
+    assert book.lookup(("daraja", "junk")) == (None, True)
+
+
+def test_an_outage_is_tried_again_a_beat_after_the_failed_try_ended() -> None:
+    table, clock = Credentials(), Clock()
+    book = book_over(table, clock)
+    book.refresh_if_due()
+    table.down = True
+    clock.now += 1
+
+    def slow_failure(since: datetime | None, limit: int) -> Changes[str]:
+        clock.now += 5  # a connect timeout
+        return table.load(since, limit)
+
+    book._load = slow_failure
+    book.refresh_if_due()
+    tries = len(table.loads)
+    book.refresh_if_due()  # right after the slow failure: not again yet
+    assert len(table.loads) == tries

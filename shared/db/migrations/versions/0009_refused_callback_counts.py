@@ -49,12 +49,24 @@ def upgrade() -> None:
         ],
         unique=True,
     )
+    # Each ingress process asks which credentials changed since its last look, by
+    # updated_at: kept true for every UPDATE, by the ORM or by hand.
+    op.execute(
+        "CREATE FUNCTION gateway_credentials_touch() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$ BEGIN NEW.updated_at := now(); RETURN NEW; END $$"
+    )
+    op.execute(
+        "CREATE TRIGGER gateway_credentials_touch BEFORE UPDATE ON gateway_credentials"
+        " FOR EACH ROW EXECUTE FUNCTION gateway_credentials_touch()"
+    )
     op.create_index(
         "ix_refused_callbacks_merchant_minute", "refused_callbacks", ["merchant_id", "minute"]
     )
 
 
 def downgrade() -> None:
+    op.execute("DROP TRIGGER gateway_credentials_touch ON gateway_credentials")
+    op.execute("DROP FUNCTION gateway_credentials_touch()")
     op.drop_index("ix_refused_callbacks_merchant_minute", table_name="refused_callbacks")
     op.drop_index("uq_refused_callbacks_bucket", table_name="refused_callbacks")
     op.drop_table("refused_callbacks")
