@@ -11,11 +11,10 @@ merchant. Instead each process keeps the whole book:
   changed since the last refresh started, less ``overlap_s`` (a row committed late
   by a long transaction is still seen);
 - kept as it is when PostgreSQL cannot be reached: known merchants' callbacks are
-  still accepted, and a made-up secret is still refused from memory.
+  still accepted.
 
-A secret not in the book is unknown, without a query, while the book is complete.
-A book larger than ``max_entries`` is incomplete: the rest are looked up one by one
-(``CallbackResource``), within the refusal budget.
+A secret not in the book is looked up one by one (``CallbackResource``), within
+the refusal budget: the book may be a beat behind a merchant made a moment ago.
 """
 
 from __future__ import annotations

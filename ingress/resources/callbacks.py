@@ -299,12 +299,17 @@ class CallbackResource:
         return self.over_refusal_budget(description.name, secret, client_ip)
 
     def _policy(self, gateway: str, secret: str) -> CallbackPolicy | None:
-        """The merchant's policy from the book; one lookup only when the book is incomplete."""
+        """The merchant's policy from the book, else from PostgreSQL (one lookup, cached).
+
+        A miss is looked up rather than refused: the book may be a beat behind a merchant
+        made or a secret rotated a moment ago. What a miss may cost is bounded by the
+        refusal budget, spent before this is reached.
+        """
         if len(secret) > 128:
             return None
         key = self._policy_key(gateway, secret)
-        policy, complete = self.book.lookup(key)
-        if policy is not None or complete:
+        policy = self.book.get(key)
+        if policy is not None:
             return policy
         return self.policies.get(key, lambda: self._load_policy(gateway, secret))
 
