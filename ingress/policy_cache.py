@@ -85,12 +85,6 @@ class StaleWhileUnavailableCache(Generic[V]):
                 self._found.put(key, value, now)
         return value
 
-    def put(self, key: Hashable, value: V) -> None:
-        """Store a found answer (loaded in bulk) without a lookup."""
-        with self._lock:
-            self._missing.entries.pop(key, None)
-            self._found.put(key, value, time.monotonic())
-
     def clear(self) -> None:
         with self._lock:
             self._found.entries.clear()
