@@ -15,6 +15,7 @@ import click
 
 from shared.commands.audit import audit
 from shared.commands.db import db
+from shared.commands.events import events
 from shared.commands.keys import keys
 from shared.commands.merchants import merchant, operator
 from shared.commands.reference import dev, errors_command
@@ -84,6 +85,7 @@ for command in (
     refund,
     payout,
     webhook,
+    events,
 ):
     main.add_command(command)
 

@@ -53,6 +53,7 @@ DRAIN_DEAD_LETTERS = ActorSpec("drain_dead_letters", "maintenance")
 SEND_TRANSFER = ActorSpec("send_transfer", "transfers")
 CHECK_TRANSFER = ActorSpec("check_transfer", "transfers")
 SWEEP_TRANSFERS = ActorSpec("sweep_transfers", "maintenance")
+STREAM_EVENTS = ActorSpec("stream_events", "maintenance")
 
 ALL_ACTORS = (
     INITIATE_PAYMENT,
@@ -70,6 +71,7 @@ ALL_ACTORS = (
     SEND_TRANSFER,
     CHECK_TRANSFER,
     SWEEP_TRANSFERS,
+    STREAM_EVENTS,
 )
 
 
@@ -385,3 +387,10 @@ class SweepTransfers(MessageContract):
     """Send pending transfers whose message was lost; check those whose result is overdue."""
 
     spec: ClassVar[ActorSpec] = SWEEP_TRANSFERS
+
+
+@dataclass(frozen=True)
+class StreamEvents(MessageContract):
+    """Publish committed outbox events on the ``malipo.events`` exchange (see workers/events)."""
+
+    spec: ClassVar[ActorSpec] = STREAM_EVENTS

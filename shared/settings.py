@@ -247,6 +247,9 @@ class Settings(BaseSettings):
         default=120.0, gt=0, description="re-publish outbox rows not picked up after this long"
     )
     outbox_relay_interval_s: float = Field(default=10.0, gt=0)
+    event_stream_interval_s: float = Field(
+        default=2.0, gt=0, description="how often the scheduler asks for malipo.events to catch up"
+    )
     dead_letter_drain_interval_s: float = Field(default=60.0, gt=0)
     webhook_timeout_s: float = Field(default=15.0, gt=0, le=30)
     webhook_retry_schedule_s: str = Field(

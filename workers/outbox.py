@@ -26,6 +26,7 @@ from shared.domain.states import PaymentStatus
 from shared.messages import RELAY_OUTBOX, NotifyCustomer, NotifyMerchant, Publisher, RelayOutbox
 from shared.payments import payment_view
 from workers.broker import POLICIES
+from workers.events import stream_after_commit
 from workers.runtime import Runtime, runtime
 
 log = structlog.stdlib.get_logger(__name__)
@@ -57,8 +58,10 @@ def record_payment_change(session: Session, intent: PaymentIntent, now: datetime
         )
         .scalar_one()
     )
-    publisher = runtime().publisher
+    rt = runtime()
+    publisher = rt.publisher
     after_commit(session, _publisher(publisher, NotifyMerchant(event_id=event_id)))
+    stream_after_commit(rt, session)
     # Customers hear of failures only when they were prompted (not, say, a duplicate refused).
     if PaymentStatus(intent.status) not in NOTIFIED_CUSTOMER_STATES or intent.submitted_at is None:
         return

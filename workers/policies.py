@@ -77,6 +77,11 @@ DEFAULT_POLICIES: dict[str, RetryPolicy] = {
     "relay_outbox": RetryPolicy(
         max_retries=2, min_backoff_ms=1_000, max_backoff_ms=10_000, time_limit_ms=60_000
     ),
+    # Publishing to malipo.events: a broker outage is waited out; the scheduler's tick
+    # starts it again anyway.
+    "stream_events": RetryPolicy(
+        max_retries=5, min_backoff_ms=500, max_backoff_ms=10_000, time_limit_ms=60_000
+    ),
     "drain_dead_letters": RetryPolicy(
         max_retries=2, min_backoff_ms=1_000, max_backoff_ms=10_000, time_limit_ms=120_000
     ),

@@ -25,6 +25,7 @@ from shared.messages import (
     Publisher,
     RelayOutbox,
     SealAuditLog,
+    StreamEvents,
     SweepPendingPayments,
     SweepTransfers,
     build_broker,
@@ -89,6 +90,7 @@ class Scheduler:
             (RelayOutbox(), self.settings.outbox_relay_interval_s),
             (DrainDeadLetters(), self.settings.dead_letter_drain_interval_s),
             (SweepTransfers(), self.settings.transfer_sweep_interval_s),
+            (StreamEvents(), self.settings.event_stream_interval_s),
         ]
 
     def tick(self, message: MessageContract) -> bool:

@@ -61,6 +61,7 @@ from shared.messages import (
 )
 from shared.transfers import finish, lock_transfer, move
 from workers.broker import POLICIES
+from workers.events import stream_after_commit
 from workers.runtime import Runtime, runtime
 
 log = structlog.stdlib.get_logger(__name__)
@@ -119,6 +120,7 @@ def _publish(rt: Runtime, message: MessageContract) -> Callable[[], None]:
 def notify_after_commit(rt: Runtime, session: Session, event_id: int | None) -> None:
     if event_id is not None:
         after_commit(session, _publish(rt, NotifyMerchant(event_id=event_id)))
+        stream_after_commit(rt, session)
 
 
 class TransferWork:

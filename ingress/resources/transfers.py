@@ -27,7 +27,13 @@ from shared.domain.errors import MalipoError
 from shared.domain.states import TransferStatus
 from shared.gateways.transfers import TransferKind
 from shared.merchants import Principal
-from shared.messages import BrokerUnavailable, NotifyMerchant, Publisher, SendTransfer
+from shared.messages import (
+    BrokerUnavailable,
+    NotifyMerchant,
+    Publisher,
+    SendTransfer,
+    StreamEvents,
+)
 from shared.transfers import (
     Requester,
     accept_payout,
@@ -83,6 +89,7 @@ class TransferCommands:
             return
         try:
             self.publisher.send(NotifyMerchant(event_id=event_id))
+            self.publisher.send(StreamEvents())
         except BrokerUnavailable:
             log.warning("webhook left to the outbox relay: broker unavailable", outage="rabbitmq")
 

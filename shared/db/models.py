@@ -581,6 +581,7 @@ class WebhookEvent(Base):
             postgresql_where=text("published_at IS NULL"),
         ),
         Index("ix_webhook_events_merchant_created", "merchant_id", "created_at"),
+        Index("ix_webhook_events_unstreamed", "id", postgresql_where=text("streamed_at IS NULL")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -595,6 +596,8 @@ class WebhookEvent(Base):
     next_attempt_at: Mapped[datetime | None]
     published_at: Mapped[datetime | None]
     delivered_at: Mapped[datetime | None]
+    # When it was published on the ``malipo.events`` exchange (shared.bus); None: not yet.
+    streamed_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = _now()
 
 

@@ -20,6 +20,7 @@ from shared.messages import (
     DRAIN_DEAD_LETTERS,
     RELAY_OUTBOX,
     SEAL_AUDIT_LOG,
+    STREAM_EVENTS,
     SWEEP_PENDING,
     SWEEP_TRANSFERS,
     Publisher,
@@ -92,6 +93,7 @@ TIMERS = {
     RELAY_OUTBOX.actor_name: ("MALIPO_OUTBOX_RELAY_INTERVAL_S", 1.5),
     DRAIN_DEAD_LETTERS.actor_name: ("MALIPO_DEAD_LETTER_DRAIN_INTERVAL_S", 2.0),
     SWEEP_TRANSFERS.actor_name: ("MALIPO_TRANSFER_SWEEP_INTERVAL_S", 1.5),
+    STREAM_EVENTS.actor_name: ("MALIPO_EVENT_STREAM_INTERVAL_S", 1.0),
 }
 PERIOD_S = {actor: period for actor, (_, period) in TIMERS.items()}
 LONGEST_PERIOD_S = max(PERIOD_S.values())
