@@ -88,7 +88,11 @@ class EventStream:
     """
 
     def __init__(self, broker_url: str) -> None:
-        self.parameters = pika.URLParameters(broker_url_with_defaults(broker_url))
+        # Publish-only: idle between batches, it asks for no heartbeats RabbitMQ would
+        # drop it for missing.
+        self.parameters = pika.URLParameters(
+            broker_url_with_defaults(broker_url, publish_only=True)
+        )
         self._local = threading.local()
 
     def _channel(self) -> Any:
@@ -128,6 +132,11 @@ class EventStream:
         except (pika.exceptions.AMQPError, OSError) as exc:
             self.close()
             raise BrokerUnavailable(f"event not confirmed by RabbitMQ: {exc!r}") from exc
+        except BaseException:
+            # Interrupted mid-publish (a time limit, a shutdown): a confirm may still be on
+            # its way, and pika would count it for the next message. Never reuse the channel.
+            self.close()
+            raise
         return published
 
     def close(self) -> None:

@@ -32,6 +32,7 @@ from workers.runtime import Runtime, runtime
 
 log = structlog.stdlib.get_logger(__name__)
 STREAM_BATCH = 500
+STREAM_MAX_BATCHES = 20
 # pg_advisory lock key of the one streamer ("malipo.events" as a number).
 STREAM_LOCK = 0x6D616C69706F6576
 _UNSTREAMED = (
@@ -63,10 +64,14 @@ def event_stream() -> EventStream:
     return _stream
 
 
-def stream(rt: Runtime, events: EventStream) -> int:
-    """Publish every unstreamed event, oldest first; 0 at once when another streamer runs."""
+def stream(rt: Runtime, events: EventStream, max_batches: int = STREAM_MAX_BATCHES) -> int:
+    """Publish unstreamed events, oldest first; 0 at once when another streamer runs.
+
+    At most ``max_batches`` batches per run, so a backlog (after an outage) is worked
+    off in runs well inside the actor's time limit; the next run goes on from there.
+    """
     total = 0
-    while True:
+    for _ in range(max_batches):
         with rt.db.transaction() as session:
             if not session.scalar(select(func.pg_try_advisory_xact_lock(STREAM_LOCK))):
                 return total
@@ -81,6 +86,8 @@ def stream(rt: Runtime, events: EventStream) -> int:
             )
         total += len(rows)
         log.debug("events streamed", events=len(rows))
+    rt.publisher.send(StreamEvents())  # a backlog is left: the next run goes on at once
+    return total
 
 
 def stream_after_commit(rt: Runtime, session: Session) -> None:
