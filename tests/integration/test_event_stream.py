@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,13 +13,14 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select, text
 
-from shared.bus import EVENTS_EXCHANGE, Event, EventStream, SeenEvents, consume_events
+from shared.bus import Event, EventStream, SeenEvents, consume_events
 from shared.cli import main as malipo
 from shared.db.models import AuditRecord, WebhookEvent
 from shared.db.session import Database
 from shared.messages import BrokerUnavailable
 from shared.webhooks import event_body
 from tests.conftest import TEST_ENV, MerchantAccount
+from tests.support.bus import bound_queue
 from tests.support.rabbit import Rabbit
 from workers import runtime as worker_runtime
 from workers.events import STREAM_BATCH, STREAM_LOCK, stream
@@ -36,33 +38,12 @@ def events() -> Iterator[EventStream]:
 @pytest.fixture
 def subscribe(rabbit: Rabbit) -> Iterator[Any]:
     """Make a queue bound to ``malipo.events`` by the given keys; deleted after the test."""
-    made: list[str] = []
-
-    def make(*keys: str) -> str:
-        name = f"test.events.{uuid.uuid4().hex[:8]}"
-        with rabbit.channel() as channel:
-            channel.exchange_declare(EVENTS_EXCHANGE, exchange_type="topic", durable=True)
-            channel.queue_declare(name, durable=True)
-            for key in keys:
-                channel.queue_bind(name, EVENTS_EXCHANGE, routing_key=key)
-        made.append(name)
-        return name
-
-    yield make
-    with rabbit.channel() as channel:
-        for name in made:
-            channel.queue_delete(name)
+    with ExitStack() as queues:
+        yield lambda *keys: queues.enter_context(bound_queue(rabbit, *keys))
 
 
 def received(rabbit: Rabbit, queue: str) -> list[tuple[str, Any, bytes]]:
-    """(routing key, properties, body) of every message on ``queue``, taken off it."""
-    taken = []
-    with rabbit.channel() as channel:
-        while True:
-            method, properties, body = channel.basic_get(queue, auto_ack=True)
-            if method is None:
-                return taken
-            taken.append((method.routing_key, properties, body))
+    return rabbit.take_messages(queue)
 
 
 def add_events(db: Database, merchant: uuid.UUID, *types: str) -> list[int]:

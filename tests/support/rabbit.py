@@ -50,13 +50,17 @@ class Rabbit:
 
     def take_all(self, queue: str) -> list[dict[str, Any]]:
         """Take every message off ``queue`` (acknowledged) and return the decoded bodies."""
-        bodies = []
+        return [json.loads(body) for _, _, body in self.take_messages(queue)]
+
+    def take_messages(self, queue: str) -> list[tuple[str, Any, bytes]]:
+        """Take every message off ``queue`` (acknowledged): (routing key, properties, body)."""
+        taken = []
         with self.channel() as channel:
             while True:
-                method, _, body = channel.basic_get(queue, auto_ack=True)
+                method, properties, body = channel.basic_get(queue, auto_ack=True)
                 if method is None:
-                    return bodies
-                bodies.append(json.loads(body))
+                    return taken
+                taken.append((method.routing_key, properties, body))
 
     def unsettled(self) -> dict[str, int]:
         """Messages per queue not yet acknowledged (ready + delivered but unacked).
