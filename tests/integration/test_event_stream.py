@@ -11,9 +11,18 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from dramatiq.middleware.time_limit import TimeLimitExceeded
 from sqlalchemy import func, select, text
 
-from shared.bus import Event, EventStream, SeenEvents, consume_events
+from shared.bus import (
+    OUTBOX_COLUMNS,
+    Event,
+    EventStream,
+    OutboundEvent,
+    SeenEvents,
+    consume_events,
+    outbound,
+)
 from shared.cli import main as malipo
 from shared.db.models import AuditRecord, WebhookEvent
 from shared.db.session import Database
@@ -313,3 +322,33 @@ def test_a_subscriber_handles_each_event_id_once_and_gets_again_what_its_handler
     assert [e.event_type for e in handled] == ["payment.succeeded", "payment.failed"]
     assert all(e.merchant_id == str(merchant.id) and e.data["note"] == "é" for e in handled)
     assert rabbit.count(queue) == 0
+
+
+def test_a_publish_interrupted_mid_batch_never_reuses_its_channel(
+    broker: Any,
+    db: Database,
+    merchant: MerchantAccount,
+    rabbit: Rabbit,
+    events: EventStream,
+    subscribe: Any,
+) -> None:
+    queue = subscribe(f"*.*.{merchant.id}")
+    ids = add_events(db, merchant.id, "payment.succeeded", "payment.failed")
+    with db.transaction() as session:
+        rows = session.execute(
+            select(*OUTBOX_COLUMNS).where(WebhookEvent.id.in_(ids)).order_by(WebhookEvent.id)
+        ).all()
+
+    def cut_off() -> Iterator[OutboundEvent]:
+        yield from outbound(rows[:1])
+        raise TimeLimitExceeded()  # how dramatiq interrupts a thread over its time limit
+
+    events.publish(outbound(rows[:1]))
+    first = events._local.channel
+    with pytest.raises(TimeLimitExceeded):
+        events.publish(cut_off())
+
+    assert events._local.channel is None
+    assert first.is_closed
+    assert events.publish(outbound(rows[1:])) == 1
+    assert len(received(rabbit, queue)) == 3
