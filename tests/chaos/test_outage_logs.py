@@ -21,7 +21,7 @@ import requests
 from shared.db.session import Database
 from shared.settings import Settings
 from tests.conftest import DARAJA_CREDENTIALS, make_merchant
-from tests.support.env import free_port
+from tests.support.env import free_port, free_port_outside_ephemeral_range
 from tests.support.processes import ManagedProcess, ingress_process, worker_process
 from tests.support.seed import seed_submitted_payments, status_counts, success_callback
 from tests.support.tcp_proxy import TcpProxy
@@ -61,7 +61,9 @@ def test_a_minute_without_rabbitmq_is_a_handful_of_log_lines_then_one_reconnecte
     merchant = make_merchant(db, settings, cipher, daraja=dict(DARAJA_CREDENTIALS))
     payments = seed_submitted_payments(db, merchant.id, PAYMENTS, tag="outage-logs")
     real = urlsplit(test_env["MALIPO_BROKER_URL"])
-    proxy = TcpProxy(free_port(), (real.hostname or "127.0.0.1", real.port or 5672))
+    proxy = TcpProxy(
+        free_port_outside_ephemeral_range(), (real.hostname or "127.0.0.1", real.port or 5672)
+    )
     netloc = real.netloc.rsplit("@", 1)[0] + f"@127.0.0.1:{proxy.port}"
     port = free_port()
     env = {

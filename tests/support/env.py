@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import random
 import socket
 from pathlib import Path
 
@@ -24,6 +25,25 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def free_port_outside_ephemeral_range() -> int:
+    """A free port the kernel never hands out as a client's source port.
+
+    A port that is down for a while (an outage a test stages) must not be an
+    ephemeral one: a client retrying a connection to 127.0.0.1:P can be given P
+    itself as its source port, and Linux then connects the socket to itself (a
+    TCP simultaneous open), so the port is taken when the test wants it back.
+    """
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for port in random.sample(range(10000, low), k=200):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port below the ephemeral range (starts at {low})")
 
 
 def build_test_env(spool_dir: str) -> dict[str, str]:
