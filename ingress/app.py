@@ -25,6 +25,7 @@ from ingress.resources.ops import OpsEventsResource, RefusedCallbacksResource
 from ingress.resources.pay import PayPages
 from ingress.resources.payments import (
     CommandLimits,
+    PaymentDesk,
     PaymentResource,
     PaymentsResource,
     RetryResource,
@@ -165,7 +166,8 @@ def _build(
     callbacks = CallbackResource(db, publisher, gateways, spool, settings)
     links = PayLinks.from_settings(settings)
     limits_ = CommandLimits.from_settings(settings)
-    app.add_route("/v1/payments", PaymentsResource(db, auth, publisher, gateways, limits_, links))
+    desk = PaymentDesk(db, publisher, gateways, limits_, links)
+    app.add_route("/v1/payments", PaymentsResource(desk, auth))
     app.add_route(
         "/v1/payments/{payment_id}",
         PaymentResource(
@@ -184,7 +186,7 @@ def _build(
     app.add_route("/v1/redemptions", RedemptionsResource(redeemer, gateways))
     app.add_route(
         "/v1/payments/{payment_id}/retry",
-        RetryResource(db, auth, publisher, limits_),
+        RetryResource(desk, auth),
     )
     app.add_route("/v1/customers/{phone}", CustomerResource(db, auth))
     pay = PayPages(db, publisher, gateways, links, limits_)

@@ -1,9 +1,11 @@
-"""``malipo ingress``: run the HTTP ingress under gunicorn (replaces this process)."""
+"""``malipo ingress`` (the HTTP ingress under gunicorn) and ``malipo bus`` (the command bus)."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+from urllib.parse import unquote, urlsplit
 
 import click
 
@@ -24,3 +26,45 @@ def ingress(bind: str | None, workers: int | None, threads: int | None) -> None:
     if threads:
         argv += ["--threads", str(threads)]
     os.execv(sys.executable, [*argv, "ingress.wsgi:application"])  # noqa: S606 - replaces this process, no shell
+
+
+@click.group("bus")
+def bus() -> None:
+    """The command bus: ``malipo.commands`` for services inside the company."""
+
+
+@bus.command("consume")
+def bus_consume() -> None:
+    """Consume and carry out commands until SIGTERM (run one or more of these)."""
+    from ingress.bus import main
+
+    main()
+
+
+@bus.command("service")
+@click.argument("name")
+@click.option("--vhost", default=None, help="the broker's vhost (default: MALIPO_BROKER_URL's)")
+@click.option("--apply", is_flag=True, help="run the commands here with rabbitmqctl")
+def bus_service(name: str, vhost: str | None, apply: bool) -> None:
+    """A RabbitMQ user for service NAME: writes malipo.commands only, reads its own queues.
+
+    Prints the rabbitmqctl commands (with a new password, shown once); --apply runs them.
+    """
+    from ingress.bus_access import rabbitmqctl_commands, service_password
+    from shared.commands.base import cli_settings
+
+    url = urlsplit(cli_settings().broker_url.get_secret_value())
+    chosen = vhost or unquote(url.path.lstrip("/")) or "/"
+    password = service_password()
+    try:
+        commands = rabbitmqctl_commands(name, chosen, password)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    for argv in commands:
+        shown = " ".join(argv).replace(password, "<password>")
+        if apply:
+            result = subprocess.run(argv, capture_output=True, text=True, check=False)  # noqa: S603
+            if result.returncode != 0:
+                raise click.ClickException(f"{shown}: {result.stderr.strip()[:300]}")
+        click.echo(shown if apply else " ".join(argv))
+    click.echo(f"# service {name}: user {name!r}, password shown once: {password}", err=True)

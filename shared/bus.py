@@ -216,7 +216,9 @@ def consume_events(
     connection = pika.BlockingConnection(pika.URLParameters(broker_url_with_defaults(broker_url)))
     try:
         channel = connection.channel()
-        declare_events_exchange(channel)
+        # Passive: a service's RabbitMQ user may bind to malipo.events, not declare it
+        # (malipo declares it at start-up; before that, this fails with NOT_FOUND).
+        channel.exchange_declare(EVENTS_EXCHANGE, passive=True)
         channel.queue_declare(queue, durable=True)
         for key in bindings:
             channel.queue_bind(queue, EVENTS_EXCHANGE, routing_key=key)

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from shared import audit
 from shared.audit import SYSTEM_ACTOR
+from shared.bus_commands import signing_secret
 from shared.crypto import (
     CredentialCipher,
     CredentialTampered,
@@ -102,8 +103,13 @@ def issue_api_key(
     label: str | None = None,
     *,
     actor: str = SYSTEM_ACTOR,
+    bus_cipher: CredentialCipher | None = None,
 ) -> str:
-    """A new key (a merchant's, or with no merchant a platform operator's); shown only now."""
+    """A new key (a merchant's, or with no merchant a platform operator's); shown only now.
+
+    With ``bus_cipher`` the key may also sign commands on ``malipo.commands``: its
+    command-signing secret is stored encrypted with that cipher.
+    """
     unknown = sorted(set(scopes) - set(SCOPES))
     if unknown or not scopes:
         raise ValueError(f"scopes must be among {', '.join(SCOPES)}")
@@ -118,10 +124,53 @@ def issue_api_key(
         secret_hash=hash_api_secret(pepper, key.secret),
         scopes=list(scopes),
     )
+    if bus_cipher is not None:
+        if merchant_id is None:
+            raise ValueError("an operator key cannot sign merchant commands")
+        _seal_signing_secret(bus_cipher, row, signing_secret(key.token))
     session.add(row)
     session.flush()
-    _audit_key(session, row, actor, "created", scopes=list(scopes), label=label)
+    _audit_key(
+        session, row, actor, "created", scopes=list(scopes), label=label, bus=bus_cipher is not None
+    )
     return key.token
+
+
+def _signing_context(row: ApiKey) -> str:
+    return f"api_key/{row.id}/command-signing"
+
+
+def _seal_signing_secret(cipher: CredentialCipher, row: ApiKey, secret: str) -> None:
+    row.signing_key_id, row.signing_ciphertext = cipher.encrypt(
+        {"secret": secret}, context=_signing_context(row)
+    )
+
+
+def _open_signing_secret(cipher: CredentialCipher, row: ApiKey) -> str:
+    assert row.signing_key_id is not None
+    assert row.signing_ciphertext is not None
+    plain = cipher.decrypt(
+        row.signing_key_id, row.signing_ciphertext, context=_signing_context(row)
+    )
+    return str(plain["secret"])
+
+
+@dataclass(frozen=True)
+class BusKey:
+    """A key as the command bus sees it: who it speaks for and its signing secret (or None
+    when it was not issued for the bus)."""
+
+    principal: Principal
+    signing_secret: str | None
+
+
+def bus_key(session: Session, cipher: CredentialCipher, prefix: str) -> BusKey | None:
+    """The live key with this public prefix, or None (unknown or revoked)."""
+    row = session.scalars(select(ApiKey).where(ApiKey.prefix == prefix[:32])).one_or_none()
+    if row is None or row.revoked_at is not None:
+        return None
+    secret = _open_signing_secret(cipher, row) if row.signing_ciphertext is not None else None
+    return BusKey(Principal(row.merchant_id, row.id, frozenset(row.scopes)), secret)
 
 
 def revoke_api_key(session: Session, prefix: str, *, actor: str = SYSTEM_ACTOR) -> bool:
@@ -442,14 +491,25 @@ def rotate_credentials(session: Session, cipher: CredentialCipher, batch: int = 
         row.key_id, row.ciphertext = cipher.encrypt(
             plain, context=_context(row.merchant_id, row.gateway)
         )
+    # API keys' command-signing secrets are credentials too.
+    keys = session.scalars(
+        select(ApiKey)
+        .where(ApiKey.signing_key_id != cipher.active_key_id)
+        .limit(batch)
+        .with_for_update(skip_locked=True)
+    ).all()
+    for key in keys:
+        _seal_signing_secret(cipher, key, _open_signing_secret(cipher, key))
     session.flush()
-    return len(rows)
+    return len(rows) + len(keys)
 
 
 def credentials_by_key(session: Session) -> dict[str, int]:
-    """How many encrypted rows (gateway credentials, webhook secrets) each key id encrypts."""
+    """How many encrypted rows (gateway credentials, webhook secrets, command-signing secrets)
+    each key id encrypts."""
     counts: dict[str, int] = {}
-    for column in (GatewayCredential.key_id, WebhookEndpoint.key_id):
-        for key_id, count in session.execute(select(column, func.count()).group_by(column)):
+    for column in (GatewayCredential.key_id, WebhookEndpoint.key_id, ApiKey.signing_key_id):
+        counted = select(column, func.count()).where(column.is_not(None)).group_by(column)
+        for key_id, count in session.execute(counted):
             counts[str(key_id)] = counts.get(str(key_id), 0) + int(count)
     return counts

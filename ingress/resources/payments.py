@@ -101,29 +101,29 @@ def within(decision: RateDecision, what: str) -> None:
         raise RateLimited(decision.retry_after_s, f"{what}: retry in {decision.retry_after_s} s")
 
 
-class PaymentsResource:
-    """Accept a payment command: authenticate, check its shape, enqueue, answer 202."""
+class PaymentDesk:
+    """What a payment command does, whoever sent it: the HTTP API or the command bus.
+
+    Each method answers the body the HTTP API answers with ``202`` (the same for the
+    same idempotency key), or raises the catalogue's :class:`MalipoError`.
+    """
 
     def __init__(
         self,
         db: Database,
-        auth: Authenticator,
         publisher: Publisher,
         gateways: GatewayRegistry,
         limits: CommandLimits,
         links: PayLinks,
     ) -> None:
         self.db = db
-        self.auth = auth
         self.publisher = publisher
         self.gateways = gateways
         self.limits = limits
         self.links = links
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        merchant_id = self.auth.require_merchant(req, "payments:write")
-        key = idempotency_key(req)
-        document = read_json_object(req, self.limits.max_body_bytes, self.limits.max_json_depth)
+    def create(self, merchant_id: uuid.UUID, key: str, document: dict[str, Any]) -> dict[str, Any]:
+        """``payment.create``: accept (or find the first answer for ``key``)."""
         command = payment_command(document, self.gateways)
         fingerprint = request_hash(command)
         payment_id = payment_id_for(merchant_id, key)
@@ -134,11 +134,15 @@ class PaymentsResource:
         if prior is None:
             prior = self._accept(merchant_id, payment_id, key, fingerprint, command)
         gateway, accepted_at = prior
-        resp.status = falcon.HTTP_202
-        resp.location = f"/v1/payments/{payment_id}"
-        resp.media = {"id": str(payment_id), "status": "accepted"}
+        answer = {"id": str(payment_id), "status": "accepted"}
         if self.gateways.describe(gateway).pay_page:
-            resp.media["pay_url"] = self.links.pay_url(payment_id, accepted_at)
+            answer["pay_url"] = self.links.pay_url(payment_id, accepted_at)
+        return answer
+
+    def retry(self, merchant_id: uuid.UUID, payment_id: uuid.UUID) -> dict[str, Any]:
+        """``payment.retry``: the customer tries again under the same payment."""
+        request_retry(self.db, self.publisher, self.limits, merchant_id, payment_id)
+        return {"id": str(payment_id), "status": "retrying"}
 
     def _accept(
         self,
@@ -215,6 +219,23 @@ class PaymentsResource:
             )
             raise MalipoError(errors.SERVICE_UNAVAILABLE) from exc
         log.info("payment accepted", amount=command["amount"], gateway=command["gateway"])
+
+
+class PaymentsResource:
+    """``POST /v1/payments``: authenticate, check its shape, enqueue, answer 202."""
+
+    def __init__(self, desk: PaymentDesk, auth: Authenticator) -> None:
+        self.desk = desk
+        self.auth = auth
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        merchant_id = self.auth.require_merchant(req, "payments:write")
+        key = idempotency_key(req)
+        limits = self.desk.limits
+        document = read_json_object(req, limits.max_body_bytes, limits.max_json_depth)
+        resp.media = self.desk.create(merchant_id, key, document)
+        resp.status = falcon.HTTP_202
+        resp.location = f"/v1/payments/{resp.media['id']}"
 
 
 class PaymentResource:
@@ -330,13 +351,9 @@ class RetryResource:
     cycle and sends a new push.
     """
 
-    def __init__(
-        self, db: Database, auth: Authenticator, publisher: Publisher, limits: CommandLimits
-    ) -> None:
-        self.db = db
+    def __init__(self, desk: PaymentDesk, auth: Authenticator) -> None:
+        self.desk = desk
         self.auth = auth
-        self.publisher = publisher
-        self.limits = limits
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, payment_id: str) -> None:
         merchant_id = self.auth.require_merchant(req, "payments:write")
@@ -344,10 +361,9 @@ class RetryResource:
             wanted = uuid.UUID(payment_id)
         except ValueError:
             raise MalipoError(errors.NOT_FOUND) from None
-        request_retry(self.db, self.publisher, self.limits, merchant_id, wanted)
+        resp.media = self.desk.retry(merchant_id, wanted)
         resp.status = falcon.HTTP_202
         resp.location = f"/v1/payments/{wanted}"
-        resp.media = {"id": str(wanted), "status": "retrying"}
 
 
 def request_retry(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import falcon
 import structlog
@@ -62,6 +63,12 @@ def requester(principal: Principal) -> Requester:
     return Requester(principal.merchant_id, principal.api_key_id, f"key:{principal.api_key_id}")
 
 
+def accepted(resp: falcon.Response, view: dict[str, object]) -> None:
+    resp.status = falcon.HTTP_202
+    resp.location = f"/v1/{view['object']}s/{view['id']}"
+    resp.media = view
+
+
 class TransferCommands:
     """What the money-out resources share: the database, keys, limits and the publisher."""
 
@@ -93,12 +100,9 @@ class TransferCommands:
         except BrokerUnavailable:
             log.warning("webhook left to the outbox relay: broker unavailable", outage="rabbitmq")
 
-    def accept(
-        self,
-        resp: falcon.Response,
-        accept: Callable[[Session], tuple[Transfer, bool]],
-    ) -> None:
-        """Accept a refund or payout in one transaction, then enqueue it; answer 202."""
+    def accept(self, accept: Callable[[Session], tuple[Transfer, bool]]) -> dict[str, object]:
+        """Accept a refund or payout in one transaction, then enqueue it: the view the
+        HTTP API answers with ``202`` (the same for the same idempotency key)."""
         with self.db.transaction() as session:
             transfer, created = accept(session)
             if created:
@@ -111,9 +115,19 @@ class TransferCommands:
             )
             if transfer.status == TransferStatus.PENDING:
                 self.dispatch(transfer.id)
-        resp.status = falcon.HTTP_202
-        resp.location = f"/v1/{transfer.kind}s/{transfer.id}"
-        resp.media = view
+        return view
+
+    def refund(
+        self, who: Requester, payment_id: uuid.UUID, key: str, document: dict[str, Any]
+    ) -> dict[str, object]:
+        """``refund.create``: ``{amount?, reason}`` of a succeeded payment."""
+        command = refund_command(document)
+        return self.accept(lambda session: accept_refund(session, who, payment_id, key, command))
+
+    def payout(self, who: Requester, key: str, document: dict[str, Any]) -> dict[str, object]:
+        """``payout.create``: ``{amount, currency, phone, gateway?, reason}``."""
+        command = payout_command(document)
+        return self.accept(lambda session: accept_payout(session, who, key, command))
 
     def load(self, req: falcon.Request, transfer_id: str, kind: TransferKind) -> dict[str, object]:
         principal = self.auth.require(req, "payments:read")
@@ -138,11 +152,8 @@ class RefundsResource:
     def on_post(self, req: falcon.Request, resp: falcon.Response, payment_id: str) -> None:
         who = requester(self.commands.auth.require(req, "refunds:write"))
         key = idempotency_key(req)
-        command = refund_command(read_json_object(req, self.commands.max_body_bytes))
-        wanted = _uuid(payment_id)
-        self.commands.accept(
-            resp, lambda session: accept_refund(session, who, wanted, key, command)
-        )
+        document = read_json_object(req, self.commands.max_body_bytes)
+        accepted(resp, self.commands.refund(who, _uuid(payment_id), key, document))
 
 
 class RefundResource:
@@ -164,8 +175,8 @@ class PayoutsResource:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         who = requester(self.commands.auth.require(req, "payouts:write"))
         key = idempotency_key(req)
-        command = payout_command(read_json_object(req, self.commands.max_body_bytes))
-        self.commands.accept(resp, lambda session: accept_payout(session, who, key, command))
+        document = read_json_object(req, self.commands.max_body_bytes)
+        accepted(resp, self.commands.payout(who, key, document))
 
 
 class PayoutResource:

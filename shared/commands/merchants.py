@@ -250,15 +250,25 @@ def merchant_key() -> None:
 @click.argument("merchant_id", type=click.UUID)
 @click.option("--scope", "scopes", multiple=True, type=click.Choice(SCOPES), help="repeatable")
 @click.option("--label", default=None, help="what the key is for")
-def merchant_key_create(merchant_id: uuid.UUID, scopes: tuple[str, ...], label: str | None) -> None:
+@click.option("--bus", is_flag=True, help="the key may also sign commands on malipo.commands")
+def merchant_key_create(
+    merchant_id: uuid.UUID, scopes: tuple[str, ...], label: str | None, bus: bool
+) -> None:
     """Issue a key; prints it once as JSON (default scopes: payments:write, payments:read)."""
     settings, pepper = _pepper()
     chosen = scopes or DEFAULT_SCOPES
+    cipher = cli_cipher(settings) if bus else None
     with cli_database(settings) as database, database.transaction() as session:
         if session.get(Merchant, merchant_id) is None:
             raise click.ClickException(f"no merchant {merchant_id}")
         token = issue_api_key(
-            session, pepper, merchant_id, tuple(chosen), label, actor=audit.cli_actor()
+            session,
+            pepper,
+            merchant_id,
+            tuple(chosen),
+            label,
+            actor=audit.cli_actor(),
+            bus_cipher=cipher,
         )
     click.echo(
         json.dumps({"merchant_id": str(merchant_id), "api_key": token, "scopes": list(chosen)})
@@ -291,6 +301,7 @@ def key_view(row: ApiKey) -> dict[str, Any]:
         "prefix": row.prefix,
         "scopes": row.scopes,
         "label": row.label,
+        "bus": row.signing_ciphertext is not None,
         "created_at": row.created_at.isoformat(),
         "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
     }

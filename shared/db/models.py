@@ -92,6 +92,10 @@ class ApiKey(Base):
     scopes: Mapped[list[str]] = mapped_column(ARRAY(String(32)))
     created_at: Mapped[datetime] = _now()
     revoked_at: Mapped[datetime | None]
+    # A key issued for the command bus: its command-signing secret (derived from the
+    # key, see shared/bus_commands.py), AES-GCM encrypted like gateway credentials.
+    signing_key_id: Mapped[str | None] = mapped_column(String(32))
+    signing_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class GatewayCredential(Base):
@@ -354,6 +358,28 @@ class GatewayEvent(Base):
     request_id: Mapped[str | None] = mapped_column(String(64))
     received_at: Mapped[datetime]
     recorded_at: Mapped[datetime] = _now()
+
+
+class RefusedCommand(Base):
+    """Commands ``malipo.commands`` refused, counted per minute, reason and key prefix.
+
+    The refused command itself waits in the ``malipo.commands.refused`` queue; this is
+    the count an operator reads (``malipo bus refusals``). ``key_prefix`` is the
+    prefix the command claimed ('' when it named none), never proof it was that key's.
+    """
+
+    __tablename__ = "refused_commands"
+    __table_args__ = (
+        UniqueConstraint("minute", "reason", "key_prefix"),
+        CheckConstraint("count > 0", name="count_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    minute: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(String(40))
+    key_prefix: Mapped[str] = mapped_column(String(32))
+    count: Mapped[int] = mapped_column(BigInteger)
+    last_at: Mapped[datetime]
 
 
 class RefusedCallback(Base):

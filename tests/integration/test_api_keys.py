@@ -552,7 +552,7 @@ def test_cli_key_list_shows_the_merchants_keys_but_never_a_secret(
         assert secret[PREFIX_LENGTH + 1 :] not in result.output
     assert prefix_of(other.api_key) not in result.output
     for row in listed:
-        assert set(row) == {"prefix", "scopes", "label", "created_at", "revoked_at"}
+        assert set(row) == {"prefix", "scopes", "label", "bus", "created_at", "revoked_at"}
 
 
 def test_cli_key_revoke_refuses_the_key_at_once_and_list_shows_it_revoked(

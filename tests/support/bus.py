@@ -2,32 +2,24 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import cache
-from pathlib import Path
 
 import jsonschema
 
 from shared.bus import EVENTS_EXCHANGE, Event, consume_events, declare_events_exchange
+from shared.bus_commands import validator
 from tests.support.rabbit import Rabbit
 
-SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "bus" / "schemas"
 
-
-@cache
 def event_validator() -> jsonschema.protocols.Validator:
-    schema = json.loads((SCHEMAS / "event.v1.json").read_text())
-    validator_class = jsonschema.validators.validator_for(schema)
-    validator_class.check_schema(schema)
-    return validator_class(schema, format_checker=validator_class.FORMAT_CHECKER)  # type: ignore[no-any-return]
+    return validator("event")  # type: ignore[no-any-return]
 
 
 def check_event(event: Event) -> None:
-    """Raise unless the event's body is what docs/bus/schemas/event.v1.json promises."""
+    """Raise unless the event's body is what shared/contracts/event.v1.json promises."""
     body = {"type": event.event_type, "timestamp": event.timestamp, "data": event.data}
     event_validator().validate(body)
 

@@ -1,4 +1,4 @@
-"""docs/bus/schemas/event.v1.json is the contract of what goes on ``malipo.events``."""
+"""shared/contracts/event.v1.json is the contract of what goes on ``malipo.events``."""
 
 from __future__ import annotations
 
