@@ -17,7 +17,6 @@ the command back for later; nothing is refused for an outage.
 from __future__ import annotations
 
 import json
-import re
 import signal
 import threading
 import time
@@ -46,6 +45,7 @@ from shared.bus_commands import (
     MAX_COMMAND_BYTES,
     REFUSAL_REASONS,
     REFUSED_QUEUE,
+    REPLY_TO,
     SIGNATURE_HEADER,
     SIGNATURE_TOLERANCE_S,
     TIMESTAMP_HEADER,
@@ -65,9 +65,6 @@ from shared.transfers import Requester
 from shared.webhooks import WebhookSignatureInvalid, verify
 
 log = structlog.stdlib.get_logger(__name__)
-# Answers go only to a service's own queues (never into malipo's: a reply_to naming a
-# worker queue would put a foreign message there).
-REPLY_TO = re.compile(r"svc\.[A-Za-z0-9_.-]{1,200}|amq\.rabbitmq\.reply-to(\.[A-Za-z0-9+/=._-]+)?")
 _COUNT_REFUSAL = text(
     "INSERT INTO refused_commands (minute, reason, key_prefix, count, last_at)"
     " VALUES (date_trunc('minute', :now), :reason, :prefix, 1, :now)"
@@ -402,3 +399,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     consumer.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -68,3 +69,27 @@ def bus_service(name: str, vhost: str | None, apply: bool) -> None:
                 raise click.ClickException(f"{shown}: {result.stderr.strip()[:300]}")
         click.echo(shown if apply else " ".join(argv))
     click.echo(f"# service {name}: user {name!r}, password shown once: {password}", err=True)
+
+
+@bus.command("refusals")
+@click.option("--hours", default=24, show_default=True, help="how far back")
+def bus_refusals(hours: int) -> None:
+    """Refused commands counted by reason and key prefix (JSON); the commands themselves
+    wait in the malipo.commands.refused queue."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import func, select
+
+    from shared.commands.base import cli_database, cli_settings
+    from shared.db.models import RefusedCommand
+
+    since = datetime.now(UTC) - timedelta(hours=hours)
+    with cli_database(cli_settings()) as database, database.transaction() as session:
+        rows = session.execute(
+            select(RefusedCommand.reason, RefusedCommand.key_prefix, func.sum(RefusedCommand.count))
+            .where(RefusedCommand.minute >= since)
+            .group_by(RefusedCommand.reason, RefusedCommand.key_prefix)
+            .order_by(RefusedCommand.reason, RefusedCommand.key_prefix)
+        ).all()
+    counts = [{"reason": r, "key_prefix": p or None, "count": int(n)} for r, p, n in rows]
+    click.echo(json.dumps({"since": since.isoformat(), "refused": counts}, indent=2))

@@ -28,6 +28,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -55,6 +56,9 @@ KEY_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER = (
     "malipo-signature",
 )
 SIGNATURE_TOLERANCE_S = 300
+# Answers go only to a service's own queues (never into malipo's: a reply_to naming a
+# worker queue would put a foreign message there), or to RabbitMQ's direct reply-to.
+REPLY_TO = re.compile(r"svc\.[A-Za-z0-9_.-]{1,200}|amq\.rabbitmq\.reply-to(\.[A-Za-z0-9+/=._-]+)?")
 MAX_COMMAND_BYTES = 64 * 1024
 REFUSAL_REASONS = {
     "unsigned": "no malipo-key, malipo-timestamp or malipo-signature header, or no message_id",

@@ -32,6 +32,7 @@ from shared.bus import Event, SeenEvents, consume_events
 from shared.bus_commands import (
     COMMANDS_EXCHANGE,
     KEY_HEADER,
+    REPLY_TO,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     envelope,
@@ -221,6 +222,8 @@ class CommandPublisher:
         if self._channel is None or self._channel.is_closed:
             self._connection = pika.BlockingConnection(self.parameters)
             self._channel = self._connection.channel()
+            if self.reply_to and REPLY_TO.fullmatch(self.reply_to) and self.reply_to[:4] == "svc.":
+                self._channel.queue_declare(self.reply_to, durable=True)  # answers wait there
             self._channel.confirm_delivery()
         return self._channel
 

@@ -111,7 +111,7 @@ def create_demo_merchant() -> dict[str, Any]:
             if value is not None:
                 options += [description.option(credential), value]
     output = subprocess.run(  # noqa: S603
-        [*malipo_command(), "merchant", "create", "demo", *options],
+        [*malipo_command(), "merchant", "create", "demo", "--bus", *options],
         check=True,
         capture_output=True,
     ).stdout
@@ -234,6 +234,7 @@ def run_stack(settings: Settings) -> int:
         stack.start("ingress", "ingress")
         stack.start("workers", "workers")
         stack.start("scheduler", "scheduler")
+        stack.start("bus", "bus", "consume")
         stack.wait_ready(
             "ingress", f"http://{settings.ingress_host}:{settings.ingress_port}/readyz"
         )

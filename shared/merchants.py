@@ -491,7 +491,12 @@ def rotate_credentials(session: Session, cipher: CredentialCipher, batch: int = 
         row.key_id, row.ciphertext = cipher.encrypt(
             plain, context=_context(row.merchant_id, row.gateway)
         )
-    # API keys' command-signing secrets are credentials too.
+    session.flush()
+    return len(rows)
+
+
+def reencrypt_signing_secrets(session: Session, cipher: CredentialCipher, batch: int = 100) -> int:
+    """Re-encrypt up to ``batch`` keys' command-signing secrets not under the active key."""
     keys = session.scalars(
         select(ApiKey)
         .where(ApiKey.signing_key_id != cipher.active_key_id)
@@ -501,7 +506,7 @@ def rotate_credentials(session: Session, cipher: CredentialCipher, batch: int = 
     for key in keys:
         _seal_signing_secret(cipher, key, _open_signing_secret(cipher, key))
     session.flush()
-    return len(rows) + len(keys)
+    return len(keys)
 
 
 def credentials_by_key(session: Session) -> dict[str, int]:

@@ -18,7 +18,7 @@ import click
 
 from shared.commands.base import cli_cipher, cli_database, cli_settings
 from shared.crypto import CredentialKeyMissing
-from shared.merchants import credentials_by_key, rotate_credentials
+from shared.merchants import credentials_by_key, reencrypt_signing_secrets, rotate_credentials
 from shared.webhooks import reencrypt_endpoints
 
 
@@ -43,23 +43,26 @@ def keys_rotate(batch: int) -> None:
     """Re-encrypt every credential row with the active (first) key."""
     settings = cli_settings()
     cipher = cli_cipher(settings)
-    credentials = endpoints = 0
+    credentials = endpoints = signing = 0
     with cli_database(settings) as database:
         while True:
             try:
                 with database.transaction() as session:
                     done_credentials = rotate_credentials(session, cipher, batch)
                     done_endpoints = reencrypt_endpoints(session, cipher, batch)
+                    done_signing = reencrypt_signing_secrets(session, cipher, batch)
             except CredentialKeyMissing as exc:
                 raise click.ClickException(
                     f"a row is encrypted with key {exc.args[0]!r}, which MALIPO_CREDENTIALS_KEYS "
                     f"does not hold: add it (after the new key) and rotate again"
                 ) from None
-            if not done_credentials and not done_endpoints:
+            if not done_credentials and not done_endpoints and not done_signing:
                 break
             credentials += done_credentials
             endpoints += done_endpoints
+            signing += done_signing
     click.echo(
         f"re-encrypted {credentials} gateway credential row(s) and {endpoints} webhook "
-        f"endpoint row(s) with key {cipher.active_key_id!r}"
+        f"endpoint row(s) with key {cipher.active_key_id!r}; {signing} API key command-signing "
+        f"secret(s)"
     )

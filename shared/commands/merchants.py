@@ -79,8 +79,9 @@ def given_credentials(
 
 @merchant.command("create")
 @click.argument("name")
+@click.option("--bus", is_flag=True, help="its API key may also sign commands on malipo.commands")
 @credential_options
-def merchant_create(name: str, **options: Any) -> None:
+def merchant_create(name: str, bus: bool, **options: Any) -> None:
     """Create a merchant; print its id, API key (shown once) and callback URLs as JSON.
 
     Credentials given for a gateway enable it and add it to the merchant's route for
@@ -96,7 +97,11 @@ def merchant_create(name: str, **options: Any) -> None:
             row = create_merchant(session, name, actor=actor)
             output = {"id": str(row.id), "name": name}
             output["api_key"] = issue_api_key(
-                session, settings.secret_key.get_secret_value().encode(), row.id, actor=actor
+                session,
+                settings.secret_key.get_secret_value().encode(),
+                row.id,
+                actor=actor,
+                bus_cipher=cipher if bus else None,
             )
             urls = {}
             for gateway, credentials in given.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 import uuid
@@ -288,6 +289,11 @@ def test_unsigned_forged_stale_over_scoped_and_malformed_commands_are_refused_an
     assert refusal_counts(db, read_only[:16]) == {"scope_missing": 1}
     assert refusal_counts(db, http_only[:16]) == {"key_not_for_bus": 1}
     assert refusal_counts(db, "").get("unsigned", 0) >= 1
+    # What an operator reads: the same counts.
+    listed = CliRunner().invoke(malipo, ["bus", "refusals", "--hours", "1"], catch_exceptions=False)
+    rows = json.loads(listed.output)["refused"]
+    assert {"reason": "scope_missing", "key_prefix": read_only[:16], "count": 1} in rows
+    assert {"reason": "malformed", "key_prefix": prefix, "count": 2} in rows
 
 
 def publish(channel: Any, exchange: str, routing_key: str) -> None:

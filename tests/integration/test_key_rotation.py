@@ -12,12 +12,13 @@ from sqlalchemy import select
 
 from shared.cli import main
 from shared.crypto import CredentialCipher
-from shared.db.models import GatewayCredential, WebhookEndpoint
+from shared.db.models import ApiKey, GatewayCredential, WebhookEndpoint
 from shared.db.session import Database
-from shared.merchants import decrypt_credentials
+from shared.merchants import bus_key, decrypt_credentials
 from shared.settings import Settings, parse_credentials_keys
 from shared.webhooks import endpoint_secrets, set_endpoint
 from tests.conftest import DARAJA_CREDENTIALS, make_merchant
+from tests.support.command_bus import bus_key as issue_bus_key
 
 NEW_KEY = "rotated:" + base64.b64encode(b"a-brand-new-32-byte-key-for-test").decode()
 
@@ -42,7 +43,18 @@ def plain_text(cipher: CredentialCipher, db: Database) -> dict[str, Any]:
     return {
         "credentials": {row.id: decrypt_credentials(cipher, row) for row in all_rows(db)},
         "endpoints": {row.merchant_id: endpoint_secrets(cipher, row) for row in all_endpoints(db)},
+        "signing": signing_secrets(cipher, db),
     }
+
+
+def signing_secrets(cipher: CredentialCipher, db: Database) -> dict[str, str | None]:
+    """Every bus key's command-signing secret, by key prefix."""
+    with db.transaction() as session:
+        prefixes = session.scalars(
+            select(ApiKey.prefix).where(ApiKey.signing_ciphertext.is_not(None))
+        ).all()
+        found = {prefix: bus_key(session, cipher, prefix) for prefix in prefixes}
+    return {prefix: key.signing_secret if key else None for prefix, key in found.items()}
 
 
 def run(args: list[str], keys: str) -> Any:
@@ -54,9 +66,11 @@ def run(args: list[str], keys: str) -> Any:
 def test_rotation_re_encrypts_every_row_and_keeps_them_readable(
     db: Database, settings: Settings, cipher: CredentialCipher
 ) -> None:
-    # Given gateway credentials and webhook secrets encrypted with the current key
+    # Given gateway credentials, webhook secrets and a bus key's signing secret encrypted
+    # with the current key
     for _ in range(3):
         account = make_merchant(db, settings, cipher, daraja=dict(DARAJA_CREDENTIALS))
+        issue_bus_key(db, settings, cipher, account.id)
         with db.transaction() as session:
             set_endpoint(
                 session, cipher, account.id, "https://merchant.test/hooks", production=False
@@ -75,12 +89,15 @@ def test_rotation_re_encrypts_every_row_and_keeps_them_readable(
         assert {row.key_id for row in all_endpoints(db)} == {"rotated"}
         assert plain_text(only_new, db) == before
         credentials, endpoints = len(before["credentials"]), len(before["endpoints"])
+        signing = len(before["signing"])
+        assert signing >= 3
         assert (
             f"re-encrypted {credentials} gateway credential row(s) and {endpoints} webhook "
-            f"endpoint row(s) with key 'rotated'"
+            f"endpoint row(s) with key 'rotated'; {signing} API key command-signing secret(s)"
         ) in output
         status = json.loads(run(["keys", "status"], f"{NEW_KEY},{current}").output)
-        assert status == {"active": "rotated", "rows_by_key": {"rotated": credentials + endpoints}}
+        total = credentials + endpoints + signing
+        assert status == {"active": "rotated", "rows_by_key": {"rotated": total}}
     finally:
         # Leave the suite's database under the key its processes hold.
         run(["keys", "rotate"], f"{current},{NEW_KEY}")
