@@ -213,22 +213,54 @@ def consume_events(
     died) is delivered again. ``should_stop`` is asked at least every ``idle_s`` seconds.
     """
     seen = seen if seen is not None else SeenEvents()
-    connection = pika.BlockingConnection(pika.URLParameters(broker_url_with_defaults(broker_url)))
-    try:
-        channel = connection.channel()
+
+    def setup(channel: Any) -> None:
         # Passive: a service's RabbitMQ user may bind to malipo.events, not declare it
         # (malipo declares it at start-up; before that, this fails with NOT_FOUND).
         channel.exchange_declare(EVENTS_EXCHANGE, passive=True)
         channel.queue_declare(queue, durable=True)
         for key in bindings:
             channel.queue_bind(queue, EVENTS_EXCHANGE, routing_key=key)
+
+    def on_message(method: Any, properties: Any, body: bytes) -> None:
+        event = Event.from_delivery(method, properties, body)
+        if event.event_id not in seen:
+            handle(event)
+            seen.add(event.event_id)
+
+    consume_queue(
+        broker_url,
+        queue,
+        on_message,
+        setup=setup,
+        should_stop=should_stop,
+        idle_s=idle_s,
+        prefetch=prefetch,
+    )
+
+
+def consume_queue(
+    broker_url: str,
+    queue: str,
+    on_message: Callable[[Any, Any, bytes], None],
+    *,
+    setup: Callable[[Any], None],
+    should_stop: Callable[[], bool],
+    idle_s: float,
+    prefetch: int,
+) -> None:
+    """Consume ``queue`` on a connection of its own until ``should_stop`` (asked at least
+    every ``idle_s``): ``setup`` declares, each message is acknowledged after
+    ``on_message(method, properties, body)`` returned; an exception stops the consumer
+    with that message unacknowledged (RabbitMQ delivers it again)."""
+    connection = pika.BlockingConnection(pika.URLParameters(broker_url_with_defaults(broker_url)))
+    try:
+        channel = connection.channel()
+        setup(channel)
         channel.basic_qos(prefetch_count=prefetch)
         for method, properties, body in channel.consume(queue, inactivity_timeout=idle_s):
             if method is not None:
-                event = Event.from_delivery(method, properties, body)
-                if event.event_id not in seen:
-                    handle(event)
-                    seen.add(event.event_id)
+                on_message(method, properties, body)
                 channel.basic_ack(method.delivery_tag)
             if should_stop():
                 break

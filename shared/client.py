@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import pika
 import pika.exceptions
 
-from shared.bus import Event, SeenEvents, consume_events
+from shared.bus import Event, SeenEvents, consume_events, consume_queue
 from shared.bus_commands import (
     COMMANDS_EXCHANGE,
     KEY_HEADER,
@@ -269,26 +269,24 @@ def consume_replies(
 ) -> None:
     """Consume answers from ``queue`` (declared durable here) until stopped; each is
     acknowledged after ``handle`` returned."""
-    connection = pika.BlockingConnection(pika.URLParameters(broker_url_with_defaults(broker_url)))
-    try:
-        channel = connection.channel()
-        channel.queue_declare(queue, durable=True)
-        channel.basic_qos(prefetch_count=prefetch)
-        for method, properties, body in channel.consume(queue, inactivity_timeout=idle_s):
-            if method is not None:
-                headers = properties.headers or {}
-                handle(
-                    Reply(
-                        correlation_id=str(properties.correlation_id),
-                        command=str(headers.get("command", "")),
-                        status=int(headers.get("status", 0)),
-                        body=json.loads(body),
-                    )
-                )
-                channel.basic_ack(method.delivery_tag)
-            if should_stop():
-                break
-        channel.cancel()
-    finally:
-        if connection.is_open:
-            connection.close()
+
+    def on_message(method: Any, properties: Any, body: bytes) -> None:
+        headers = properties.headers or {}
+        handle(
+            Reply(
+                correlation_id=str(properties.correlation_id),
+                command=str(headers.get("command", "")),
+                status=int(headers.get("status", 0)),
+                body=json.loads(body),
+            )
+        )
+
+    consume_queue(
+        broker_url,
+        queue,
+        on_message,
+        setup=lambda channel: channel.queue_declare(queue, durable=True),
+        should_stop=should_stop,
+        idle_s=idle_s,
+        prefetch=prefetch,
+    )
