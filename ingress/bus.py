@@ -294,26 +294,39 @@ class CommandConsumer:
         )
         try:
             outcome = self.handler.handle(method.routing_key, properties, body)
-            if outcome.refusal is not None:
-                self.handler.count_refusal(outcome)
         except TransientError as exc:
-            log.warning("command put back: a dependency is unavailable", error=str(exc)[:200])
-            time.sleep(1)
-            channel.basic_nack(method.delivery_tag, requeue=True)
+            self._put_back(channel, method, exc)
             return
         except Exception:
             log.exception("command refused: it could not be processed")
             outcome = Outcome(
-                500, error_body(errors.INTERNAL_ERROR), method.routing_key[:40], False
+                500,
+                error_body(errors.INTERNAL_ERROR),
+                method.routing_key[:40],
+                authentic=False,
+                refusal=Refused("internal_error"),
+                key_prefix=str((properties.headers or {}).get(KEY_HEADER) or "")[:32],
             )
-            outcome.refusal = Refused("internal_error")
-            outcome.key_prefix = str((properties.headers or {}).get(KEY_HEADER) or "")[:32]
-            self.handler.count_refusal(outcome)
         if outcome.refusal is not None:
+            try:
+                self.handler.count_refusal(outcome)
+            except TransientError as exc:
+                self._put_back(channel, method, exc)
+                return
             self._refuse(answers, properties, body, outcome)
         if outcome.authentic and properties.reply_to and REPLY_TO.fullmatch(properties.reply_to):
             self._answer(answers, properties, outcome)
         channel.basic_ack(method.delivery_tag)
+
+    @staticmethod
+    def _put_back(channel: Any, method: Any, exc: TransientError) -> None:
+        """PostgreSQL or RabbitMQ is down for now: the command waits, nothing is refused."""
+        service = "rabbitmq" if isinstance(exc, BrokerUnavailable) else "postgresql"
+        log.warning(
+            "command put back: a dependency is unavailable", error=str(exc)[:200], outage=service
+        )
+        time.sleep(1)
+        channel.basic_nack(method.delivery_tag, requeue=True)
 
     @staticmethod
     def _refuse(answers: Any, properties: Any, body: bytes, outcome: Outcome) -> None:

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from shared.bus_commands import COMMANDS_EXCHANGE, REFUSED_QUEUE, envelope
+from shared.bus_commands import COMMANDS_EXCHANGE, COMMANDS_QUEUE, REFUSED_QUEUE, envelope
 from shared.cli import main as malipo
 from shared.client import (
     CommandPublisher,
@@ -31,6 +31,7 @@ from shared.settings import Settings
 from shared.webhooks import signature
 from tests.conftest import TEST_ENV, ApiClient, MerchantAccount, make_merchant
 from tests.support.command_bus import bus_key, refused, replies, reply_queue, running_consumer
+from tests.support.env import free_port
 from tests.support.processes import ManagedProcess
 from tests.support.rabbit import Rabbit
 
@@ -347,3 +348,29 @@ def test_a_service_user_publishes_commands_and_reads_only_its_own_queues(
     rabbit.take_messages(REFUSED_QUEUE)
     with rabbit.channel() as channel:
         channel.queue_delete(own)
+
+
+def test_while_postgresql_is_unreachable_a_command_waits_and_is_then_answered(
+    db: Database,
+    settings: Settings,
+    cipher: CredentialCipher,
+    merchant: MerchantAccount,
+    rabbit: Rabbit,
+    broker: Any,
+) -> None:
+    token = bus_key(db, settings, cipher, merchant.id)
+    key = f"bus-outage-{uuid.uuid4().hex[:8]}"
+    unreachable = Database(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nowhere")
+    with reply_queue(rabbit) as queue:
+        with running_consumer(settings, unreachable, cipher):
+            with CommandPublisher(BROKER_URL, token, str(merchant.id), reply_to=queue) as bus:
+                message_id = bus.publish(payment(key))
+            time.sleep(3)  # the consumer tries, and puts it back, a few times
+            assert rabbit.take_messages(queue) == []  # no answer: not refused for an outage
+        assert rabbit.count(COMMANDS_QUEUE) == 1  # it waits in the queue
+        with running_consumer(settings, db, cipher):
+            (answer,) = replies(rabbit, queue, 1)
+    assert answer.correlation_id == message_id
+    assert answer.status == 202
+    assert accepted_count(db, merchant.id, [key]) == 1
+    rabbit.purge("payments")
