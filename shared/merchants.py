@@ -130,9 +130,8 @@ def issue_api_key(
         _seal_signing_secret(bus_cipher, row, signing_secret(key.token))
     session.add(row)
     session.flush()
-    _audit_key(
-        session, row, actor, "created", scopes=list(scopes), label=label, bus=bus_cipher is not None
-    )
+    extra = {"bus": True} if bus_cipher is not None else {}
+    _audit_key(session, row, actor, "created", scopes=list(scopes), label=label, **extra)
     return key.token
 
 

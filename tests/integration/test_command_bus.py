@@ -25,7 +25,7 @@ from shared.client import (
     RefundCreate,
 )
 from shared.crypto import CredentialCipher, canonical_json, payment_id_for
-from shared.db.models import AcceptedCommand, RefusedCommand
+from shared.db.models import AcceptedCommand, ApiKey, AuditRecord, RefusedCommand
 from shared.db.session import Database
 from shared.settings import Settings
 from shared.webhooks import signature
@@ -373,4 +373,41 @@ def test_while_postgresql_is_unreachable_a_command_waits_and_is_then_answered(
     assert answer.correlation_id == message_id
     assert answer.status == 202
     assert accepted_count(db, merchant.id, [key]) == 1
+    rabbit.purge("payments")
+
+
+def test_a_key_issued_for_the_bus_from_the_cli_signs_commands_and_says_so(
+    db: Database,
+    merchant: MerchantAccount,
+    rabbit: Rabbit,
+    consumer: None,
+) -> None:
+    made = CliRunner().invoke(
+        malipo,
+        ["merchant", "key", "create", str(merchant.id), "--bus", "--scope", "payments:write"],
+        catch_exceptions=False,
+    )
+    token = json.loads(made.output)["api_key"]
+    listed = CliRunner().invoke(
+        malipo, ["merchant", "key", "list", str(merchant.id)], catch_exceptions=False
+    )
+    by_prefix = {row["prefix"]: row for row in json.loads(listed.output)}
+    assert by_prefix[token[:16]]["bus"] is True
+    assert by_prefix[merchant.api_key[:16]]["bus"] is False
+    with db.transaction() as session:
+        row = session.scalars(select(ApiKey).where(ApiKey.prefix == token[:16])).one()
+        created = session.scalars(
+            select(AuditRecord).where(
+                AuditRecord.subject_id == str(row.id), AuditRecord.action == "api_key.created"
+            )
+        ).one()
+        assert row.signing_ciphertext is not None
+        assert token.split("_", 2)[2].encode() not in row.signing_ciphertext
+    assert created.detail["bus"] is True
+    key = f"cli-bus-{uuid.uuid4().hex[:8]}"
+    with reply_queue(rabbit) as queue:
+        with CommandPublisher(BROKER_URL, token, str(merchant.id), reply_to=queue) as bus:
+            bus.publish(payment(key))
+        (answer,) = replies(rabbit, queue, 1)
+    assert answer.status == 202
     rabbit.purge("payments")
