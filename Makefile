@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 LOCAL  := config/with-local-env
 
-.PHONY: install services run test test-fast lint format bench clean
+.PHONY: install services run test test-fast chaos lint format bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=...)")'
@@ -29,6 +29,15 @@ run: install
 ## test: the whole suite against the local PostgreSQL and RabbitMQ (a database and vhost of its own).
 test: install
 	$(BIN)/pytest
+
+## chaos: the chaos suite at full size (MALIPO_CHAOS_PAYMENTS=2000 a run; `make test` runs it
+## with 500), then a table per run: payments, prompts per payment, credits per success, events.
+CHAOS_PAYMENTS ?= 2000
+chaos: install
+	@rm -f .chaos-report.jsonl
+	MALIPO_CHAOS_PAYMENTS=$(CHAOS_PAYMENTS) MALIPO_CHAOS_REPORT=$(CURDIR)/.chaos-report.jsonl \
+	  $(BIN)/pytest -m chaos tests/chaos; status=$$?; \
+	  $(BIN)/python -m tests.support.chaos_report .chaos-report.jsonl; exit $$status
 
 ## test-fast: unit and property tests only.
 test-fast: install

@@ -41,7 +41,13 @@ STATUSES = ("dead", "replayed", "discarded", "all")
 
 @contextmanager
 def _publisher(settings: Settings) -> Iterator[Publisher]:
-    publisher = Publisher(build_broker(settings.broker_url.get_secret_value(), publish_only=True))
+    publisher = Publisher(
+        build_broker(
+            settings.broker_url.get_secret_value(),
+            publish_only=True,
+            queue_type=settings.queue_type,
+        )
+    )
     try:
         yield publisher
     finally:

@@ -58,7 +58,13 @@ from shared.domain.errors import MalipoError, TransientError
 from shared.gateways.registry import GatewayRegistry
 from shared.logging import configure_process_logging
 from shared.merchants import Principal, bus_key
-from shared.messages import BrokerUnavailable, Publisher, broker_url_with_defaults, build_broker
+from shared.messages import (
+    BrokerUnavailable,
+    Publisher,
+    broker_parameters,
+    build_broker,
+    queue_arguments,
+)
 from shared.paypage import PayLinks
 from shared.settings import parse_credentials_keys, settings_or_exit
 from shared.transfers import Requester
@@ -74,13 +80,15 @@ _COUNT_REFUSAL = text(
 )
 
 
-def declare_commands(channel: Any) -> None:
+def declare_commands(channel: Any, queue_type: str = "classic") -> None:
     """``malipo.commands`` (topic: every routing key reaches the consumer, which refuses
     what it does not know), its queue and the refused queue; idempotent."""
     channel.exchange_declare(COMMANDS_EXCHANGE, exchange_type="topic", durable=True)
-    channel.queue_declare(COMMANDS_QUEUE, durable=True)
+    channel.queue_declare(COMMANDS_QUEUE, durable=True, arguments=queue_arguments(queue_type))
     channel.queue_bind(COMMANDS_QUEUE, COMMANDS_EXCHANGE, routing_key="#")
-    channel.queue_declare(REFUSED_QUEUE, durable=True)
+    # Refused commands wait for an operator: never dropped for a delivery count.
+    refused = queue_arguments(queue_type, delivery_limit=False)
+    channel.queue_declare(REFUSED_QUEUE, durable=True, arguments=refused)
 
 
 class Refused(Exception):
@@ -240,8 +248,16 @@ class CommandHandler:
 class CommandConsumer:
     """Consume ``malipo.commands`` until stopped, reconnecting when RabbitMQ goes away."""
 
-    def __init__(self, broker_url: str, handler: CommandHandler, *, prefetch: int = 20) -> None:
-        self.parameters = pika.URLParameters(broker_url_with_defaults(broker_url))
+    def __init__(
+        self,
+        broker_url: str,
+        handler: CommandHandler,
+        *,
+        prefetch: int = 20,
+        queue_type: str = "classic",
+    ) -> None:
+        self.parameters = broker_parameters(broker_url)
+        self.queue_type = queue_type
         self.handler = handler
         self.prefetch = prefetch
         self.stopping = False
@@ -270,7 +286,7 @@ class CommandConsumer:
         connection = pika.BlockingConnection(self.parameters)
         try:
             channel = connection.channel()
-            declare_commands(channel)
+            declare_commands(channel, self.queue_type)
             declare_events_exchange(channel)
             channel.basic_qos(prefetch_count=self.prefetch)
             answers = connection.channel()
@@ -390,7 +406,13 @@ def main() -> None:
         lock_timeout_ms=settings.db_lock_timeout_ms,
         statement_timeout_ms=settings.db_statement_timeout_ms,
     )
-    publisher = Publisher(build_broker(settings.broker_url.get_secret_value(), publish_only=True))
+    publisher = Publisher(
+        build_broker(
+            settings.broker_url.get_secret_value(),
+            publish_only=True,
+            queue_type=settings.queue_type,
+        )
+    )
     gateways = GatewayRegistry.from_settings(settings)
     cipher = CredentialCipher(parse_credentials_keys(settings.credentials_keys.get_secret_value()))
     auth = Authenticator(db, settings.secret_key.get_secret_value().encode())
@@ -403,7 +425,9 @@ def main() -> None:
     )
     transfers = TransferCommands(db, auth, publisher, settings.max_body_bytes)
     consumer = CommandConsumer(
-        settings.broker_url.get_secret_value(), CommandHandler(db, cipher, desk, transfers)
+        settings.broker_url.get_secret_value(),
+        CommandHandler(db, cipher, desk, transfers),
+        queue_type=settings.queue_type,
     )
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

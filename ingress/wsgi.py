@@ -20,7 +20,11 @@ from shared.settings import settings_or_exit
 settings = settings_or_exit("ingress")
 
 configure_process_logging(settings)
-publisher = Publisher(build_broker(settings.broker_url.get_secret_value(), publish_only=True))
+publisher = Publisher(
+    build_broker(
+        settings.broker_url.get_secret_value(), publish_only=True, queue_type=settings.queue_type
+    )
+)
 try:
     spool = CallbackSpool.from_settings(settings)  # 0700, sealed with the settings' spool key
 except SpoolUnusable as exc:
@@ -43,6 +47,12 @@ application = create_wsgi(
 drainer = SpoolDrainer(
     spool,
     publish_spooled(
-        Publisher(build_broker(settings.broker_url.get_secret_value(), publish_only=True))
+        Publisher(
+            build_broker(
+                settings.broker_url.get_secret_value(),
+                publish_only=True,
+                queue_type=settings.queue_type,
+            )
+        )
     ),
 ).start()

@@ -33,7 +33,7 @@ import pika.exceptions
 
 from shared.crypto import canonical_json
 from shared.db.models import WebhookEvent
-from shared.messages import BrokerUnavailable, broker_url_with_defaults
+from shared.messages import BrokerUnavailable, broker_parameters
 
 EVENTS_EXCHANGE = "malipo.events"
 
@@ -90,9 +90,7 @@ class EventStream:
     def __init__(self, broker_url: str) -> None:
         # Publish-only: idle between batches, it asks for no heartbeats RabbitMQ would
         # drop it for missing.
-        self.parameters = pika.URLParameters(
-            broker_url_with_defaults(broker_url, publish_only=True)
-        )
+        self.parameters = broker_parameters(broker_url, publish_only=True)
         self._local = threading.local()
 
     def _channel(self) -> Any:
@@ -253,7 +251,7 @@ def consume_queue(
     every ``idle_s``): ``setup`` declares, each message is acknowledged after
     ``on_message(method, properties, body)`` returned; an exception stops the consumer
     with that message unacknowledged (RabbitMQ delivers it again)."""
-    connection = pika.BlockingConnection(pika.URLParameters(broker_url_with_defaults(broker_url)))
+    connection = pika.BlockingConnection(broker_parameters(broker_url))
     try:
         channel = connection.channel()
         setup(channel)

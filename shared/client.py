@@ -40,7 +40,7 @@ from shared.bus_commands import (
     signing_secret,
 )
 from shared.crypto import canonical_json, split_api_key
-from shared.messages import broker_url_with_defaults
+from shared.messages import broker_parameters
 from shared.webhooks import signature
 
 __all__ = [
@@ -167,7 +167,7 @@ class CommandPublisher:
         self.secret = signing_secret(api_key)
         self.merchant_id = str(merchant_id)
         self.reply_to = reply_to
-        self.parameters = pika.URLParameters(broker_url_with_defaults(broker_url))
+        self.parameters = broker_parameters(broker_url)
         self._connection: Any = None
         self._channel: Any = None
 

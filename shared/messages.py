@@ -16,8 +16,10 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import dramatiq
 import dramatiq.errors
+import pika
 import structlog
-from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL, RabbitmqBroker
+from dramatiq.common import xq_name
 from dramatiq.middleware import (
     AgeLimit,
     Callbacks,
@@ -244,14 +246,24 @@ class BrokerUnavailable(TransientError):
     """RabbitMQ did not confirm the message: it may not have been stored."""
 
 
+def broker_urls(url: str) -> list[str]:
+    """The nodes of ``MALIPO_BROKER_URL``: one URL, or several separated by ``;`` (a cluster:
+    each connection tries them in order)."""
+    return [part.strip() for part in url.split(";") if part.strip()]
+
+
 def broker_url_with_defaults(url: str, *, publish_only: bool = False) -> str:
-    """Add fail-fast pika parameters to an AMQP URL unless it already sets them.
+    """Add fail-fast pika parameters to an AMQP URL (each of a ``;`` list) unless it already
+    sets them.
 
     ``publish_only``: connections that only publish from request threads sit idle
     between requests and cannot answer heartbeats; with heartbeats RabbitMQ would
     drop them every minute (dramatiq reconnects, but logs a scary traceback), so
     they ask for none. Consumers keep heartbeats: they service them while waiting.
     """
+    nodes = broker_urls(url)
+    if len(nodes) > 1:
+        return ";".join(broker_url_with_defaults(node, publish_only=publish_only) for node in nodes)
     parts = urlsplit(url)
     given = dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p)
     defaults = {**_PIKA_DEFAULTS, "heartbeat": "0"} if publish_only else _PIKA_DEFAULTS
@@ -289,7 +301,63 @@ class LogContext(Middleware):
     after_skip_message = after_process_message
 
 
-def build_broker(broker_url: str, *, publish_only: bool = False) -> RabbitmqBroker:
+def broker_parameters(url: str, *, publish_only: bool = False) -> list[pika.URLParameters]:
+    """pika's parameters for every node of ``url``, tried in order by ``BlockingConnection``."""
+    return [
+        pika.URLParameters(broker_url_with_defaults(node, publish_only=publish_only))
+        for node in broker_urls(url)
+    ]
+
+
+QUEUE_TYPES = ("classic", "quorum")
+# A message redelivered this often (its consumer died every time) goes to the queue's
+# dead-letter queue instead of being delivered again (quorum queues only).
+QUORUM_DELIVERY_LIMIT = 50
+
+
+def queue_arguments(queue_type: str, *, delivery_limit: bool = True) -> dict[str, Any]:
+    """The declare arguments of a queue of ``queue_type`` (``MALIPO_QUEUE_TYPE``)."""
+    if queue_type == "classic":
+        return {}
+    if queue_type != "quorum":
+        raise ValueError(f"queue type must be one of {', '.join(QUEUE_TYPES)}")
+    arguments: dict[str, Any] = {"x-queue-type": "quorum"}
+    if delivery_limit:
+        arguments["x-delivery-limit"] = QUORUM_DELIVERY_LIMIT
+    return arguments
+
+
+class MalipoBroker(RabbitmqBroker):
+    """Dramatiq's RabbitMQ broker, declaring every queue (its delay queue and its dead-letter
+    queue too) as ``queue_type``: classic, or quorum for a cluster.
+
+    The dead-letter queue of a quorum queue has no delivery limit: it has nowhere to
+    send a message on, and the dead-letter drain must see every one.
+    """
+
+    def __init__(self, *args: Any, queue_type: str = "classic", **kwargs: Any) -> None:
+        queue_arguments(queue_type)  # refuse an unknown type before connecting
+        super().__init__(*args, **kwargs)
+        self.queue_type = queue_type
+
+    def _build_queue_arguments(self, queue_name: str) -> dict[str, Any]:
+        arguments: dict[str, Any] = super()._build_queue_arguments(queue_name)  # type: ignore[no-untyped-call]
+        return {**arguments, **queue_arguments(self.queue_type)}
+
+    def _declare_xq_queue(self, queue_name: str) -> Any:
+        return self.channel.queue_declare(
+            queue=xq_name(queue_name),
+            durable=True,
+            arguments={
+                "x-message-ttl": DEAD_MESSAGE_TTL,
+                **queue_arguments(self.queue_type, delivery_limit=False),
+            },
+        )
+
+
+def build_broker(
+    broker_url: str, *, publish_only: bool = False, queue_type: str = "classic"
+) -> RabbitmqBroker:
     """The one RabbitMQ broker of a process, with publisher confirms and mandatory routing.
 
     Call once per process (the worker entry point, ``create_app``'s caller) and, in
@@ -306,10 +374,11 @@ def build_broker(broker_url: str, *, publish_only: bool = False) -> RabbitmqBrok
         CurrentMessage(),
         LogContext(),
     ]
-    return RabbitmqBroker(
+    return MalipoBroker(
         url=broker_url_with_defaults(broker_url, publish_only=publish_only),
         confirm_delivery=True,
         middleware=middleware,
+        queue_type=queue_type,
     )
 
 

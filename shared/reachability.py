@@ -17,6 +17,8 @@ import pika
 import pika.exceptions
 import psycopg
 
+from shared.messages import broker_urls
+
 CONNECT_TIMEOUT_S = 3.0
 
 HOW_TO_START = {
@@ -114,7 +116,15 @@ def _database_cause(message: str, path: str) -> tuple[str, str]:
 
 
 def broker_problem(url: str, timeout_s: float = CONNECT_TIMEOUT_S) -> Problem | None:
-    """Can malipo open an AMQP connection to RabbitMQ at ``url``? None when it can."""
+    """Can malipo open an AMQP connection to RabbitMQ at ``url`` (to one of its nodes, when
+    it lists a cluster's)? None when it can; otherwise the first node's problem."""
+    problems = [_node_problem(node, timeout_s) for node in broker_urls(url)]
+    if not problems or any(problem is None for problem in problems):
+        return None
+    return problems[0]
+
+
+def _node_problem(url: str, timeout_s: float) -> Problem | None:
     parts = urlsplit(url)
     shown = masked(url)
     default_port = 5671 if parts.scheme == "amqps" else 5672

@@ -72,9 +72,12 @@ class Settings(BaseSettings):
 
     env: Literal["sandbox", "production"] = "sandbox"
 
-    # Connections (they carry passwords, so no defaults).
+    # Connections (they carry passwords, so no defaults). The broker URL may list a
+    # cluster's nodes separated by ';' (each connection tries them in order).
     database_url: SecretStr
     broker_url: SecretStr
+    # How malipo declares its queues: classic (one node) or quorum (a cluster).
+    queue_type: Literal["classic", "quorum"] = "classic"
 
     # Secrets.
     secret_key: SecretStr = Field(description="pepper for API-key hashes; at least 32 characters")

@@ -26,6 +26,6 @@ try:
 except ConfigurationError as exc:
     sys.stderr.write(f"malipo workers: {exc}\n")
     raise SystemExit(2) from None
-broker = build_broker(settings.broker_url.get_secret_value())
+broker = build_broker(settings.broker_url.get_secret_value(), queue_type=settings.queue_type)
 dramatiq.set_broker(broker)
 runtime.configure(settings, broker)

@@ -137,7 +137,13 @@ def main() -> None:
     db = Database(
         settings.database_url.get_secret_value(), pool_size=1, application_name="malipo-scheduler"
     )
-    publisher = Publisher(build_broker(settings.broker_url.get_secret_value(), publish_only=True))
+    publisher = Publisher(
+        build_broker(
+            settings.broker_url.get_secret_value(),
+            publish_only=True,
+            queue_type=settings.queue_type,
+        )
+    )
     Scheduler(settings, db, publisher).run()
 
 

@@ -1,16 +1,22 @@
-"""2,000 payments through every real process while something breaks mid-batch.
+"""A batch of payments through every real process while something breaks mid-batch.
 
-For each run — a worker SIGKILLed, RabbitMQ restarted, PostgreSQL restarted —
-every accepted payment reaches a final state, every success is credited exactly
-once, every merchant event reaches the merchant's endpoint (deduplicated by
-webhook-id), and the ledger total equals the sum of the succeeded payments.
+For each run — a worker SIGKILLed, RabbitMQ restarted and its Erlang VM SIGKILLed,
+PostgreSQL restarted and stopped in immediate mode (crash recovery), the ingress's
+gunicorn master and workers SIGKILLed while callbacks arrive — every accepted
+payment reaches a final state, every success is credited exactly once, every
+customer was prompted once (by the gateway simulator's own count, never after the
+payment was final), every merchant event reaches the merchant's endpoint
+(deduplicated by webhook-id), and the ledger total equals the sum of the succeeded
+payments. ``MALIPO_CHAOS_PAYMENTS`` sizes the batch: 500 in ``make test``, 2,000 in
+``make chaos``.
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
-from collections.abc import Callable, Iterator
+import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,31 +24,39 @@ import pytest
 
 from shared.db.session import Database
 from shared.settings import Settings
-from shared.webhooks import set_endpoint
-from tests.conftest import DARAJA_CREDENTIALS, make_merchant
 from tests.support.chaos import (
-    PaymentLoad,
-    finished,
-    merchant_receiver,
+    CHAOS_ENV,
+    crash_postgresql,
+    crash_rabbitmq,
+    postgres_cluster,
     restart_rabbitmq,
-    verify_batch,
+    run_batch,
 )
-from tests.support.processes import ManagedProcess, python_module, worker_process
-from tests.support.waiting import wait_until
+from tests.support.chaos import (
+    CHAOS_PAYMENTS as PAYMENTS,
+)
+from tests.support.env import free_port
+from tests.support.processes import (
+    ManagedProcess,
+    ingress_process,
+    python_module,
+    worker_process,
+)
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900)]
 
-PAYMENTS = int(os.environ.get("MALIPO_CHAOS_PAYMENTS", "2000"))
-CHAOS_ENV = {
-    # The relay and sweep run often, so what a crash interrupted is picked up within seconds.
-    "MALIPO_OUTBOX_RELAY_AFTER_S": "15",
-    "MALIPO_OUTBOX_RELAY_INTERVAL_S": "3",
-    "MALIPO_SCHEDULER_SWEEP_INTERVAL_S": "3",
-    "MALIPO_DEAD_LETTER_DRAIN_INTERVAL_S": "30",
-    "MALIPO_WEBHOOK_RETRY_SCHEDULE_S": "1,2,4,8,15,30,60",
-    "MALIPO_WEBHOOK_TIMEOUT_S": "5",
-    "MALIPO_PAYMENT_EXPIRY_S": "60",
-}
+
+def start_stack(env: dict[str, str], log_dir: Path) -> dict[str, Any]:
+    scheduler = ManagedProcess(
+        "chaos-scheduler", python_module("workers.scheduler"), env, log_dir
+    ).start()
+    workers = {"current": worker_process(env, log_dir, name="chaos-worker", threads=8).start()}
+    return {"env": env, "workers": workers, "scheduler": scheduler, "log_dir": log_dir}
+
+
+def stop_stack(stack: dict[str, Any]) -> None:
+    stack["workers"]["current"].stop()
+    stack["scheduler"].stop()
 
 
 @pytest.fixture
@@ -52,45 +66,34 @@ def stack(
     ingress_server: ManagedProcess,
     sandbox_server: ManagedProcess,
 ) -> Iterator[dict[str, Any]]:
-    env = {**test_env, **CHAOS_ENV}
-    scheduler = ManagedProcess(
-        "chaos-scheduler", python_module("workers.scheduler"), env, log_dir
-    ).start()
-    workers = {"current": worker_process(env, log_dir, name="chaos-worker", threads=8).start()}
-    yield {"env": env, "workers": workers, "log_dir": log_dir}
-    workers["current"].stop()
-    scheduler.stop()
+    running = start_stack({**test_env, **CHAOS_ENV}, log_dir)
+    yield running
+    stop_stack(running)
 
 
-def run_batch(
-    db: Database,
-    settings: Settings,
-    cipher: Any,
-    test_env: dict[str, str],
-    breakage: Callable[[], None],
-) -> dict[str, int]:
-    merchant = make_merchant(db, settings, cipher, daraja=dict(DARAJA_CREDENTIALS))
-    with merchant_receiver() as receiver:
-        with db.transaction() as session:
-            set_endpoint(
-                session,
-                cipher,
-                merchant.id,
-                receiver.url,
-                production=False,
-                allowed_hosts=settings.webhook_allowed_hosts(),
-            )
-        load = PaymentLoad(test_env["MALIPO_PUBLIC_BASE_URL"], merchant.api_key, PAYMENTS)
-        loading = load.run()
-        wait_until(
-            lambda: finished(db, merchant.id) >= PAYMENTS // 4,
-            timeout_s=300,
-            interval_s=0.2,
-            what="a quarter done",
-        )
-        breakage()
-        loading.join(timeout=600)
-        return verify_batch(db, merchant.id, load, receiver)
+@pytest.fixture
+def own_ingress_stack(
+    test_env: dict[str, str], log_dir: Path, sandbox_server: ManagedProcess, broker: Any
+) -> Iterator[dict[str, Any]]:
+    """A stack with an ingress of its own (the suite's shared one is never killed): the
+    workers give the gateway callback URLs on it."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        **test_env,
+        **CHAOS_ENV,
+        "MALIPO_INGRESS_PORT": str(port),
+        "MALIPO_PUBLIC_BASE_URL": base,
+        # Its own spool: what a killed ingress spooled is drained by its successor.
+        "MALIPO_SPOOL_DIR": tempfile.mkdtemp(prefix="malipo-chaos-spool-"),
+    }
+    ingress = {"current": ingress_process(env, log_dir, name="chaos-ingress").start()}
+    ingress["current"].wait_http(f"{base}/readyz")
+    running = start_stack(env, log_dir)
+    running["ingress"] = ingress
+    yield running
+    stop_stack(running)
+    ingress["current"].stop()
 
 
 def test_a_worker_killed_mid_batch(
@@ -102,7 +105,9 @@ def test_a_worker_killed_mid_batch(
             stack["env"], stack["log_dir"], name="chaos-worker-2", threads=8
         ).start()
 
-    statuses = run_batch(db, settings, cipher, test_env, kill_worker)
+    statuses = run_batch(
+        db, settings, cipher, PAYMENTS, stack["env"], kill_worker, "worker SIGKILLed"
+    )
 
     assert statuses.get("succeeded", 0) > PAYMENTS // 2
 
@@ -115,16 +120,11 @@ def test_rabbitmq_restarted_mid_batch(
     stack: dict[str, Any],
     broker: Any,
 ) -> None:
-    statuses = run_batch(db, settings, cipher, test_env, restart_rabbitmq)
+    statuses = run_batch(
+        db, settings, cipher, PAYMENTS, stack["env"], restart_rabbitmq, "RabbitMQ restarted"
+    )
 
     assert statuses.get("succeeded", 0) > PAYMENTS // 2
-
-
-def postgres_cluster() -> list[str]:
-    version = sorted(os.listdir("/etc/postgresql"), key=lambda v: [int(p) for p in v.split(".")])[
-        -1
-    ]
-    return ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main"]
 
 
 def test_postgresql_restarted_mid_batch(
@@ -133,8 +133,60 @@ def test_postgresql_restarted_mid_batch(
     def restart_postgresql() -> None:
         subprocess.run(
             [*postgres_cluster(), "restart"], check=True, capture_output=True, timeout=120
-        )
+        )  # a clean restart: a checkpoint, then start
 
-    statuses = run_batch(db, settings, cipher, test_env, restart_postgresql)
+    statuses = run_batch(
+        db, settings, cipher, PAYMENTS, stack["env"], restart_postgresql, "PostgreSQL restarted"
+    )
+
+    assert statuses.get("succeeded", 0) > PAYMENTS // 2
+
+
+def test_rabbitmq_vm_sigkilled_mid_batch(
+    db: Database,
+    settings: Settings,
+    cipher: Any,
+    stack: dict[str, Any],
+    broker: Any,
+) -> None:
+    statuses = run_batch(
+        db, settings, cipher, PAYMENTS, stack["env"], crash_rabbitmq, "RabbitMQ VM SIGKILLed"
+    )
+
+    assert statuses.get("succeeded", 0) > PAYMENTS // 2
+
+
+def test_postgresql_stopped_in_immediate_mode_mid_batch(
+    db: Database, settings: Settings, cipher: Any, stack: dict[str, Any]
+) -> None:
+    statuses = run_batch(
+        db,
+        settings,
+        cipher,
+        PAYMENTS,
+        stack["env"],
+        crash_postgresql,
+        "PostgreSQL crashed (immediate)",
+    )
+
+    assert statuses.get("succeeded", 0) > PAYMENTS // 2
+
+
+def test_the_ingress_sigkilled_while_callbacks_arrive(
+    db: Database, settings: Settings, cipher: Any, own_ingress_stack: dict[str, Any]
+) -> None:
+    stack = own_ingress_stack
+    base = stack["env"]["MALIPO_PUBLIC_BASE_URL"]
+
+    def kill_ingress() -> None:
+        stack["ingress"]["current"].kill()  # gunicorn's master and workers: one process group
+        time.sleep(2)  # callbacks and commands meanwhile find the port closed
+        restarted = ingress_process(stack["env"], stack["log_dir"], name="chaos-ingress-2")
+        stack["ingress"]["current"] = restarted.start()
+        restarted.wait_http(f"{base}/readyz")
+
+    statuses = run_batch(
+        db, settings, cipher, PAYMENTS, stack["env"], kill_ingress, "ingress SIGKILLed"
+    )
 
     assert statuses.get("succeeded", 0) > PAYMENTS // 2

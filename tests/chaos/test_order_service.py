@@ -34,6 +34,7 @@ from tests.support.command_bus import bus_key
 from tests.support.processes import ManagedProcess, python_module, worker_process
 from tests.support.seed import ledger_state, status_counts
 from tests.support.waiting import wait_until
+from tests.support.witness import assert_pushed_once, pushes
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900)]
 
@@ -129,6 +130,8 @@ def run_order_service(
         )
     assert set(handled) == committed
     assert {event["type"] for event in seen["events"]} == {"payment.succeeded"}
+    # Each customer was prompted once, by the simulator's own count.
+    assert_pushed_once(pushes(test_env["MALIPO_DARAJA_BASE_URL"], db, merchant.id))
     # Each event as published fits shared/contracts/event.v1.json.
     for event in seen["events"]:
         validator("event").validate(event["body"])

@@ -10,15 +10,18 @@ webhook-id), the ledger equal to the succeeded payments.
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import subprocess
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -28,7 +31,24 @@ from sqlalchemy import func, select
 from shared.db.models import Balance, LedgerEntry, PaymentIntent, WebhookEvent
 from shared.db.session import Database
 from shared.domain.states import FINAL_STATES
+from shared.settings import Settings
+from shared.webhooks import set_endpoint
+from tests.conftest import DARAJA_CREDENTIALS, make_merchant
 from tests.support.waiting import wait_until
+from tests.support.witness import assert_pushed_once, pushes
+
+# Payments per batch run: 500 in `make test`, 2,000 in `make chaos`.
+CHAOS_PAYMENTS = int(os.environ.get("MALIPO_CHAOS_PAYMENTS", "500"))
+CHAOS_ENV = {
+    # The relay and sweep run often, so what a crash interrupted is picked up within seconds.
+    "MALIPO_OUTBOX_RELAY_AFTER_S": "15",
+    "MALIPO_OUTBOX_RELAY_INTERVAL_S": "3",
+    "MALIPO_SCHEDULER_SWEEP_INTERVAL_S": "3",
+    "MALIPO_DEAD_LETTER_DRAIN_INTERVAL_S": "30",
+    "MALIPO_WEBHOOK_RETRY_SCHEDULE_S": "1,2,4,8,15,30,60",
+    "MALIPO_WEBHOOK_TIMEOUT_S": "5",
+    "MALIPO_PAYMENT_EXPIRY_S": "60",
+}
 
 # Outcome mix, by position in the batch: the simulator's documented phone rules.
 CANCELLED, INSUFFICIENT, NO_CALLBACK = "254700001032", "254700000001", "254700009999"
@@ -147,10 +167,38 @@ def finished(db: Database, merchant_id: uuid.UUID) -> int:
         )
 
 
+@dataclass(frozen=True)
+class BatchReport:
+    """What one chaos run showed (``make chaos`` prints one row per run)."""
+
+    run: str
+    payments: int
+    statuses: dict[str, int]
+    pushes: tuple[int, int]  # prompts per payment, min and max, by the simulator's count
+    credits: tuple[int, int]  # ledger entries per succeeded payment, min and max
+    events_delivered: int
+    settle_s: float
+
+    def record(self) -> None:
+        """Append to $MALIPO_CHAOS_REPORT (JSON lines) when it is set."""
+        target = os.environ.get("MALIPO_CHAOS_REPORT")
+        if target:
+            with open(target, "a", encoding="utf-8") as out:
+                out.write(json.dumps(asdict(self)) + "\n")
+
+
 def verify_batch(
-    db: Database, merchant_id: uuid.UUID, load: PaymentLoad, receiver: MerchantReceiver
-) -> dict[str, int]:
-    """Wait for the batch to settle, then check every promise; returns the status counts."""
+    db: Database,
+    merchant_id: uuid.UUID,
+    load: PaymentLoad,
+    receiver: MerchantReceiver,
+    *,
+    sim_base_url: str,
+    run: str,
+    started: float,
+) -> BatchReport:
+    """Wait for the batch to settle, then check every promise (the customer's side by the
+    gateway simulator's own count of prompts); returns the run's report."""
     assert len(load.accepted) == load.count, "every payment must end up accepted"
     wait_until(
         lambda: finished(db, merchant_id) == load.count,
@@ -202,12 +250,126 @@ def verify_batch(
         )
     # Exactly once after deduplication by webhook-id: the receiver saw each event, and nothing else.
     assert receiver.unique() == event_ids
-    return dict(statuses)
+    settle_s = time.monotonic() - started
+    prompts = pushes(sim_base_url, db, merchant_id)
+    assert_pushed_once(prompts)
+    report = BatchReport(
+        run=run,
+        payments=load.count,
+        statuses=dict(statuses),
+        pushes=prompts.spread,
+        credits=(min(credited.values(), default=0), max(credited.values(), default=0)),
+        events_delivered=len(event_ids),
+        settle_s=round(settle_s, 1),
+    )
+    report.record()
+    return report
+
+
+def run_batch(
+    db: Database,
+    settings: Settings,
+    cipher: Any,
+    payments: int,
+    env: dict[str, str],
+    breakage: Callable[[], None],
+    run: str,
+) -> dict[str, int]:
+    merchant = make_merchant(db, settings, cipher, daraja=dict(DARAJA_CREDENTIALS))
+    started = time.monotonic()
+    with merchant_receiver() as receiver:
+        with db.transaction() as session:
+            set_endpoint(
+                session,
+                cipher,
+                merchant.id,
+                receiver.url,
+                production=False,
+                allowed_hosts=settings.webhook_allowed_hosts(),
+            )
+        load = PaymentLoad(env["MALIPO_PUBLIC_BASE_URL"], merchant.api_key, payments)
+        loading = load.run()
+        wait_until(
+            lambda: finished(db, merchant.id) >= payments // 4,
+            timeout_s=300,
+            interval_s=0.2,
+            what="a quarter done",
+        )
+        breakage()
+        loading.join(timeout=600)
+        report = verify_batch(
+            db,
+            merchant.id,
+            load,
+            receiver,
+            sim_base_url=env["MALIPO_DARAJA_BASE_URL"],
+            run=run,
+            started=started,
+        )
+    return report.statuses
 
 
 def rabbitmq(*args: str) -> None:
     """``rabbitmqctl`` on this machine's RabbitMQ (stop_app, start_app, await_startup, ...)."""
     subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=120)
+
+
+def crash_rabbitmq() -> None:
+    """SIGKILL RabbitMQ's Erlang VM (no clean shutdown), then start it again."""
+    found = subprocess.run(
+        ["pgrep", "-f", "beam.smp.*rabbit"], capture_output=True, text=True, check=False
+    )
+    pids = [int(pid) for pid in found.stdout.split()]
+    assert pids, "no RabbitMQ VM to kill"
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    wait_until(
+        lambda: (
+            subprocess.run(
+                ["pgrep", "-f", "beam.smp.*rabbit"], capture_output=True, check=False
+            ).returncode
+            != 0
+        ),
+        timeout_s=30,
+        what="the RabbitMQ VM to be gone",
+    )
+    time.sleep(2)
+    subprocess.run(["rabbitmq-server", "-detached"], check=True, capture_output=True, timeout=60)
+    # Until the VM's distribution is up, rabbitmqctl cannot even ask (exit 69): ask again.
+    wait_until(
+        lambda: (
+            subprocess.run(
+                ["rabbitmqctl", "-q", "await_startup"],
+                capture_output=True,
+                check=False,
+                timeout=120,
+            ).returncode
+            == 0
+        ),
+        timeout_s=180,
+        interval_s=1,
+        what="RabbitMQ to boot again",
+    )
+
+
+def postgres_cluster() -> list[str]:
+    version = sorted(os.listdir("/etc/postgresql"), key=lambda v: [int(p) for p in v.split(".")])[
+        -1
+    ]
+    return ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main"]
+
+
+def crash_postgresql() -> None:
+    """Stop PostgreSQL in immediate mode (no checkpoint: crash recovery on start), start it."""
+    command, redirect, *cluster = postgres_cluster()
+    subprocess.run(
+        [command, redirect, "--mode=immediate", *cluster, "stop"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    time.sleep(1)
+    subprocess.run([*postgres_cluster(), "start"], check=True, capture_output=True, timeout=120)
 
 
 def restart_rabbitmq() -> None:
