@@ -3,9 +3,10 @@
 For each run — a worker SIGKILLed, RabbitMQ restarted and its Erlang VM SIGKILLed,
 PostgreSQL restarted and stopped in immediate mode (crash recovery), the ingress's
 gunicorn master and workers SIGKILLed while callbacks arrive — every accepted
-payment reaches a final state, every success is credited exactly once, every
-customer was prompted once (by the gateway simulator's own count, never after the
-payment was final), every merchant event reaches the merchant's endpoint
+payment reaches a final state, every success is credited exactly once, no customer
+was prompted twice and each who answered was prompted once (by the gateway
+simulator's own count), never after the payment was final, every merchant event
+reaches the merchant's endpoint
 (deduplicated by webhook-id), and the ledger total equals the sum of the succeeded
 payments. ``MALIPO_CHAOS_PAYMENTS`` sizes the batch: 500 in ``make test``, 2,000 in
 ``make chaos``.

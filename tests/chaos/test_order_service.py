@@ -29,7 +29,7 @@ from shared.db.models import WebhookEvent
 from shared.db.session import Database
 from shared.settings import Settings
 from tests.conftest import DARAJA_CREDENTIALS, make_merchant
-from tests.support.chaos import finished
+from tests.support.chaos import CHAOS_ENV, finished
 from tests.support.command_bus import bus_key
 from tests.support.processes import ManagedProcess, python_module, worker_process
 from tests.support.seed import ledger_state, status_counts
@@ -39,12 +39,7 @@ from tests.support.witness import assert_pushed_once, pushes
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900)]
 
 COMMANDS = 1000
-STACK_ENV = {
-    "MALIPO_OUTBOX_RELAY_AFTER_S": "15",
-    "MALIPO_OUTBOX_RELAY_INTERVAL_S": "3",
-    "MALIPO_SCHEDULER_SWEEP_INTERVAL_S": "3",
-    "MALIPO_PAYMENT_EXPIRY_S": "120",
-}
+STACK_ENV = {**CHAOS_ENV, "MALIPO_PAYMENT_EXPIRY_S": "120"}
 
 
 @pytest.fixture
