@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
@@ -112,7 +112,6 @@ class Outcome:
     authentic: bool
     refusal: Refused | None = None
     key_prefix: str = ""
-    headers: dict[str, Any] = field(default_factory=dict)
 
 
 class CommandHandler:

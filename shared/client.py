@@ -32,7 +32,6 @@ from shared.bus import Event, SeenEvents, consume_events, consume_queue
 from shared.bus_commands import (
     COMMANDS_EXCHANGE,
     KEY_HEADER,
-    REPLY_TO,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     envelope,
@@ -222,7 +221,9 @@ class CommandPublisher:
         if self._channel is None or self._channel.is_closed:
             self._connection = pika.BlockingConnection(self.parameters)
             self._channel = self._connection.channel()
-            if self.reply_to and REPLY_TO.fullmatch(self.reply_to) and self.reply_to[:4] == "svc.":
+            # A service's own queue (svc.*): declared so answers wait there; malipo answers
+            # nowhere else (a direct reply-to pseudo-queue needs no declaring).
+            if self.reply_to and self.reply_to.startswith("svc."):
                 self._channel.queue_declare(self.reply_to, durable=True)  # answers wait there
             self._channel.confirm_delivery()
         return self._channel

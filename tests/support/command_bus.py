@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -135,8 +134,3 @@ def refused(rabbit: Rabbit, *message_ids: str, timeout_s: float = 30) -> dict[st
 
     wait_until(enough, timeout_s=timeout_s, interval_s=0.05, what="the refused commands")
     return got
-
-
-def settle(seconds: float = 0.5) -> None:
-    """Give the consumer a moment to have (not) answered something."""
-    time.sleep(seconds)
