@@ -13,6 +13,7 @@ import pika
 import pika.exceptions
 import pytest
 from click.testing import CliRunner
+from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from shared.bus_commands import COMMANDS_EXCHANGE, COMMANDS_QUEUE, REFUSED_QUEUE, envelope
@@ -31,9 +32,10 @@ from shared.settings import Settings
 from shared.webhooks import signature
 from tests.conftest import TEST_ENV, ApiClient, MerchantAccount, make_merchant
 from tests.support.command_bus import bus_key, refused, replies, reply_queue, running_consumer
-from tests.support.env import free_port
+from tests.support.env import free_port, free_port_outside_ephemeral_range
 from tests.support.processes import ManagedProcess
 from tests.support.rabbit import Rabbit
+from tests.support.tcp_proxy import TcpProxy
 
 BROKER_URL = TEST_ENV["MALIPO_BROKER_URL"]
 
@@ -409,5 +411,39 @@ def test_a_key_issued_for_the_bus_from_the_cli_signs_commands_and_says_so(
         with CommandPublisher(BROKER_URL, token, str(merchant.id), reply_to=queue) as bus:
             bus.publish(payment(key))
         (answer,) = replies(rabbit, queue, 1)
+    assert answer.status == 202
+    rabbit.purge("payments")
+
+
+def test_the_consumer_comes_back_after_rabbitmq_goes_away(
+    db: Database,
+    settings: Settings,
+    cipher: CredentialCipher,
+    merchant: MerchantAccount,
+    rabbit: Rabbit,
+    broker: Any,
+) -> None:
+    token = bus_key(db, settings, cipher, merchant.id)
+    key = f"bus-reconnect-{uuid.uuid4().hex[:8]}"
+    proxy = TcpProxy(free_port_outside_ephemeral_range(), ("127.0.0.1", 5672))
+    proxy.open()
+    through_proxy = settings.model_copy(
+        update={
+            "broker_url": SecretStr(BROKER_URL.replace("127.0.0.1:5672", f"127.0.0.1:{proxy.port}"))
+        }
+    )
+    try:
+        with reply_queue(rabbit) as queue, running_consumer(through_proxy, db, cipher) as consumer:
+            consumer.consuming.clear()
+            proxy.close()  # RabbitMQ gone: the consumer's connection is cut
+            time.sleep(2)
+            proxy.open()
+            assert consumer.consuming.wait(30), "the consumer never consumed again"
+            with CommandPublisher(BROKER_URL, token, str(merchant.id), reply_to=queue) as bus:
+                message_id = bus.publish(payment(key))
+            (answer,) = replies(rabbit, queue, 1)
+    finally:
+        proxy.close()
+    assert answer.correlation_id == message_id
     assert answer.status == 202
     rabbit.purge("payments")
