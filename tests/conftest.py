@@ -7,6 +7,7 @@ and child processes read the same settings.
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 import uuid
@@ -29,6 +30,7 @@ from shared.db.session import Database  # noqa: E402
 from shared.merchants import create_merchant, issue_api_key, store_gateway_credentials  # noqa: E402
 from shared.messages import ALL_ACTORS  # noqa: E402
 from shared.settings import Settings, load_settings, parse_credentials_keys  # noqa: E402
+from tests.support.logs import captured_worker_log  # noqa: E402
 from tests.support.processes import (  # noqa: E402
     ManagedProcess,
     ingress_process,
@@ -201,6 +203,13 @@ DARAJA_CREDENTIALS = {
 def merchant(db: Database, settings: Settings, cipher: CredentialCipher) -> MerchantAccount:
     """A fresh merchant with the simulator's sandbox Daraja credentials."""
     return make_merchant(db, settings, cipher, daraja=dict(DARAJA_CREDENTIALS))
+
+
+@pytest.fixture
+def worker_log() -> Iterator[io.StringIO]:
+    """Every line logged in this process during the test, as the workers' handler renders it."""
+    with captured_worker_log() as captured:
+        yield captured
 
 
 @pytest.fixture

@@ -6,10 +6,12 @@ before money moves; when the webhook never comes, the poll finishes the payment.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections.abc import Iterator
 from html import unescape
+from pathlib import Path
 
 import pytest
 
@@ -28,7 +30,9 @@ from tests.support.hosted import (
     post_payment,
     start_payment,
 )
+from tests.support.logs import phone_leaks
 from tests.support.payments import events, final_view, ledger_rows, view_of
+from tests.support.rabbit import Rabbit
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("worker", "ingress_server")]
@@ -235,3 +239,37 @@ def test_a_customer_may_try_again_from_the_return_page_when_the_merchant_allows_
     assert final_view(api, merchant, payment_id)["status"] == "succeeded"
     assert page_state(customer.return_page(paid["return_url"])) == "paid"
     assert [(r.amount_minor, r.currency) for r in ledger_rows(db, payment_id)] == [(95000, "AMD")]
+
+
+def test_the_logs_of_an_armenian_payment_never_hold_the_full_phone_number(
+    api: ApiClient,
+    merchant: HostedMerchant,
+    fastshift: FastShiftSimulator,
+    db: Database,
+    log_dir: Path,
+    worker_log: io.StringIO,
+    rabbit: Rabbit,
+) -> None:
+    ingress_log = log_dir / "ingress.log"
+    ingress_start = ingress_log.stat().st_size if ingress_log.exists() else 0
+
+    # An AMD payment for +374 77 123456, paid on FastShift's page, its webhook taken
+    payment_id, _ = start_payment(api, merchant, amount_drams=5100)
+    next_action(api, merchant, payment_id)
+    fastshift.decide(gateway_ref(db, payment_id), "pay")
+    final = final_view(api, merchant, payment_id)
+    rabbit.wait_settled("callbacks")
+    logs = {
+        "ingress": ingress_log.read_text(errors="replace")[ingress_start:],
+        "workers": worker_log.getvalue(),
+    }
+
+    assert final["status"] == "succeeded"
+    assert {name: phone_leaks("37477123456", "374", text) for name, text in logs.items()} == {
+        "ingress": [],
+        "workers": [],
+    }
+    # The search had real lines to read: the payment in both logs, FastShift's webhook taken.
+    for name, text in logs.items():
+        assert payment_id in text, f"payment {payment_id} not in the {name} log"
+    assert '"gateway": "fastshift", "event": "callback accepted"' in logs["ingress"]

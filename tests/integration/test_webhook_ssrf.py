@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import socket
 import uuid
 from collections.abc import Iterator
@@ -110,21 +109,6 @@ class Resolver:
 @pytest.fixture
 def resolver(monkeypatch: pytest.MonkeyPatch) -> Resolver:
     return Resolver(monkeypatch)
-
-
-@pytest.fixture
-def worker_log() -> Iterator[io.StringIO]:
-    """Every line logged in this process during the test, rendered as the workers' handler does."""
-    root = logging.getLogger()
-    assert root.handlers, "logging is not configured"
-    captured = io.StringIO()
-    handler = logging.StreamHandler(captured)
-    handler.setFormatter(root.handlers[0].formatter)
-    root.addHandler(handler)
-    try:
-        yield captured
-    finally:
-        root.removeHandler(handler)
 
 
 def cli_set(merchant: MerchantAccount, url: str) -> tuple[int, str]:
