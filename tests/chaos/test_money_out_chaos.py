@@ -23,7 +23,7 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from shared.db.models import PaymentIntent, Transfer
+from shared.db.models import AuditRecord, PaymentIntent, Transfer
 from shared.db.session import Database
 from shared.domain.states import FINAL_TRANSFER_STATES
 from shared.settings import Settings
@@ -250,3 +250,25 @@ def test_transfers_are_made_once_through_a_killed_worker_and_a_broker_restart(
     assert held == 0  # every hold settled or released
     assert available == collected - refunded - paid_out
     assert ledger_sum(db, merchant.id) == available
+    # Every transfer's audit trail opens with its request and ends with where it ended.
+    trails = audit_trails(db, [str(row.id) for row in rows.values()])
+    unaudited = [
+        (row.kind, row.status, trails.get(str(row.id)))
+        for row in rows.values()
+        if (trails.get(str(row.id)) or ["?"])[0] != f"{row.kind}.requested"
+        or trails[str(row.id)][-1] != f"{row.kind}.{row.status}"
+    ]
+    assert unaudited == [], unaudited[:5]
+
+
+def audit_trails(db: Database, ids: list[str]) -> dict[str, list[str]]:
+    """Each transfer's audit actions, oldest first."""
+    trails: dict[str, list[str]] = {}
+    with db.transaction() as session:
+        for subject_id, action in session.execute(
+            select(AuditRecord.subject_id, AuditRecord.action)
+            .where(AuditRecord.subject_id.in_(ids))
+            .order_by(AuditRecord.id)
+        ):
+            trails.setdefault(subject_id, []).append(action)
+    return trails
