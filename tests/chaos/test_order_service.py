@@ -108,7 +108,7 @@ def run_order_service(
     for message_id, answers in seen["answers"].items():
         expected = {"id": str(payment_id_for(merchant.id, keys[message_id])), "status": "accepted"}
         assert all(answer == [202, expected] for answer in answers), answers
-    # Every payment succeeded through the simulator, credited once, except one whose push a
+    # Every payment succeeded through the simulator, credited once, except those whose push a
     # SIGKILL left unknown: never re-sent (ADR 0002), never prompted, it expires.
     payment_ids = {str(payment_id_for(merchant.id, key)) for key in keys.values()}
     counts = status_counts(db, merchant.id)
