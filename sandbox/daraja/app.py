@@ -11,7 +11,7 @@ from typing import Final
 import falcon
 
 from sandbox.config import SimulatorConfig
-from sandbox.daraja import control, gateway, transfer_api
+from sandbox.daraja import control, gateway, statement, transfer_api
 from sandbox.daraja.callbacks import CallbackDispatcher
 from sandbox.daraja.initiator import (
     BUILTIN_INITIATORS,
@@ -112,6 +112,8 @@ def _add_gateway_routes(
     app.add_route(
         "/mpesa/stkpushquery/v1/query", gateway.StkQueryResource(state, scenarios, config)
     )
+    app.add_route("/pulltransactions/v1/register", statement.PullRegisterResource(state))
+    app.add_route("/pulltransactions/v1/query", statement.PullQueryResource(state))
 
 
 def _add_control_routes(
@@ -142,6 +144,8 @@ def _add_control_routes(
         control.ResetResource(state, scenarios, dispatcher, transfers, transfer_scenarios),
     )
     app.add_route(f"{p}/health", control.HealthResource(state, dispatcher))
+    app.add_route(f"{p}/statement/discrepancies", statement.DiscrepanciesResource(state))
+    app.add_route(f"{p}/statement.csv", statement.StatementResource(state))
 
 
 class RecordingMiddleware:

@@ -126,6 +126,8 @@ class SimulatorState:
         self._receipts: set[str] = set()
         self._requests: list[RequestRecord] = []
         self._deliveries: list[DeliveryRecord] = []
+        # What the shortcodes' statements show differently (see sandbox/daraja/statement.py).
+        self._discrepancies: list[dict[str, object]] = []
         self.reset()
 
     def now(self) -> float:
@@ -142,6 +144,7 @@ class SimulatorState:
             self._receipts.clear()
             self._requests.clear()
             self._deliveries.clear()
+            self._discrepancies.clear()
 
     # Apps, shortcodes and tokens
 
@@ -225,6 +228,27 @@ class SimulatorState:
         """All transactions, oldest first."""
         with self._lock:
             return list(self._transactions.values())
+
+    # Statement discrepancies
+
+    def add_discrepancy(self, discrepancy: dict[str, object]) -> None:
+        with self._lock:
+            self._discrepancies.append(dict(discrepancy))
+
+    def discrepancies(self) -> list[dict[str, object]]:
+        with self._lock:
+            return [dict(d) for d in self._discrepancies]
+
+    def clear_discrepancies(self) -> None:
+        with self._lock:
+            self._discrepancies.clear()
+
+    def new_receipt(self) -> str:
+        """A receipt no transaction has, reserved (for a payment only the statement shows)."""
+        with self._lock:
+            receipt = _unique(ids.receipt_number, self._receipts.__contains__)
+            self._receipts.add(receipt)
+            return receipt
 
     # Records
 

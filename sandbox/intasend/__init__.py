@@ -11,6 +11,11 @@ API (as IntaSend's, under ``/intasend/api/v1`` from outside):
 - ``POST /api/v1/payment/collection/``: the older form, ``public_key`` in the body.
 - ``POST /api/v1/payment/status/`` ``{invoice_id, public_key}`` (a Bearer, if sent,
   must match) → ``{invoice:{…}, meta:{…}}``; another account's or unknown id: 404.
+- ``GET /api/v1/transactions/?start_date=<ISO>&end_date=<ISO>&page=<n>`` (Bearer, as
+  the STK push; a guessed DRF shape, unverified: ``sandbox.intasend.statement``) →
+  ``{count, next, previous, results: [{invoice_id, state, …, updated_at}]}``: the
+  account's COMPLETE and FAILED invoices with ``start_date <= updated_at < end_date``,
+  oldest first, ``SANDBOX_INTASEND_LIST_PAGE_SIZE`` (100) a page.
 - Errors: 401 ``{"detail": "Invalid authentication credentials"}`` (or "... were not
   provided."), 404 ``{"detail": "Not found."}``, 400
   ``{"type": "client_error", "errors": [{"code", "detail", "attr"}]}``.
@@ -55,7 +60,14 @@ Controls (``/intasend/_sim/…`` from outside):
   amount_style?: strings|numbers, delay_s?}`` → 201; ``GET`` lists, ``DELETE`` clears.
   Newest match wins: phone first, then amount, then the built-in phones.
   ``push_delay_s`` answers the push late *after* creating the invoice.
-- ``GET /_sim/requests?kind=stk_push|collection|status|other``: API requests
+- ``POST /_sim/statement/discrepancies {kind, …}`` → 201: what the transaction list
+  gets wrong — ``amount_changed {invoice_id, amount}`` (another ``value``),
+  ``receipt_repeated {invoice_id}`` (the row twice), ``dropped {invoice_id}`` (left
+  out), ``failed {invoice_id, failed_code?, failed_reason?}`` (FAILED there and in
+  ``payment/status/``), ``gateway_only {public_key, amount, phone, api_ref?}`` (a
+  COMPLETE invoice nothing pushed or announced; answered with its row). ``GET``
+  lists, ``DELETE`` clears (and forgets the gateway-only invoices); reset clears too.
+- ``GET /_sim/requests?kind=stk_push|collection|status|transactions|other``: API requests
   (path, headers with the Bearer redacted, body, status, response).
 - ``GET /_sim/deliveries?invoice_id=``: webhook attempts (invoice_id, state, url,
   attempt, body, status or error).

@@ -219,7 +219,7 @@ class _PushResource(abc.ABC):
                 created_at=now,
                 processing_at=now + delay / 2,
                 final_at=None if outcome.kind == "pending" else now + delay,
-                created_wall=invoices.nairobi_now(),
+                created_wall=self._state.wall_at(now),
                 receipt=invoices.mpesa_reference() if outcome.kind == "complete" else None,
                 meta_id=invoices.new_meta_id(),
             )

@@ -11,7 +11,7 @@ from typing import Final
 import falcon
 
 from sandbox.config import SimulatorConfig
-from sandbox.intasend import api, control, transfers
+from sandbox.intasend import api, control, statement, transfers
 from sandbox.intasend.accounts import Account, Webhook
 from sandbox.intasend.scenarios import ScenarioBook, ScenarioError
 from sandbox.intasend.settings import IntaSendSimSettings
@@ -26,10 +26,12 @@ COLLECTION_PATH: Final = f"{API_PREFIX}/payment/collection/"
 STATUS_PATH: Final = f"{API_PREFIX}/payment/status/"
 CHARGEBACKS_PATH: Final = f"{API_PREFIX}/chargebacks/"
 SEND_MONEY_PATH: Final = f"{API_PREFIX}/send-money/"
+TRANSACTIONS_PATH: Final = f"{API_PREFIX}/transactions/"
 REQUEST_KINDS: Final = {
     STK_PUSH_PATH: "stk_push",
     COLLECTION_PATH: "collection",
     STATUS_PATH: "status",
+    TRANSACTIONS_PATH: "transactions",
 }
 WsgiApp = falcon.App[falcon.Request, falcon.Response]
 
@@ -98,13 +100,15 @@ def create_simulator(
     app.add_route(SEND_MONEY_PATH, send_money)
     for action in ("initiate", "approve", "status"):
         app.add_route(f"{SEND_MONEY_PATH}{action}/", send_money, suffix=action)
-    _add_control_routes(app, state, scenarios, dispatcher, book)
+    app.add_route(TRANSACTIONS_PATH, statement.TransactionsResource(state, settings))
+    _add_control_routes(app, state, settings, scenarios, dispatcher, book)
     return IntaSendSimulator(app, config, settings, state, scenarios, dispatcher, book)
 
 
 def _add_control_routes(
     app: WsgiApp,
     state: SimulatorState,
+    settings: IntaSendSimSettings,
     scenarios: ScenarioBook,
     dispatcher: WebhookDispatcher,
     book: transfers.TransferBook,
@@ -124,6 +128,7 @@ def _add_control_routes(
         ScenariosResource(book.scenarios, transfers.TransferScenarioError),
     )
     app.add_route(f"{p}/transfers", transfers.WitnessResource(book))
+    app.add_route(f"{p}/statement/discrepancies", control.DiscrepanciesResource(state, settings))
     app.add_route(f"{p}/reset", control.ResetResource(state, scenarios, dispatcher, book.reset))
     app.add_route(f"{p}/health", control.HealthResource(state, dispatcher))
 

@@ -24,6 +24,24 @@ FAILED: Final = "FAILED"
 NAIROBI: Final = timezone(timedelta(hours=3), "EAT")
 CENTS: Final = Decimal("0.01")
 FAILED_CODE_LINK: Final = "https://intasend.com/troubleshooting/mpesa-stk-push"
+FINAL_STATES: Final = frozenset({COMPLETE, FAILED})
+# The fields of a line of ``GET transactions/`` (a guess at IntaSend's list: unverified).
+ROW_FIELDS: Final = (
+    "invoice_id",
+    "state",
+    "provider",
+    "charges",
+    "net_amount",
+    "currency",
+    "value",
+    "account",
+    "api_ref",
+    "mpesa_reference",
+    "failed_reason",
+    "failed_code",
+    "created_at",
+    "updated_at",
+)
 
 
 def invoice_id() -> str:
@@ -101,9 +119,13 @@ class Invoice:
             return self.processing_at
         return self.final_at
 
-    def wall(self, at: float) -> str:
+    def moment(self, at: float) -> datetime:
+        """The wall-clock time of ``at``, to the millisecond shown (so filters agree with it)."""
         moment = self.created_wall + timedelta(seconds=at - self.created_at)
-        return moment.isoformat(timespec="milliseconds")
+        return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+    def wall(self, at: float) -> str:
+        return self.moment(at).isoformat(timespec="milliseconds")
 
     def _amount(self, value: Decimal) -> object:
         return f"{value:.2f}" if self.outcome.amount_style == "strings" else float(value)
@@ -131,6 +153,16 @@ class Invoice:
             "created_at": self.wall(self.created_at),
             "updated_at": self.wall(self.entered_at(state)),
         }
+
+    def row(self, state: str, value: Decimal | None = None) -> dict[str, object]:
+        """The invoice as a line of ``GET transactions/``; ``value`` as a discrepancy shows it
+        (``net_amount`` follows it, the charges stay)."""
+        document = self.document(state)
+        shown = {key: document[key] for key in ROW_FIELDS}
+        if value is not None:
+            shown["value"] = self._amount(value)
+            shown["net_amount"] = self._amount(value - self.charges)
+        return shown
 
     def answer(self, state: str) -> dict[str, object]:
         """The push answer: the invoice with its customer and the payment's wrapper."""

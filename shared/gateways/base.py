@@ -18,8 +18,9 @@ Errors come out in three kinds, because they call for different actions:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal, Protocol, runtime_checkable
 from urllib.parse import parse_qsl
@@ -65,6 +66,7 @@ class Capability(StrEnum):
     REFUND = "refund"
     PAYOUT = "payout"
     HEALTH = "health"
+    TRANSACTIONS = "transactions"  # list the gateway's own transactions of a window
 
 
 COLLECTION_FLOWS = (Capability.PUSH, Capability.HOSTED)
@@ -152,6 +154,26 @@ class GatewayVerdict:
     phone: str | None = None
     # What the gateway kept of the amount (IntaSend's ``charges``), when it says.
     fee: Money | None = None
+
+
+@dataclass(frozen=True)
+class GatewayTransaction:
+    """One line of a gateway's own list of transactions (a statement, Pull Transactions).
+
+    What reconciliation compares the ledger with. Any of the three references may be
+    missing, as the source allows: ``receipt`` is the gateway's id for the money (the
+    M-Pesa receipt), ``gateway_ref`` the id our attempt carries (IntaSend's invoice id),
+    ``account_ref`` what we sent as the bill or account reference.
+    """
+
+    receipt: str | None
+    gateway_ref: str | None
+    account_ref: str | None
+    amount: Money
+    outcome: Outcome
+    completed_at: datetime
+    phone: str | None = None  # as the gateway shows it (often masked)
+    raw: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -279,6 +301,19 @@ class HostedCollection(Protocol):
 class StatusQuery(Protocol):
     def query_status(self, credentials: Any, gateway_ref: str) -> StatusResult:
         """Where a transaction stands; ``Outcome.PENDING`` means "not known yet"."""
+        ...
+
+
+@runtime_checkable
+class TransactionList(Protocol):
+    def list_transactions(
+        self, credentials: Any, start: datetime, end: datetime
+    ) -> Iterator[GatewayTransaction]:
+        """Every transaction the gateway completed in ``[start, end)``, paging as it must.
+
+        Raises GatewayUnavailable when the list cannot be had now (reconciliation then
+        marks what it could not check ``pending_verification``).
+        """
         ...
 
 

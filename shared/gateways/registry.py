@@ -15,6 +15,7 @@ from shared.gateways.base import (
     PushCollection,
     StatusQuery,
     StatusResult,
+    TransactionList,
 )
 from shared.gateways.description import GatewayDescription
 from shared.gateways.transfers import Payouts, Refunds, TransferResults
@@ -73,6 +74,9 @@ class GatewayRegistry:
         """The reader of ``name``'s transfer results, when its callbacks carry any."""
         reader = self._adapters[catalogue.describe(name).name]
         return reader if isinstance(reader, TransferResults) else None
+
+    def transaction_list(self, name: str) -> TransactionList:
+        return cast(TransactionList, self.require(name, Capability.TRANSACTIONS))
 
     def reader(self, name: str) -> CallbackReader:
         return cast(CallbackReader, self.require(name, Capability.CALLBACKS))

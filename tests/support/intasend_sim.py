@@ -50,7 +50,8 @@ class IntaSendSimulator:
         return result
 
     def requests(self, kind: str | None = None) -> list[dict[str, Any]]:
-        """API requests, oldest first (``kind``: stk_push, collection, status or other)."""
+        """API requests, oldest first (``kind``: stk_push, collection, status, chargeback,
+        send_money, transactions or other)."""
         result: list[dict[str, Any]] = self._call(
             "GET", "/requests", params={"kind": kind} if kind else None
         )
@@ -105,3 +106,14 @@ class IntaSendSimulator:
     def transfer(self, request_ref: str) -> dict[str, Any] | None:
         """The witness of one request_ref, or None when nothing was made for it."""
         return next((t for t in self.transfers() if t["request_ref"] == request_ref), None)
+
+    def inject_discrepancy(self, **body: Any) -> dict[str, Any]:
+        """Make ``GET transactions/`` disagree, e.g. ``inject_discrepancy(kind="dropped",
+        invoice_id=…)`` (``sandbox.intasend.control.DiscrepanciesResource``): the
+        discrepancy, or for ``gateway_only`` the list's row of the invoice it made."""
+        result: dict[str, Any] = self._call("POST", "/statement/discrepancies", json=body)
+        return result
+
+    def clear_discrepancies(self) -> None:
+        """Forget every discrepancy (and the invoices ``gateway_only`` made)."""
+        self._call("DELETE", "/statement/discrepancies")

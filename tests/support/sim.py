@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import requests
@@ -51,3 +52,22 @@ class Simulator:
         self._call(
             "POST", "/apps", json={"consumer_key": consumer_key, "consumer_secret": consumer_secret}
         )
+
+    def inject_discrepancy(self, **discrepancy: Any) -> dict[str, Any]:
+        """Make the shortcode's statement disagree (see sandbox/daraja/statement.py)."""
+        result: dict[str, Any] = self._call("POST", "/statement/discrepancies", json=discrepancy)
+        return result
+
+    def clear_discrepancies(self) -> None:
+        self._call("DELETE", "/statement/discrepancies")
+
+    def statement_csv(
+        self, shortcode: str, start: datetime, end: datetime, variant: str | None = None
+    ) -> str:
+        """The organisation portal's statement of ``shortcode`` over the window, as CSV text."""
+        params = {"shortcode": shortcode, "from": start.isoformat(), "to": end.isoformat()}
+        if variant:
+            params["variant"] = variant
+        response = self.http.get(f"{self.base_url}/_sim/statement.csv", params=params, timeout=10)
+        response.raise_for_status()
+        return response.text

@@ -62,6 +62,7 @@ DESCRIPTION = GatewayDescription(
             Capability.CALLBACKS,
             Capability.REFUND,
             Capability.PAYOUT,
+            Capability.TRANSACTIONS,
         }
     ),
     adapter_factory=DarajaAdapter,

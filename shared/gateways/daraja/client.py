@@ -10,7 +10,8 @@ always safe to repeat.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -21,6 +22,7 @@ from shared.gateways.base import (
     CallbackEvent,
     CallbackReply,
     GatewayOutcomeUnknown,
+    GatewayTransaction,
     GatewayUnavailable,
     GatewayVerdict,
     InboundCallback,
@@ -29,11 +31,12 @@ from shared.gateways.base import (
     PaymentRequest,
     StatusResult,
 )
-from shared.gateways.daraja import codes, transfers
+from shared.gateways.daraja import codes, pull, transfers
 from shared.gateways.daraja.callbacks import parse_stk_callback
 from shared.gateways.daraja.initiator import CERTIFICATE_SETTING, InitiatorCertificate
 from shared.gateways.daraja.stk import (
     DarajaCredentials,
+    account_reference,
     nairobi_timestamp,
     stk_push_body,
     stk_query_body,
@@ -143,6 +146,51 @@ class DarajaAdapter:
         raise GatewayUnavailable(
             f"query answered HTTP {answer.status} {_error_code(answer)} {_error_message(answer)}"
         )
+
+    # -- reconciliation --------------------------------------------------------------------
+
+    def list_transactions(
+        self, credentials: DarajaCredentials, start: datetime, end: datetime
+    ) -> Iterator[GatewayTransaction]:
+        """Pull Transactions over ``[start, end)``, 48 hours and 1,000 rows at a time.
+
+        Every page is read before the first row is given: a list that fails half-way
+        raises GatewayUnavailable rather than look shorter than it is.
+        """
+        found: list[GatewayTransaction] = []
+        for piece_start, piece_end in pull.spans(start, end):
+            offset = 0
+            while True:
+                body = {
+                    "ShortCode": credentials.shortcode,
+                    "StartDate": pull.nairobi_text(piece_start),
+                    "EndDate": pull.nairobi_text(piece_end),
+                    "OffSetValue": str(offset),
+                }
+                try:
+                    answer = self._call(credentials, pull.PULL_QUERY_PATH, body, idempotent=True)
+                except GatewayAuthFailed as exc:
+                    raise GatewayUnavailable(f"cannot authenticate to pull: {exc}") from exc
+                code = str(answer.document.get("ResponseCode", "")).strip()
+                if answer.status != 200 or code not in pull.SUCCESS_CODES:
+                    raise GatewayUnavailable(
+                        f"pull transactions answered HTTP {answer.status} "
+                        f"{code or _error_code(answer)} {_error_message(answer)}"
+                    )
+                rows = pull.rows_of(answer.document)
+                try:
+                    page = [pull.transaction_of(row) for row in rows]
+                except ValueError as exc:
+                    raise GatewayUnavailable(f"pull transactions: {exc}") from exc
+                found.extend(t for t in page if piece_start <= t.completed_at < piece_end)
+                if len(rows) < pull.PAGE_ROWS:
+                    break
+                offset += len(rows)
+        yield from found
+
+    def listed_account_ref(self, reference: str, payment_id: object) -> str:
+        """What a statement or Pull Transactions shows as the bill reference we sent."""
+        return account_reference(reference)
 
     # -- callbacks -------------------------------------------------------------------------
 

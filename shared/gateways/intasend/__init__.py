@@ -7,7 +7,8 @@ by default. The merchant sets the dashboard webhook URL to malipo's callback
 URL for IntaSend, and the same challenge here: IntaSend takes no callback URL
 per request. Chargeback webhooks go to that URL too; send-money results go to
 each payout's ``callback_url`` (malipo's result URL, ``…/xr-<ref>``), both with the
-challenge.
+challenge. The transaction list reconciliation reads (``GET transactions/``) is
+unverified: see ``shared.gateways.intasend.transactions``.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ DESCRIPTION = GatewayDescription(
             Capability.CUSTOMER_REFERENCE,
             Capability.REFUND,
             Capability.PAYOUT,
+            Capability.TRANSACTIONS,
         }
     ),
     adapter_factory=IntaSendAdapter,

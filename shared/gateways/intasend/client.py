@@ -12,12 +12,14 @@ other 5xx after sending may have pushed), and whether a 404 on a push means a
 wrong base URL or wallet (taken as configuration). Money out's own unverified
 details are listed in ``shared.gateways.intasend.transfers``; besides them, whether
 ``send-money/approve/`` wants the nonce signed with a merchant's private key (the
-older SDK's "nonce signing"): it is sent as the initiate answer, unsigned.
+older SDK's "nonce signing"): it is sent as the initiate answer, unsigned. The
+transaction list is unverified as a whole (``shared.gateways.intasend.transactions``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
 from typing import Any, Final
 
 import structlog
@@ -30,6 +32,7 @@ from shared.gateways.base import (
     CallbackMalformed,
     CallbackReply,
     GatewayOutcomeUnknown,
+    GatewayTransaction,
     GatewayUnavailable,
     InboundCallback,
     InitiateResult,
@@ -37,6 +40,7 @@ from shared.gateways.base import (
     StatusResult,
 )
 from shared.gateways.description import GatewaySettings
+from shared.gateways.intasend import transactions as statement
 from shared.gateways.intasend import transfers as wire
 from shared.gateways.intasend.transformers import (
     PUBLIC_KEY_HEADER,
@@ -64,6 +68,7 @@ MIN_KES_MINOR: Final = 1_00
 MAX_KES_MINOR: Final = 150_000_00  # IntaSend's per-transaction limit
 MIN_PAYOUT_KES_MINOR: Final = 10_00  # M-Pesa B2C's smallest payment (unverified for IntaSend)
 MAX_LIST_PAGES: Final = 20  # a lookup by our ref reads at most this many pages
+MAX_TRANSACTION_PAGES: Final = 1000  # a window's list longer than this is not read at all
 BUSY_STATUSES: Final = frozenset({429, 503})
 CONFIGURATION_STATUSES: Final = frozenset({401, 403, 404})
 ACKNOWLEDGEMENT: Final = CallbackReply.json({"status": "received"})
@@ -163,6 +168,61 @@ class IntaSendAdapter:
         except InvoiceUnreadable as exc:
             raise GatewayUnavailable(f"status answer unreadable: {exc}") from None
         return StatusResult(gateway_ref=gateway_ref, verdict=verdict)
+
+    # -- the transaction list --------------------------------------------------------------
+
+    def list_transactions(
+        self, credentials: IntaSendCredentials, start: datetime, end: datetime
+    ) -> Iterator[GatewayTransaction]:
+        """Every COMPLETE or FAILED invoice whose ``updated_at`` falls in ``[start, end)``.
+
+        Every page is read before the first row is given, so a list that cannot be read
+        whole raises GatewayUnavailable and gives nothing: reconciliation must not take
+        a part for all. Pages are asked by number, ``next`` only saying that one more
+        follows (DRF's absolute ``next`` may name another scheme or host behind a proxy,
+        and the secret goes nowhere but the base URL). A list that changes its ``count``
+        while it is read, or whose rows do not add up to it, is unavailable too.
+        """
+        yield from self._read_transactions(credentials, start, end)
+
+    def _read_transactions(
+        self, credentials: IntaSendCredentials, start: datetime, end: datetime
+    ) -> list[GatewayTransaction]:
+        found: list[GatewayTransaction] = []
+        expected: int | None = None
+        seen = 0
+        for page in range(1, MAX_TRANSACTION_PAGES + 1):
+            answer = self.http.call(
+                "GET",
+                statement.TRANSACTIONS_PATH,
+                idempotent=True,
+                params=statement.list_params(start, end, page),
+                headers=credentials.api_headers(),
+            )
+            if answer.status != 200:
+                detail = error_text(answer.document) or "no list in the answer"
+                raise GatewayUnavailable(
+                    f"transactions page {page} answered HTTP {answer.status}: {detail}",
+                    retry_after_s=answer.retry_after_s(),
+                )
+            try:
+                rows, more, count = statement.page_of(answer.body)
+                shown = [statement.transaction_of(row) for row in rows]
+            except statement.ListUnreadable as exc:
+                raise GatewayUnavailable(f"transactions page {page} unreadable: {exc}") from None
+            if expected is None:
+                expected = count
+            elif count is not None and count != expected:
+                raise GatewayUnavailable("the transaction list changed while it was read")
+            seen += len(rows)
+            found.extend(t for t in shown if t is not None and start <= t.completed_at < end)
+            if not more:
+                if expected is not None and seen != expected:
+                    raise GatewayUnavailable(
+                        f"the transaction list gave {seen} rows of the {expected} it counts"
+                    )
+                return found
+        raise GatewayUnavailable(f"transactions: more than {MAX_TRANSACTION_PAGES} pages")
 
     # -- callbacks -------------------------------------------------------------------------
 
