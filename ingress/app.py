@@ -17,6 +17,7 @@ import structlog
 
 from ingress import errors
 from ingress.auth import Authenticator
+from ingress.resources.analytics import AnalyticsResource
 from ingress.resources.callbacks import CallbackResource, RefusalFront
 from ingress.resources.customers import CustomerResource
 from ingress.resources.dead_letters import DeadLettersResource
@@ -29,6 +30,11 @@ from ingress.resources.payments import (
     PaymentResource,
     PaymentsResource,
     RetryResource,
+)
+from ingress.resources.reconciliations import (
+    ReconciliationResource,
+    ReconciliationsResource,
+    ResolveItemResource,
 )
 from ingress.resources.redemptions import RedeemResource, RedemptionsResource
 from ingress.resources.transfers import (
@@ -212,6 +218,16 @@ def _build(
     app.add_route("/callbacks/{gateway}/{secret}/{attempt_ref}", callbacks)
     app.add_route("/ops/events", OpsEventsResource(db, auth, gateways.names()))
     app.add_route("/ops/refused-callbacks", RefusedCallbacksResource(db, auth, gateways.names()))
+    analytics = AnalyticsResource(db, auth, gateways.names())
+    app.add_route("/ops/analytics", analytics)
+    app.add_route("/ops/analytics.csv", analytics, suffix="csv")
+    app.add_route("/ops/reconciliations", ReconciliationsResource(db, auth, publisher, gateways))
+    run = ReconciliationResource(db, auth)
+    app.add_route("/ops/reconciliations/{run_id}", run)
+    app.add_route("/ops/reconciliations/{run_id}.csv", run, suffix="csv")
+    app.add_route(
+        "/ops/reconciliations/items/{item_id}/resolve", ResolveItemResource(db, auth, publisher)
+    )
     app.add_route("/ops/webhooks", OpsWebhooksResource(db, auth))
     app.add_route(
         "/ops/webhooks/replay",

@@ -56,6 +56,9 @@ SEND_TRANSFER = ActorSpec("send_transfer", "transfers")
 CHECK_TRANSFER = ActorSpec("check_transfer", "transfers")
 SWEEP_TRANSFERS = ActorSpec("sweep_transfers", "maintenance")
 STREAM_EVENTS = ActorSpec("stream_events", "maintenance")
+RECONCILE_WINDOW = ActorSpec("reconcile_window", "reconciliation")
+RESOLVE_RECONCILIATION_ITEM = ActorSpec("resolve_reconciliation_item", "reconciliation")
+NOTIFY_OPERATORS = ActorSpec("notify_operators", "notifications")
 
 ALL_ACTORS = (
     INITIATE_PAYMENT,
@@ -74,6 +77,9 @@ ALL_ACTORS = (
     CHECK_TRANSFER,
     SWEEP_TRANSFERS,
     STREAM_EVENTS,
+    RECONCILE_WINDOW,
+    RESOLVE_RECONCILIATION_ITEM,
+    NOTIFY_OPERATORS,
 )
 
 
@@ -456,6 +462,44 @@ class SweepTransfers(MessageContract):
     """Send pending transfers whose message was lost; check those whose result is overdue."""
 
     spec: ClassVar[ActorSpec] = SWEEP_TRANSFERS
+
+
+@dataclass(frozen=True)
+class ReconcileWindow(MessageContract):
+    """Reconcile ``gateway`` over ``[start, end)`` (ISO 8601), for one merchant or all.
+
+    ``trigger``: ``schedule`` or ``ops``. The window names the run, so a second message
+    for the same window re-runs it without a second effect.
+    """
+
+    spec: ClassVar[ActorSpec] = RECONCILE_WINDOW
+    gateway: str
+    start: str
+    end: str
+    merchant_id: str | None = None
+    trigger: str = "ops"
+
+
+@dataclass(frozen=True)
+class ResolveReconciliationItem(MessageContract):
+    """An operator's resolution of a reconciliation item, with a note (audited)."""
+
+    spec: ClassVar[ActorSpec] = RESOLVE_RECONCILIATION_ITEM
+    item_id: int
+    note: str
+    actor: str
+
+
+@dataclass(frozen=True)
+class NotifyOperators(MessageContract):
+    """An alert for the platform's operators (``reconciliation.completed``, ...)."""
+
+    spec: ClassVar[ActorSpec] = NOTIFY_OPERATORS
+    alert_id: str
+    event: str
+    subject: str
+    text: str
+    data: dict[str, Any]
 
 
 @dataclass(frozen=True)

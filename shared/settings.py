@@ -16,8 +16,9 @@ import os
 import sys
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -143,6 +144,30 @@ class Settings(BaseSettings):
     )
     scheduler_sweep_interval_s: float = Field(default=15.0, gt=0)
 
+    # Reconciliation (see workers/reconcile.py).
+    reconcile_cron: str = Field(
+        default="0 23 * * *",
+        description="when scheduled runs start: five cron fields, or six with seconds first",
+    )
+    reconcile_timezone: str = Field(default="Africa/Nairobi")
+    reconcile_window_h: float = Field(
+        default=24.0, gt=0, le=24 * 31, description="a scheduled run covers this many hours"
+    )
+    reconcile_lag_s: float = Field(
+        default=1800.0,
+        ge=0,
+        description="a scheduled window ends this long before the run, so callbacks can land",
+    )
+    reconcile_slack_s: float = Field(
+        default=900.0, ge=0, description="the gateway's list is read this much wider each side"
+    )
+    reconcile_queries_per_s: float = Field(
+        default=5.0, gt=0, le=100, description="status queries per gateway during a run"
+    )
+    reconcile_gateways: str = Field(
+        default="daraja,intasend", description="gateways the scheduled run reconciles"
+    )
+
     # Ingress behaviour.
     max_wait_s: int = Field(default=30, ge=0, le=30)
     # Long-polls (GET ?wait=) waiting at once: per ingress process (default: half its
@@ -184,6 +209,43 @@ class Settings(BaseSettings):
         default=None,
         description="HMAC key sealing spool entries; unset: derived from MALIPO_SECRET_KEY",
     )
+
+    @model_validator(mode="after")
+    def _operator_webhook_is_signed(self) -> Self:
+        if not self.operator_webhook_url:
+            return self
+        if not self.operator_webhook_url.startswith(("https://", "http://")):
+            raise ValueError("MALIPO_OPERATOR_WEBHOOK_URL must be an http(s) URL")
+        if self.operator_webhook_secret is None:
+            raise ValueError("MALIPO_OPERATOR_WEBHOOK_URL needs MALIPO_OPERATOR_WEBHOOK_SECRET")
+        from shared.webhooks import secret_key
+
+        try:
+            secret_key(self.operator_webhook_secret.get_secret_value())
+        except ValueError as exc:
+            raise ValueError(f"MALIPO_OPERATOR_WEBHOOK_SECRET: {exc}") from None
+        return self
+
+    @field_validator("reconcile_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r} (an IANA name, e.g. Africa/Nairobi)"
+            ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _reconcile_cron_parses(self) -> Self:
+        from shared.schedule import cron_trigger
+
+        try:
+            cron_trigger(self.reconcile_cron, self.reconcile_timezone)
+        except ValueError as exc:
+            raise ValueError(f"MALIPO_RECONCILE_CRON: {exc}") from None
+        return self
 
     @field_validator("spool_dir")
     @classmethod
@@ -298,6 +360,13 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_starttls: bool = True
     smtp_from: str | None = None
+
+    # Operators' alerts (shared/operator_alerts.py): a signed webhook and/or e-mail.
+    operator_webhook_url: str | None = None
+    operator_webhook_secret: SecretStr | None = Field(
+        default=None, description="whsec_ + base64 (24-64 bytes), signs operator webhooks"
+    )
+    operator_emails: str | None = Field(default=None, description="comma-separated addresses")
 
     # Logs.
     log_format: Literal["json", "console"] = "json"

@@ -12,8 +12,10 @@ from workers import (
     events,
     initiate,
     notifications,
+    operators,
     outbox,
     polling,
+    reconcile,
     transfers,
     webhooks,
 )
@@ -27,8 +29,10 @@ __all__ = [
     "events",
     "initiate",
     "notifications",
+    "operators",
     "outbox",
     "polling",
+    "reconcile",
     "transfers",
     "webhooks",
 ]

@@ -103,6 +103,17 @@ DEFAULT_POLICIES: dict[str, RetryPolicy] = {
     "sweep_transfers": RetryPolicy(
         max_retries=2, min_backoff_ms=1_000, max_backoff_ms=10_000, time_limit_ms=60_000
     ),
+    # A run of a window is idempotent; a gateway that cannot answer now is asked again.
+    "reconcile_window": RetryPolicy(
+        max_retries=3, min_backoff_ms=30_000, max_backoff_ms=600_000, time_limit_ms=3_600_000
+    ),
+    # An operator alert: worth retrying for a while (their webhook or mail server may blip).
+    "notify_operators": RetryPolicy(
+        max_retries=8, min_backoff_ms=5_000, max_backoff_ms=600_000, time_limit_ms=60_000
+    ),
+    "resolve_reconciliation_item": RetryPolicy(
+        max_retries=5, min_backoff_ms=1_000, max_backoff_ms=60_000, time_limit_ms=30_000
+    ),
     # Periodic and idempotent: the next scheduled run is the real retry.
     "seal_audit_log": RetryPolicy(
         max_retries=2, min_backoff_ms=1_000, max_backoff_ms=10_000, time_limit_ms=300_000

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+from datetime import UTC, datetime
 from types import FrameType
 
 import structlog
@@ -23,6 +24,7 @@ from shared.messages import (
     DrainDeadLetters,
     MessageContract,
     Publisher,
+    ReconcileWindow,
     RelayOutbox,
     SealAuditLog,
     StreamEvents,
@@ -30,6 +32,7 @@ from shared.messages import (
     SweepTransfers,
     build_broker,
 )
+from shared.schedule import cron_trigger, scheduled_window
 from shared.settings import Settings, settings_or_exit
 
 log = structlog.stdlib.get_logger(__name__)
@@ -93,6 +96,23 @@ class Scheduler:
             (StreamEvents(), self.settings.event_stream_interval_s),
         ]
 
+    def reconciliations(self) -> list[str]:
+        """The gateways a scheduled reconciliation covers (``MALIPO_RECONCILE_GATEWAYS``)."""
+        return [g.strip() for g in self.settings.reconcile_gateways.split(",") if g.strip()]
+
+    def reconcile_tick(self, gateway: str) -> bool:
+        """Enqueue the reconciliation of the window that ends now (less the lag).
+
+        The window comes from the clock, to the second: only the leader enqueues, and a
+        window run twice is one run (its id is the window's), so it has one effect.
+        """
+        start, end = scheduled_window(
+            datetime.now(UTC), self.settings.reconcile_window_h, self.settings.reconcile_lag_s
+        )
+        return self.tick(
+            ReconcileWindow(gateway, start.isoformat(), end.isoformat(), trigger="schedule")
+        )
+
     def tick(self, message: MessageContract) -> bool:
         """Enqueue ``message`` if this process leads; True if it did."""
         if not self.leadership.is_leader():
@@ -120,12 +140,27 @@ class Scheduler:
                 coalesce=True,
             )
 
+        for gateway in self.reconciliations():
+            scheduler.add_job(
+                self.reconcile_tick,
+                cron_trigger(self.settings.reconcile_cron, self.settings.reconcile_timezone),
+                args=(gateway,),
+                id=f"reconcile:{gateway}",
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=3600,
+            )
+
         def stop(signum: int, frame: FrameType | None) -> None:
             scheduler.shutdown(wait=False)
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-        log.info("scheduler started", jobs={m.spec.actor_name: s for m, s in self.jobs()})
+        log.info(
+            "scheduler started",
+            jobs={m.spec.actor_name: s for m, s in self.jobs()},
+            reconcile={"cron": self.settings.reconcile_cron, "gateways": self.reconciliations()},
+        )
         scheduler.start()
         self.leadership.release()
         log.info("scheduler stopped")

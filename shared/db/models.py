@@ -155,6 +155,13 @@ class PaymentIntent(Base):
             postgresql_where=text("status = 'submitted'"),
         ),
         Index("ix_payment_intents_phone_created_at", "phone", "created_at"),
+        # Analytics and reconciliation read a window of payments by acceptance time.
+        Index("ix_payment_intents_accepted_at", "accepted_at"),
+        Index("ix_payment_intents_merchant_accepted", "merchant_id", "accepted_at"),
+        # Reconciliation finds a gateway's receipt among every payment, not only the window's.
+        Index(
+            "ix_payment_intents_receipt", "receipt", postgresql_where=text("receipt IS NOT NULL")
+        ),
         CheckConstraint(
             "refund_reserved_minor >= 0 AND refund_reserved_minor <= amount_minor",
             name="refunds_within_amount",
@@ -698,4 +705,97 @@ class NotificationTemplate(Base):
     event: Mapped[str] = mapped_column(String(32))
     subject: Mapped[str | None] = mapped_column(String(200))
     body: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+
+RECONCILIATION_KINDS = (
+    "matched",
+    "missing_at_gateway",
+    "missing_here",
+    "amount_mismatch",
+    "status_mismatch",
+    "duplicate_receipt",
+    "pending_verification",
+)
+
+
+class ReconciliationRun(Base):
+    """One reconciliation of a gateway's window (for one merchant, or all), from one source.
+
+    One row per (gateway, merchant, window, source): running the same range again reuses
+    it (``executions`` counts how often it ran) and its items, so nothing happens twice.
+    ``source`` is ``gateway`` (the status and list APIs) or ``statement`` (an uploaded file).
+    """
+
+    __tablename__ = "reconciliation_runs"
+    __table_args__ = (
+        Index(
+            "uq_reconciliation_runs_window",
+            "gateway",
+            text("coalesce(merchant_id, '00000000-0000-0000-0000-000000000000'::uuid)"),
+            "window_start",
+            "window_end",
+            "source",
+            unique=True,
+        ),
+        CheckConstraint("window_end > window_start", name="window_ordered"),
+        CheckConstraint("status IN ('running', 'completed', 'failed')", name="status_known"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    gateway: Mapped[str] = mapped_column(String(32))
+    merchant_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("merchants.id"))
+    source: Mapped[str] = mapped_column(String(16))
+    window_start: Mapped[datetime]
+    window_end: Mapped[datetime]
+    trigger: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    executions: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    # Per item kind: how many items, and their amounts (ours where we have it, else theirs).
+    counts: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
+    amounts: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
+    discrepancies: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    error: Mapped[str | None] = mapped_column(String(300))
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = _now()
+
+
+class ReconciliationItem(Base):
+    """One transaction seen on either side of a run, and what the comparison found.
+
+    ``item_key`` names the transaction (``payment:<id>``, ``receipt:<receipt>``, ...), so
+    a run repeated finds its items again; a resolved item keeps its resolution.
+    """
+
+    __tablename__ = "reconciliation_items"
+    __table_args__ = (
+        UniqueConstraint("run_id", "item_key"),
+        CheckConstraint(_in("kind", RECONCILIATION_KINDS), name="kind_known"),
+        Index("ix_reconciliation_items_run_kind", "run_id", "kind"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    run_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("reconciliation_runs.id"))
+    item_key: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(24))
+    merchant_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("merchants.id"))
+    payment_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("payment_intents.id"), index=True
+    )
+    receipt: Mapped[str | None] = mapped_column(String(100))
+    gateway_ref: Mapped[str | None] = mapped_column(String(100))
+    currency: Mapped[str | None] = mapped_column(String(3))
+    our_amount_minor: Mapped[int | None] = mapped_column(BigInteger)
+    their_amount_minor: Mapped[int | None] = mapped_column(BigInteger)
+    our_status: Mapped[str | None] = mapped_column(String(16))
+    their_status: Mapped[str | None] = mapped_column(String(16))
+    # What the gateway said (its list row, its status answer), phones as it showed them.
+    evidence: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
+    # ``reconciled_late_success`` (done by the run) or ``resolved`` (an operator, with a note).
+    resolution: Mapped[str | None] = mapped_column(String(40))
+    resolution_note: Mapped[str | None] = mapped_column(String(500))
+    resolved_by: Mapped[str | None] = mapped_column(String(100))
+    resolved_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())

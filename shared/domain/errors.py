@@ -90,6 +90,7 @@ REDEMPTION_EXPIRED = _code("redemption_expired", 410, "The payment is too old to
 AMOUNT_MISMATCH = _code(
     "amount_mismatch", 422, "The payment's amount differs from the expected amount."
 )
+ALREADY_RESOLVED = _code("already_resolved", 409, "This reconciliation item was already resolved.")
 PAYMENT_NOT_RETRYABLE = _code(
     "payment_not_retryable", 409, "Only a failed, cancelled or expired payment can be retried."
 )

@@ -57,6 +57,7 @@ from shared.messages import (
     APPLY_CALLBACK,
     INITIATE_PAYMENT,
     NOTIFY_MERCHANT,
+    RECONCILE_WINDOW,
     RETRY_PAYMENT,
     SEND_TRANSFER,
     Publisher,
@@ -284,6 +285,8 @@ def assert_answered_properly(request: FuzzRequest, result: falcon.testing.Result
         assert set(body) == {"error"}, summary
         error = body["error"]
         extra = {"order_id"} if error.get("code") == "already_redeemed" else set()
+        if error.get("code") in ("invalid_request", "forbidden") and "param" in error:
+            extra.add("param")  # which parameter was refused, where a resource says
         assert set(error) == {"code", "message"} | extra, summary
         assert isinstance(error["code"], str), summary
         assert isinstance(error["message"], str), summary
@@ -448,7 +451,7 @@ def route_targets(
     )
     yield RouteTargets(targets, (str(merchant_id),), payment_ids)
     # Nobody consumes here: whatever a command got through to enqueue goes with the module.
-    for spec in (SEND_TRANSFER, NOTIFY_MERCHANT, RETRY_PAYMENT):
+    for spec in (SEND_TRANSFER, NOTIFY_MERCHANT, RETRY_PAYMENT, RECONCILE_WINDOW):
         rabbit.purge(spec.queue_name)
 
 
@@ -468,6 +471,8 @@ def route_requests(route: str, where: RouteTargets) -> st.SearchStrategy[FuzzReq
         "phone": fuzz.PHONE_SEGMENTS,
         "event_id": INTEGER_IDS,
         "dead_letter_id": INTEGER_IDS,
+        "run_id": ids,
+        "item_id": INTEGER_IDS,
     }
     queries: dict[str, dict[str, st.SearchStrategy[str]]] = {
         "/v1/payments/{payment_id}": {"wait": fuzz.NON_HOLDING_WAITS, "until": fuzz.UNTILS},
@@ -493,6 +498,16 @@ def route_requests(route: str, where: RouteTargets) -> st.SearchStrategy[FuzzReq
             "limit": QUERY_INTEGERS,
             "before_id": QUERY_INTEGERS,
         },
+        "/ops/analytics": {
+            "from": fuzz.SINCES,
+            "to": fuzz.SINCES,
+            "bucket": TEXT_FILTERS,
+            "tz": TEXT_FILTERS,
+            "gateway": fuzz.GATEWAY_FILTERS,
+            "merchant": merchant_ids,
+        },
+        "/ops/reconciliations": {"limit": QUERY_INTEGERS, "gateway": fuzz.GATEWAY_FILTERS},
+        "/ops/reconciliations/{run_id}": {"kind": TEXT_FILTERS},
         "/ops/dead-letters": {
             "status": DEAD_LETTER_STATUSES,
             "queue": TEXT_FILTERS,
@@ -568,6 +583,13 @@ ROUTES = (
     "GET /ops/dead-letters/{dead_letter_id}",
     "POST /ops/dead-letters/{dead_letter_id}/replay",
     "POST /ops/dead-letters/{dead_letter_id}/discard",
+    "GET /ops/analytics",
+    "GET /ops/analytics.csv",
+    "GET /ops/reconciliations",
+    "POST /ops/reconciliations",
+    "GET /ops/reconciliations/{run_id}",
+    "GET /ops/reconciliations/{run_id}.csv",
+    "POST /ops/reconciliations/items/{item_id}/resolve",
 )
 ROUTE_EXAMPLES = 60
 

@@ -89,6 +89,9 @@ def build_test_env(spool_dir: str) -> dict[str, str]:
         "MALIPO_HOSTED_PAYMENT_EXPIRY_S": "20",
         "MALIPO_ORPHAN_RECHECKS": "1",
         "MALIPO_SCHEDULER_SWEEP_INTERVAL_S": "1",
+        # No scheduled reconciliation unless a test asks: a run touches every merchant.
+        "MALIPO_RECONCILE_GATEWAYS": "",
+        "MALIPO_RECONCILE_QUERIES_PER_S": "100",
         # Money out: results awaited briefly, then asked for; the sweep runs every second.
         "MALIPO_TRANSFER_RESULT_WAIT_S": "3",
         "MALIPO_TRANSFER_CHECK_S": "1",

@@ -1,0 +1,1 @@
+"""Reconciliation: does the ledger agree with the gateways? (See workers/reconcile.py.)"""
