@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,44 +22,32 @@ from sqlalchemy import func, select
 from shared.crypto import CredentialCipher
 from shared.db.models import (
     AuditRecord,
-    GatewayEvent,
     LedgerEntry,
-    PaymentAttempt,
     PaymentIntent,
     ReconciliationItem,
     ReconciliationRun,
     WebhookEvent,
 )
 from shared.db.session import Database
-from shared.domain.money import Money
-from shared.gateways.base import GatewayTransaction, Outcome, PaymentRequest
-from shared.merchants import create_merchant, store_gateway_credentials
+from shared.gateways.base import GatewayTransaction
 from shared.reconciliation.statement import parse_statement
 from shared.reconciliation.window import Window
 from shared.settings import Settings
 from tests.conftest import DARAJA_CREDENTIALS
 from tests.support.intasend_sim import IntaSendSimulator
+from tests.support.reconciliation import (
+    Paid,
+    make_merchant_with,
+    push_daraja,
+    push_intasend,
+    push_request,
+    seed_ledger,
+    worker_runtime,
+)
 from tests.support.sim import Simulator
-from tests.support.waiting import wait_until
 
 DARAJA_COUNT = 600
 INTASEND_COUNT = 400
-FAILED_EVERY = 10  # one payment in ten failed (wrong PIN / insufficient funds)
-WRONG_PIN = "254700002001"
-
-
-@dataclass
-class Paid:
-    """One payment as both sides know it."""
-
-    id: uuid.UUID
-    gateway: str
-    gateway_ref: str
-    amount_minor: int
-    phone: str
-    reference: str
-    status: str
-    receipt: str | None
 
 
 @pytest.fixture
@@ -70,174 +57,6 @@ def isim(sandbox_server: Any, test_env: dict[str, str]) -> Iterator[IntaSendSimu
     yield simulator
     simulator.clear_discrepancies()
     simulator.http.close()
-
-
-def _merchant(
-    db: Database, cipher: CredentialCipher, gateway: str, credentials: dict[str, str]
-) -> uuid.UUID:
-    with db.transaction() as session:
-        merchant = create_merchant(session, f"recon-{uuid.uuid4().hex[:8]}")
-        store_gateway_credentials(
-            session, cipher, merchant.id, gateway, credentials, production=False
-        )
-        return merchant.id
-
-
-def _rt() -> Any:
-    import workers.reconcile  # noqa: F401 - declares the actors on the test broker
-    from workers.runtime import runtime
-
-    return runtime()
-
-
-def push_daraja(credentials: dict[str, str], tag: str, count: int, sim: Simulator) -> list[Paid]:
-    """``count`` real STK pushes; every tenth to the wrong-PIN phone."""
-    rt = _rt()
-    adapter = rt.gateways.get("daraja")
-    typed = adapter.credentials(credentials)
-    paid = []
-    for n in range(count):
-        phone = WRONG_PIN if n % FAILED_EVERY == 0 else f"2547{10_000_000 + n:08d}"
-        amount = 100 * (10 + n % 90)
-        reference = f"D{tag}{n:05d}"
-        answer = adapter.push(typed, _request(amount, phone, reference, "daraja"))
-        assert answer.accepted, answer
-        paid.append(
-            Paid(
-                uuid.uuid4(), "daraja", str(answer.gateway_ref), amount, phone, reference, "", None
-            )
-        )
-    by_id = {t["CheckoutRequestID"]: t for t in sim.transactions()}
-    wait_until(
-        lambda: all(t["status"] == "completed" for t in sim.transactions()),
-        timeout_s=60,
-        what="every push answered",
-    )
-    by_id = {t["CheckoutRequestID"]: t for t in sim.transactions()}
-    for payment in paid:
-        record = by_id[payment.gateway_ref]
-        payment.status = "succeeded" if str(record["ResultCode"]) == "0" else "failed"
-        payment.receipt = record["MpesaReceiptNumber"]
-    return paid
-
-
-def push_intasend(credentials: dict[str, str], tag: str, count: int) -> list[Paid]:
-    rt = _rt()
-    adapter = rt.gateways.get("intasend")
-    typed = adapter.credentials(credentials)
-    paid = []
-    for n in range(count):
-        phone = "254700000001" if n % FAILED_EVERY == 0 else f"2547{20_000_000 + n:08d}"
-        amount = 100 * (10 + n % 90)
-        reference = f"I{tag}{n:05d}"
-        answer = adapter.push(typed, _request(amount, phone, reference, "intasend"))
-        assert answer.accepted, answer
-        paid.append(
-            Paid(
-                uuid.uuid4(),
-                "intasend",
-                str(answer.gateway_ref),
-                amount,
-                phone,
-                reference,
-                "",
-                None,
-            )
-        )
-
-    def settled() -> bool:
-        for payment in paid:
-            if payment.status:
-                continue
-            verdict = adapter.query_status(typed, payment.gateway_ref).verdict
-            if verdict.outcome == Outcome.PENDING:
-                return False
-            payment.status = "succeeded" if verdict.outcome == Outcome.SUCCEEDED else "failed"
-            payment.receipt = verdict.receipt
-        return True
-
-    wait_until(settled, timeout_s=90, interval_s=0.5, what="every invoice final")
-    return paid
-
-
-def _request(amount: int, phone: str, reference: str, gateway: str) -> PaymentRequest:
-    return PaymentRequest(
-        payment_id=str(uuid.uuid4()),
-        attempt_ref=str(uuid.uuid4()),
-        amount=Money(amount, "KES"),
-        phone=phone,
-        reference=reference,
-        description=None,
-        callback_url=f"http://127.0.0.1:9/callbacks/{gateway}/unused",  # nobody listens
-    )
-
-
-def seed_ledger(db: Database, merchant_id: uuid.UUID, paid: list[Paid], lost: set[str]) -> None:
-    """What malipo recorded of the day: finals from callbacks, except the lost ones (expired)."""
-    now = datetime.now(UTC)
-    with db.transaction() as session:
-        for payment in paid:
-            status = "expired" if payment.gateway_ref in lost else payment.status
-            session.add(
-                PaymentIntent(
-                    id=payment.id,
-                    merchant_id=merchant_id,
-                    idempotency_key=f"key-{payment.id}",
-                    request_hash="seed",
-                    gateway=payment.gateway,
-                    amount_minor=payment.amount_minor,
-                    currency="KES",
-                    phone=payment.phone,
-                    reference=payment.reference,
-                    status=status,
-                    gateway_ref=payment.gateway_ref,
-                    receipt=payment.receipt if status == "succeeded" else None,
-                    settled_ref=payment.gateway_ref if status == "succeeded" else None,
-                    failure_code=None if status == "succeeded" else status,
-                    accepted_at=now,
-                    submitted_at=now,
-                    finished_at=now,
-                )
-            )
-        session.flush()
-        for payment in paid:
-            status = "expired" if payment.gateway_ref in lost else payment.status
-            session.add(
-                PaymentAttempt(
-                    intent_id=payment.id,
-                    number=1,
-                    gateway=payment.gateway,
-                    status="accepted",
-                    gateway_ref=payment.gateway_ref,
-                )
-            )
-            if status == "succeeded":
-                session.add(
-                    LedgerEntry(
-                        merchant_id=merchant_id,
-                        intent_id=payment.id,
-                        kind="collection",
-                        amount_minor=payment.amount_minor,
-                        currency="KES",
-                        gateway=payment.gateway,
-                        gateway_txn_id=payment.receipt,
-                    )
-                )
-            # A final state the gateway told us (a local expiry is ours alone).
-            session.add(
-                GatewayEvent(
-                    gateway=payment.gateway,
-                    event_key=f"seed:{payment.gateway_ref}",
-                    source="local" if status == "expired" else "callback",
-                    merchant_id=merchant_id,
-                    intent_id=payment.id,
-                    gateway_ref=payment.gateway_ref,
-                    result_code="seed",
-                    outcome="applied",
-                    body_masked="{}",
-                    received_at=now,
-                )
-            )
 
 
 def items(db: Database, run_id: uuid.UUID) -> dict[str, tuple[Any, ...]]:
@@ -293,19 +112,19 @@ def test_a_day_of_payments_reconciles_to_exactly_the_injected_discrepancies(
         "secret_key": account["secret_key"],
         "challenge": f"challenge-{tag}",
     }
-    daraja_merchant = _merchant(db, cipher, "daraja", daraja_credentials)
-    intasend_merchant = _merchant(db, cipher, "intasend", intasend_credentials)
+    daraja_merchant = make_merchant_with(db, cipher, "daraja", daraja_credentials)
+    intasend_merchant = make_merchant_with(db, cipher, "intasend", intasend_credentials)
 
     # One Daraja payment will still be with the customer when reconciliation runs.
     pending_phone = "254733000111"
     sim.scenario(match={"phone": pending_phone}, result_code=0, callback_delay_s=3600)
     daraja = push_daraja(daraja_credentials, tag, DARAJA_COUNT, sim)
     intasend = push_intasend(intasend_credentials, tag, INTASEND_COUNT)
-    rt = _rt()
+    rt = worker_runtime()
     adapter = rt.gateways.get("daraja")
     still_out = adapter.push(
         adapter.credentials(daraja_credentials),
-        _request(5_000, pending_phone, f"P{tag}", "daraja"),
+        push_request(5_000, pending_phone, f"P{tag}", "daraja"),
     )
     pending = Paid(
         uuid.uuid4(),
