@@ -33,6 +33,8 @@ GATEWAY_KINDS: Final = {
     "/mpesa/reversal/v1/request": "reversal",
     "/mpesa/b2c/v3/paymentrequest": "b2c",
     "/mpesa/transactionstatus/v1/query": "transactionstatus",
+    "/pulltransactions/v1/register": "pullregister",
+    "/pulltransactions/v1/query": "pull",
 }
 
 

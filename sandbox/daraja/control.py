@@ -25,6 +25,8 @@ REQUEST_KINDS: Final = (
     "reversal",
     "b2c",
     "transactionstatus",
+    "pullregister",
+    "pull",
     "other",
 )
 

@@ -154,7 +154,13 @@ class PullQueryResource(_AuthorizedJsonResource):
                 resp, 400, "400.002.02", "Bad Request - Invalid StartDate/EndDate/OffSetValue"
             )
             return
-        if end < start or end - start > MAX_SPAN or offset < 0:
+        if offset < 0:
+            send_error(resp, 400, "400.002.02", "Bad Request - Invalid OffSetValue")
+            return
+        if end < start:
+            send_error(resp, 400, "400.002.02", "Bad Request - EndDate is before StartDate")
+            return
+        if end - start > MAX_SPAN:
             send_error(resp, 400, "400.002.02", "Bad Request - the window is at most 48 hours")
             return
         rows = listed(self._state, shortcode, start, end)

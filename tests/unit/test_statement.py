@@ -127,3 +127,24 @@ def test_an_unreadable_amount_names_its_line() -> None:
             "RAB1,2026-12-01 10:00:00,10.00\n"
             "RAB2,2026-12-01 10:00:00,ten\n"
         )
+
+
+def test_cells_are_trimmed_and_a_time_with_an_offset_keeps_it() -> None:
+    text = (
+        " receipt no. , COMPLETION TIME ,Transaction Status, Paid In ,Other Party Info,A/C No.\r\n"
+        ' RAB1234567 , 2026-12-01T07:00:00+00:00 , Completed ," 1,500.00 ",'
+        "2547******78 - JOHN DOE, INV-1 \r\n"
+        "RAB1234568,20261201100000,Failed,10,,\r\n"
+    )
+
+    done, failed = parse_statement(text)
+
+    assert (done.receipt, done.amount.amount_minor, done.account_ref) == (
+        "RAB1234567",
+        150_000,
+        "INV-1",
+    )
+    assert done.completed_at == datetime(2026, 12, 1, 10, 0, tzinfo=NAIROBI)
+    assert done.completed_at.utcoffset() == timedelta(0)
+    assert (failed.outcome, failed.phone, failed.account_ref) == (Outcome.FAILED, None, None)
+    assert failed.completed_at == datetime(2026, 12, 1, 10, 0, tzinfo=NAIROBI)

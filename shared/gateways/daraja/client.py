@@ -160,6 +160,7 @@ class DarajaAdapter:
         found: list[GatewayTransaction] = []
         for piece_start, piece_end in pull.spans(start, end):
             offset = 0
+            previous: list[dict[str, Any]] | None = None
             while True:
                 body = {
                     "ShortCode": credentials.shortcode,
@@ -175,9 +176,16 @@ class DarajaAdapter:
                 if answer.status != 200 or code not in pull.SUCCESS_CODES:
                     raise GatewayUnavailable(
                         f"pull transactions answered HTTP {answer.status} "
-                        f"{code or _error_code(answer)} {_error_message(answer)}"
+                        f"{code or _error_code(answer)} {_error_message(answer)}",
+                        retry_after_s=answer.retry_after_s(),
                     )
                 rows = pull.rows_of(answer.document)
+                if rows and rows == previous:
+                    # A gateway deaf to OffSetValue would otherwise be read forever.
+                    raise GatewayUnavailable(
+                        f"pull transactions answered the same page at OffSetValue {offset}"
+                    )
+                previous = rows
                 try:
                     page = [pull.transaction_of(row) for row in rows]
                 except ValueError as exc:

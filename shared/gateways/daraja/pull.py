@@ -31,7 +31,12 @@ def nairobi_text(moment: datetime) -> str:
 
 
 def spans(start: datetime, end: datetime) -> Iterator[tuple[datetime, datetime]]:
-    """``[start, end)`` in pieces Daraja accepts (48 hours at most each)."""
+    """``[start, end)`` in pieces Daraja accepts (48 hours at most each).
+
+    Aware datetimes only: a naive one would be read in the host's time zone, not Nairobi's.
+    """
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ValueError("the window's start and end must be timezone-aware")
     while start < end:
         piece_end = min(end, start + MAX_SPAN)
         yield start, piece_end
