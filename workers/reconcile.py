@@ -49,6 +49,7 @@ from shared.gateways.base import (
     GatewayUnavailable,
     GatewayVerdict,
     Outcome,
+    TransactionList,
 )
 from shared.merchants import load_gateway_config
 from shared.messages import (
@@ -395,7 +396,7 @@ def _ours(rt: Runtime, window: Window, theirs: Sequence[GatewayTransaction]) -> 
             )
         ):
             attempt_refs.setdefault(intent_id, set()).add(str(ref))
-        lister = rt.gateways.get(window.gateway)
+        lister = _lister(rt, window.gateway)
         return [
             OurPayment(
                 id=intent.id,
@@ -408,17 +409,20 @@ def _ours(rt: Runtime, window: Window, theirs: Sequence[GatewayTransaction]) -> 
                     attempt_refs.get(intent.id, set())
                     | ({intent.gateway_ref} if intent.gateway_ref else set())
                 ),
-                account_ref=_account_ref(lister, intent),
+                account_ref=lister.listed_account_ref(intent.reference, intent.id)
+                if lister is not None
+                else None,
                 in_window=in_window,
             )
             for intent, in_window in intents.values()
         ]
 
 
-def _account_ref(adapter: Any, intent: PaymentIntent) -> str | None:
-    """What the gateway lists as the payment's bill or account reference, if it says."""
-    listed = getattr(adapter, "listed_account_ref", None)
-    return listed(intent.reference, intent.id) if listed is not None else None
+def _lister(rt: Runtime, gateway: str) -> TransactionList | None:
+    """The gateway's list reader, when it has one (a statement run may be without)."""
+    if not rt.gateways.describe(gateway).has(Capability.TRANSACTIONS):
+        return None
+    return rt.gateways.transaction_list(gateway)
 
 
 def _apply(rt: Runtime, payment_id: uuid.UUID, word: GatewayWord) -> str | None:

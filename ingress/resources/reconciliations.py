@@ -19,6 +19,7 @@ import structlog
 from sqlalchemy import select
 
 from ingress.auth import Authenticator
+from ingress.validation import read_json_object
 from shared import audit
 from shared.db.models import ReconciliationItem, ReconciliationRun
 from shared.db.session import Database
@@ -108,8 +109,6 @@ class ReconciliationsResource:
             resp.media = {"reconciliations": [run_view(run) for run in runs]}
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        from ingress.validation import read_json_object
-
         principal = self.auth.require(req, "ops:write")
         body = read_json_object(req, MAX_BODY_BYTES)
         gateway = self._gateway(body.get("gateway"))
@@ -231,8 +230,6 @@ class ResolveItemResource:
         self.publisher = publisher
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, item_id: str) -> None:
-        from ingress.validation import read_json_object
-
         principal = self.auth.require(req, "ops:write")
         if not item_id.isascii() or not item_id.isdigit() or len(item_id) > 18:
             raise MalipoError(errors.NOT_FOUND, "no such reconciliation item")

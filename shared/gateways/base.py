@@ -316,6 +316,10 @@ class TransactionList(Protocol):
         """
         ...
 
+    def listed_account_ref(self, reference: str, payment_id: object) -> str | None:
+        """What the list shows as the bill or account reference of our payment, if any."""
+        ...
+
 
 @runtime_checkable
 class CallbackReader(Protocol):

@@ -251,3 +251,32 @@ def test_an_operator_alert_reaches_the_webhook_signed_and_the_mailbox(
     assert (body["type"], body["data"]) == ("reconciliation.completed", {"id": "r"})
     wait_until(lambda: len(smtp_sink.mailbox.mails()) >= 2, timeout_s=10, what="both mails")
     assert {m.to for m in smtp_sink.mailbox.mails()} >= {"ops@malipo.test", "oncall@malipo.test"}
+
+
+def test_a_window_already_being_reconciled_is_skipped_not_run_twice(
+    db: Database, cipher: CredentialCipher, sim: Simulator
+) -> None:
+    from sqlalchemy import text
+
+    from shared.reconciliation.window import Window
+    from workers.reconcile import reconcile
+
+    rt = worker_runtime()
+    merchant, _, _ = a_day_with_one_dropped(db, cipher, sim)
+    now = datetime.now(UTC)
+    window = Window("daraja", now - timedelta(hours=1), now + timedelta(hours=1), merchant)
+    # Another process holds the window's lock: it is running this very window
+    with db.engine.connect() as other:
+        other.execute(text("SELECT pg_advisory_lock(:k)"), {"k": window.lock_key()})
+        other.commit()
+        assert reconcile(rt, window) is None
+        with db.transaction() as session:
+            assert session.get(ReconciliationRun, window.run_id()) is None
+        other.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": window.lock_key()})
+        other.commit()
+    # Once it is done, the window runs (and only one run row exists for it)
+    assert reconcile(rt, window) == window.run_id()
+    with db.transaction() as session:
+        run = session.get(ReconciliationRun, window.run_id())
+        assert run is not None
+        assert (run.executions, run.status) == (1, "completed")

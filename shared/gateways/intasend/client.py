@@ -171,6 +171,10 @@ class IntaSendAdapter:
 
     # -- the transaction list --------------------------------------------------------------
 
+    def listed_account_ref(self, reference: str, payment_id: object) -> str | None:
+        """None: the list's ``api_ref`` is our attempt's id, which rows match as ``gateway_ref``."""
+        return None
+
     def list_transactions(
         self, credentials: IntaSendCredentials, start: datetime, end: datetime
     ) -> Iterator[GatewayTransaction]:
