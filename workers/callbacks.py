@@ -51,7 +51,6 @@ from workers.broker import POLICIES
 from workers.outcomes import (
     GatewayWord,
     apply_word,
-    attempt_for_gateway_ref,
     flag_for_review,
     lock_intent,
     query_word,
@@ -67,6 +66,19 @@ POLICY = POLICIES[APPLY_CALLBACK.actor_name]
 _CONFIRM_BEFORE_CREDIT = select(GatewayCredential.confirm_before_credit).where(
     GatewayCredential.merchant_id == bindparam("merchant_id"),
     GatewayCredential.gateway == bindparam("gateway"),
+)
+
+# The attempt a gateway's id names and its intent, locked, in one round trip (the common
+# case: the push's answer stored the id before the callback came).
+_LOCKED_INTENT_BY_GATEWAY_REF = (
+    select(PaymentIntent, PaymentAttempt)
+    .join(PaymentAttempt, PaymentAttempt.intent_id == PaymentIntent.id)
+    .where(
+        PaymentAttempt.gateway == bindparam("gateway"),
+        PaymentAttempt.gateway_ref == bindparam("gateway_ref"),
+    )
+    .with_for_update(of=PaymentIntent)
+    .execution_options(populate_existing=True)
 )
 
 
@@ -287,17 +299,33 @@ class CallbackApplication:
         self, session: Session, event: CallbackEvent
     ) -> tuple[PaymentIntent, PaymentAttempt] | None:
         """The locked intent this callback is about and the attempt it answers, or None."""
-        attempt = attempt_for_gateway_ref(session, self.message.gateway, event.gateway_ref)
-        if attempt is None and self.message.attempt_ref:
-            attempt = self._adoptable_attempt(session, event)
+        found = session.execute(
+            _LOCKED_INTENT_BY_GATEWAY_REF,
+            {"gateway": self.message.gateway, "gateway_ref": event.gateway_ref},
+        ).one_or_none()
+        matched = (found[0], found[1]) if found is not None else self._adopted(session, event)
+        if matched is None:
+            return None
+        intent, attempt = matched
+        if intent.merchant_id != self.merchant_id:
+            log.warning("callback names another merchant's payment", gateway_ref=event.gateway_ref)
+            return None
+        return intent, attempt
+
+    def _adopted(
+        self, session: Session, event: CallbackEvent
+    ) -> tuple[PaymentIntent, PaymentAttempt] | None:
+        """The push's answer was lost or is not stored yet: the attempt reference in the
+        callback URL names the attempt, and the callback tells it the gateway's id."""
+        attempt = self._adoptable_attempt(session, event) if self.message.attempt_ref else None
         if attempt is None:
             return None
         intent = lock_intent(session, attempt.intent_id)
-        if intent is None or intent.merchant_id != self.merchant_id:
-            log.warning("callback names another merchant's payment", gateway_ref=event.gateway_ref)
+        if intent is None:
             return None
+        if intent.merchant_id != self.merchant_id:
+            return intent, attempt  # another merchant's: the caller refuses it, unchanged
         if attempt.gateway_ref is None:
-            # The push's answer was lost or is not stored yet: the callback tells us its id.
             attempt.gateway_ref = event.gateway_ref
             if attempt.status in ("sending", "unknown"):
                 attempt.status = "accepted"  # the gateway's callback proves it took the push

@@ -16,6 +16,9 @@ a lost message or a streamer that was busy when a row committed.
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import dramatiq
@@ -26,13 +29,15 @@ from sqlalchemy.orm import Session
 from shared.bus import OUTBOX_COLUMNS, EventStream, outbound
 from shared.db.models import WebhookEvent
 from shared.db.session import after_commit
-from shared.messages import STREAM_EVENTS, StreamEvents
+from shared.messages import STREAM_EVENTS, Publisher, StreamEvents
 from workers.broker import POLICIES
 from workers.runtime import Runtime, runtime
 
 log = structlog.stdlib.get_logger(__name__)
 STREAM_BATCH = 500
 STREAM_MAX_BATCHES = 20
+# At most one after-commit request for a stream run per process per this many seconds.
+STREAM_NUDGE_INTERVAL_S = 0.1
 # pg_advisory lock key of the one streamer ("malipo.events" as a number).
 STREAM_LOCK = 0x6D616C69706F6576
 _UNSTREAMED = (
@@ -90,10 +95,74 @@ def stream(rt: Runtime, events: EventStream, max_batches: int = STREAM_MAX_BATCH
     return total
 
 
+class Coalescer:
+    """Turns many "run it now" requests into at most one ``send`` per ``interval_s``,
+    and always one *after* the last request.
+
+    A request when nothing was sent for ``interval_s`` sends at once; a request
+    within the interval arms one timer for the interval's end (later requests find
+    it armed and return). So every request is followed by a send that starts no
+    earlier than the request, and no later than ``interval_s`` after it; a burst of
+    thousands of requests costs a handful of sends. A send that fails is logged:
+    what it asked for is done by the next one, or by the scheduler's backstop.
+    """
+
+    def __init__(self, send: Callable[[], None], interval_s: float) -> None:
+        self._send = send
+        self._interval_s = interval_s
+        self._lock = threading.Lock()
+        self._last = float("-inf")
+        self._timer: threading.Timer | None = None
+
+    def request(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                return  # a send is due after this request already
+            wait = self._last + self._interval_s - time.monotonic()
+            if wait > 0:
+                self._timer = threading.Timer(wait, self._fire)
+                self._timer.daemon = True
+                self._timer.start()
+                return
+            self._last = time.monotonic()
+        self._safe_send()
+
+    def _fire(self) -> None:
+        with self._lock:
+            self._timer = None
+            self._last = time.monotonic()
+        self._safe_send()
+
+    def _safe_send(self) -> None:
+        try:
+            self._send()
+        except Exception:  # the next send, or the scheduler's backstop, catches up
+            log.warning("could not ask for the event stream to run", exc_info=True)
+
+
+_nudge: tuple[Publisher, Coalescer] | None = None
+_nudge_lock = threading.Lock()
+
+
+def stream_nudge(rt: Runtime) -> Coalescer:
+    """This process's coalescer of ``stream_events`` requests (one per publisher)."""
+    global _nudge
+    with _nudge_lock:
+        if _nudge is None or _nudge[0] is not rt.publisher:
+            publisher = rt.publisher
+
+            def send() -> None:
+                publisher.send(StreamEvents())
+
+            _nudge = (publisher, Coalescer(send, STREAM_NUDGE_INTERVAL_S))
+        return _nudge[1]
+
+
 def stream_after_commit(rt: Runtime, session: Session) -> None:
-    """Ask for the stream to run once this change has committed."""
+    """Ask for the stream to run once this change has committed.
 
-    def publish() -> None:
-        rt.publisher.send(StreamEvents())
-
-    after_commit(session, publish)
+    Coalesced per process: under a burst, one ``stream_events`` message per
+    ``STREAM_NUDGE_INTERVAL_S`` instead of one per change (each run publishes every
+    committed row it finds, up to ``STREAM_BATCH`` per batch).
+    """
+    after_commit(session, stream_nudge(rt).request)

@@ -16,11 +16,11 @@ from datetime import UTC, datetime, timedelta
 
 import dramatiq
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, case, exists, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from shared.db.models import CustomerNotification, PaymentIntent, WebhookEvent
+from shared.db.models import CustomerNotification, PaymentIntent, WebhookEndpoint, WebhookEvent
 from shared.db.session import after_commit
 from shared.domain.states import PaymentStatus
 from shared.messages import RELAY_OUTBOX, NotifyCustomer, NotifyMerchant, Publisher, RelayOutbox
@@ -34,16 +34,27 @@ NOTIFIED_CUSTOMER_STATES = frozenset(
     {PaymentStatus.FAILED, PaymentStatus.CANCELLED, PaymentStatus.EXPIRED}
 )
 RELAY_BATCH = 1000
-_INSERT_WEBHOOK_EVENT = insert(WebhookEvent).returning(WebhookEvent.id)
+# A merchant with no enabled endpoint has its events held from the start (as
+# ``notify_merchant`` would hold them): no message is published for an event nobody
+# can be sent, and a replay sends it once there is an endpoint.
+_ENDPOINT_ENABLED = exists().where(
+    WebhookEndpoint.merchant_id == bindparam("endpoint_of"), WebhookEndpoint.enabled.is_(True)
+)
+_INSERT_WEBHOOK_EVENT = (
+    insert(WebhookEvent)
+    .values(status=case((_ENDPOINT_ENABLED, "pending"), else_="held"))
+    .returning(WebhookEvent.id, WebhookEvent.status)
+)
 
 
 def record_payment_change(session: Session, intent: PaymentIntent, now: datetime) -> None:
     """Write the outbox rows for the payment's new (final) state; publish them after commit."""
-    event_id = (
+    event_id, status = (
         session.connection()
         .execute(
             _INSERT_WEBHOOK_EVENT,
             {
+                "endpoint_of": intent.merchant_id,
                 "webhook_id": f"msg_{uuid.uuid4().hex}",
                 "merchant_id": intent.merchant_id,
                 "payment_id": intent.id,
@@ -56,11 +67,12 @@ def record_payment_change(session: Session, intent: PaymentIntent, now: datetime
                 "published_at": now,
             },
         )
-        .scalar_one()
+        .one()
     )
     rt = runtime()
     publisher = rt.publisher
-    after_commit(session, _publisher(publisher, NotifyMerchant(event_id=event_id)))
+    if status == "pending":
+        after_commit(session, _publisher(publisher, NotifyMerchant(event_id=event_id)))
     stream_after_commit(rt, session)
     # Customers hear of failures only when they were prompted (not, say, a duplicate refused).
     if PaymentStatus(intent.status) not in NOTIFIED_CUSTOMER_STATES or intent.submitted_at is None:

@@ -524,6 +524,9 @@ def test_a_merchant_without_an_endpoint_has_its_events_held(
 ) -> None:
     sent = final_payment(db, publisher, merchant)
 
+    # Held by the transaction that wrote it: no notify_merchant message is spent on it.
+    assert sent.status == "held"
+    assert sent.attempts == 0
     wait_until(lambda: status_is(db, sent.id, "held"), what="the event held")
     assert deliveries(db, sent.id) == []
 

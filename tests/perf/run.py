@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,8 @@ from tests.perf.stack import (
     create_resources,
     drop_resources,
 )
+from tests.perf.statements import Ids, StatementsBaseline, capture_apply, statements_baseline
+from tests.perf.volume import add_history, payments_in_database
 from tests.support.seed import SeededPayment, seed_submitted_payments, success_callback
 
 RESULTS_DIR = Path(__file__).parent / "results"
@@ -75,6 +77,7 @@ INTAKE_TARGET = 0.85  # callback intake ≥ 0.85 × baseline 1
 COMMANDS_TARGET = 0.75  # payment commands ≥ 0.75 × baseline 1
 E2E_TARGET = 0.5  # callbacks applied/s ≥ 0.5 × baseline 3
 E2E_P99_TARGET_MS = 250.0  # p99 arrival → commit at 300 callbacks/s
+WORKER_CPU_TARGET_MS = 2.0  # worker CPU per applied callback
 ACCEPT_P99_TARGET_MS = 50.0  # p99 accept latency at 500 requests/s
 WORKER_RSS_TARGET_MB = 150.0
 # A stage that waits for ledger rows gives up after this long without a new one.
@@ -118,9 +121,30 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--commit-baseline-duration", type=float, default=5.0, help="seconds of baseline 3"
     )
     p.add_argument(
+        "--statements-callbacks",
+        type=int,
+        default=3000,
+        help="callbacks the same-statements floor replays",
+    )
+    p.add_argument("--scaling-callbacks", type=int, default=2000, help="K of each scaling burst")
+    p.add_argument(
+        "--scaling-workers",
+        default="1,2,4",
+        help="worker process counts of the scaling table",
+    )
+    p.add_argument(
+        "--scaling-rows",
+        default="10000,1000000",
+        help="payments already in the database for the scaling table (generated with COPY)",
+    )
+    p.add_argument(
+        "--scaling-repeats", type=int, default=3, help="runs at each size (their spread is noise)"
+    )
+    p.add_argument(
         "--skip",
         default="",
-        help="comma-separated stages to skip: intake,commands,initiation,e2e,e2e-rate,load",
+        help="comma-separated stages to skip: intake,commands,statements,initiation,e2e,e2e-rate,"
+        "load,scaling",
     )
     p.add_argument(
         "--profile", action="store_true", help="py-spy the ingress/workers during each stage"
@@ -208,6 +232,35 @@ def summary_ms(values: Sequence[float]) -> dict[str, float]:
         "p99": round(percentile(values, 99), 1),
         "max": round(max(values), 1) if values else float("nan"),
     }
+
+
+SCALED_FIGURES = ("applied_per_s", "worker_cpu_ms", "postgresql_cpu_ms")
+HIGHER_IS_BETTER = {"applied_per_s"}
+
+
+def spread_of(runs: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Median and spread (max - min) of each scaled figure over repeated runs."""
+    out = {}
+    for name in SCALED_FIGURES:
+        values = sorted(float(run[name]) for run in runs)
+        out[name] = {
+            "median": round(values[len(values) // 2], 3),
+            "spread": round(values[-1] - values[0], 3),
+        }
+    return out
+
+
+def grows_beyond_noise(by_rows: Sequence[dict[str, Any]]) -> dict[str, bool]:
+    """For each figure, whether the largest table is worse than the smallest by more than
+    the larger of their two spreads."""
+    small, large = by_rows[0], by_rows[-1]
+    verdicts = {}
+    for name in SCALED_FIGURES:
+        noise = max(small[name]["spread"], large[name]["spread"])
+        change = large[name]["median"] - small[name]["median"]
+        worse = -change if name in HIGHER_IS_BETTER else change
+        verdicts[name] = worse > noise
+    return verdicts
 
 
 # -- the run ---------------------------------------------------------------------------------
@@ -599,16 +652,17 @@ class Bench:
 
     # -- 3. end to end ---------------------------------------------------------------------
 
-    def end_to_end(self, floor: CommitBaseline | None) -> None:
-        k = self.args.e2e_callbacks
-        pairs = self.seed("e2e", k)
+    def burst(self, label: str, k: int) -> dict[str, Any]:
+        """``k`` fresh submitted payments, their success callbacks posted as fast as the
+        ingress takes them, until every ledger row is committed: the figures."""
+        pairs = self.seed(label, k)
         ids = {payment.id for payment, _ in pairs}
-        replay = write_replay_file(self.workdir / "e2e.tsv", self.callback_requests(pairs))
+        replay = write_replay_file(self.workdir / f"{label}.tsv", self.callback_requests(pairs))
         with LedgerWatcher(self.pq_url) as watcher:
             started = time.time()
-            with self.profiled("e2e-workers", "workers", 20), self.cpu.measure() as window:
+            with self.profiled(f"{label}-workers", "workers", 20), self.cpu.measure() as window:
                 accept = self.wrk.replay_once(
-                    "e2e-burst",
+                    label,
                     self.stack.ingress_url,
                     replay,
                     until=lambda: watcher.count(ids) >= k or watcher.stalled(STALL_S),
@@ -618,58 +672,122 @@ class Bench:
         applied = watcher.count(ids)
         finished = max((watcher.seen[i] for i in ids if i in watcher.seen), default=started)
         elapsed = max(finished - started, 1e-9)
-        rate = applied / elapsed
         to_commit, to_start = self.arrival_to_commit(watcher, ids)
-        posting_s = self._posting_seconds(ids, started)
-        log(
-            f"end to end: {applied}/{k} applied in {elapsed:.1f} s = {rate:.0f}/s "
-            f"(posted in {posting_s:.1f} s); arrival→commit p99 {to_commit['p99']} ms"
-        )
-        ratio = rate / floor.commits_per_s if floor and floor.commits_per_s else None
-        met = None if ratio is None else ratio >= E2E_TARGET and complete
-        cpu = self.cpu_figures(window, applied)
-        per_callback = cpu["cpu_ms_per_unit"]
-        self.stages["end_to_end"] = {
+        return {
             "callbacks": k,
             "applied": applied,
             "complete": complete,
             "elapsed_s": round(elapsed, 2),
-            "posting_s": round(posting_s, 2),
-            "applied_per_s": round(rate, 1),
+            "posting_s": round(self._posting_seconds(ids, started), 2),
+            "applied_per_s": round(applied / elapsed, 1),
             "arrival_to_commit_ms": to_commit,
             "arrival_to_txn_start_ms": to_start,
             "accept": accept.to_json(),
+            "cpu": self.cpu_figures(window, applied),
+        }
+
+    def end_to_end(self, floor: CommitBaseline | None, same: StatementsBaseline | None) -> None:
+        k = self.args.e2e_callbacks
+        figures = self.burst("e2e", k)
+        rate, to_commit = figures["applied_per_s"], figures["arrival_to_commit_ms"]
+        log(
+            f"end to end: {figures['applied']}/{k} applied in {figures['elapsed_s']} s = "
+            f"{rate:.0f}/s (posted in {figures['posting_s']} s); "
+            f"arrival→commit p99 {to_commit['p99']} ms"
+        )
+        ratio = rate / same.callbacks_per_s if same and same.callbacks_per_s else None
+        commit_ratio = rate / floor.commits_per_s if floor and floor.commits_per_s else None
+        met = None if ratio is None else ratio >= E2E_TARGET and figures["complete"]
+        per_callback = figures["cpu"]["cpu_ms_per_unit"]
+        worker_ms = per_callback.get("workers", float("nan"))
+        self.stages["end_to_end"] = {
+            **figures,
             "baseline": asdict(floor) if floor else None,
+            "same_statements_baseline": asdict(same) if same else None,
             "ratio": round(ratio, 3) if ratio is not None else None,
+            "ratio_to_commit_baseline": round(commit_ratio, 3) if commit_ratio else None,
             "target_ratio": E2E_TARGET,
             "met": met,
-            "cpu": cpu,
+            "worker_cpu_ms": worker_ms,
+            "target_worker_cpu_ms": WORKER_CPU_TARGET_MS,
+            "worker_cpu_met": worker_ms <= WORKER_CPU_TARGET_MS,
         }
         self.rows += [
             Row(
                 "3. End to end",
                 f"callbacks applied/s (K={k}, posted at once)",
                 fmt(rate),
+                f"{fmt(same.callbacks_per_s)} callbacks/s (same statements, "
+                f"{same.connections} conns)"
+                if same
+                else "",
+                f"{ratio:.2f}" if ratio is not None else "",
+                f"≥ {E2E_TARGET} × same-statements floor",
+                verdict(met),
+            ),
+            Row(
+                "3. End to end",
+                "against one-row commits",
+                "",
                 f"{fmt(floor.commits_per_s)} commits/s ({floor.connections} conns)"
                 if floor
                 else "",
-                f"{ratio:.2f}" if ratio is not None else "",
-                f"≥ {E2E_TARGET} × baseline",
-                verdict(met),
+                f"{commit_ratio:.3f}" if commit_ratio is not None else "",
             ),
             Row(
                 "3. End to end",
                 "arrival → commit p50 / p99 (burst: queueing)",
                 f"{fmt(to_commit['p50'])} / {fmt(to_commit['p99'])} ms",
-                f"{fmt(floor.p50_ms, 1)} / {fmt(floor.p99_ms, 1)} ms (one commit)" if floor else "",
+                f"{fmt(same.p50_ms, 1)} / {fmt(same.p99_ms, 1)} ms (one replayed callback)"
+                if same
+                else "",
             ),
             Row(
                 "3. End to end",
                 "CPU per applied callback: workers / PostgreSQL",
-                f"{per_callback.get('workers', float('nan')):.2f} / "
-                f"{per_callback.get('postgresql', float('nan')):.2f} ms",
+                f"{worker_ms:.2f} / {per_callback.get('postgresql', float('nan')):.2f} ms",
+                "",
+                "",
+                f"workers ≤ {WORKER_CPU_TARGET_MS:.0f} ms",
+                verdict(worker_ms <= WORKER_CPU_TARGET_MS),
             ),
         ]
+
+    # -- baseline 4: the same statements -----------------------------------------------------
+
+    def statements_floor(self) -> StatementsBaseline:
+        """Capture what one applied callback sends to PostgreSQL, then replay it bare."""
+        merchant = self.merchants[0]
+        captured = capture_apply(self.env, self.pq_url, merchant.id)
+        log(
+            f"one applied callback: {captured.statements} statements in "
+            f"{len(captured.transactions)} transaction(s)"
+        )
+        pairs = self.seed("sf", self.args.statements_callbacks)
+        with psycopg.connect(self.pq_url) as conn:
+            attempts: dict[uuid.UUID, uuid.UUID] = dict(
+                conn.execute(
+                    "SELECT intent_id, id FROM payment_attempts WHERE intent_id = ANY(%s)",
+                    ([p.id for p, _ in pairs],),
+                ).fetchall()
+            )
+        targets = [
+            Ids(p.id, attempts[p.id], p.checkout_id, f"SF{n:08d}") for n, (p, _) in enumerate(pairs)
+        ]
+        t = self.topology
+        with self.cpu.measure() as window:
+            result = statements_baseline(
+                self.pq_url, captured, targets, t.worker_processes, t.worker_threads
+            )
+        log(
+            f"same-statements floor: {result.callbacks_per_s} callbacks/s on "
+            f"{result.connections} connections, p99 {result.p99_ms} ms"
+        )
+        self.stages["same_statements_baseline"] = {
+            **asdict(result),
+            "cpu": self.cpu_figures(window, result.callbacks),
+        }
+        return result
 
     def _posting_seconds(self, ids: set[uuid.UUID], started: float) -> float:
         with psycopg.connect(self.pq_url) as conn:
@@ -760,6 +878,109 @@ class Bench:
             ),
         ]
 
+    # -- 7. how cost grows -------------------------------------------------------------------
+
+    def restart_workers(self, processes: int) -> None:
+        old = self.stack.processes.pop("workers", None)
+        if old is not None:
+            old.stop(timeout_s=15)
+        self.topology = replace(self.topology, worker_processes=processes)
+        self.stack.topology = self.topology
+        process = self.stack.start_workers()
+        self.sampler.watch(f"workers ({processes} processes)", process.pid)
+        log(f"restarted workers ({processes}×{self.topology.worker_threads})")
+
+    def top_up(self, size: int) -> int:
+        """Payments in the database, after adding settled ones (``COPY``) up to ``size``."""
+        have = payments_in_database(self.pq_url)
+        if have < size:
+            began = time.monotonic()
+            add_history(
+                self.pq_url,
+                self.merchants[0].id,
+                size - have,
+                f"h{size}",
+                progress=lambda done: log(f"history: {done:,} of {size - have:,} payments"),
+            )
+            log(f"added {size - have:,} settled payments in {time.monotonic() - began:.0f} s")
+        return payments_in_database(self.pq_url)
+
+    @staticmethod
+    def scaling_figures(figures: dict[str, Any]) -> dict[str, Any]:
+        per = figures["cpu"]["cpu_ms_per_unit"]
+        return {
+            "applied_per_s": figures["applied_per_s"],
+            "complete": figures["complete"],
+            "worker_cpu_ms": per.get("workers", float("nan")),
+            "postgresql_cpu_ms": per.get("postgresql", float("nan")),
+            "arrival_to_commit_p99_ms": figures["arrival_to_commit_ms"]["p99"],
+        }
+
+    def scaling(self) -> None:
+        k, repeats = self.args.scaling_callbacks, self.args.scaling_repeats
+        counts = [int(x) for x in self.args.scaling_workers.split(",") if x.strip()]
+        sizes = sorted(int(x) for x in self.args.scaling_rows.split(",") if x.strip())
+        default_processes = self.topology.worker_processes
+        by_workers: list[dict[str, Any]] = []
+        rows_now = self.top_up(sizes[0])
+        for n in counts:
+            self.restart_workers(n)
+            figures = self.scaling_figures(self.burst(f"sw{n}", k))
+            by_workers.append({"worker_processes": n, "rows": rows_now, **figures})
+            log(f"scaling: {n} worker processes: {figures}")
+        self.restart_workers(default_processes)
+        by_rows: list[dict[str, Any]] = []
+        for size in sizes:
+            rows_now = self.top_up(size)
+            runs = [self.scaling_figures(self.burst(f"sr{size}x{r}", k)) for r in range(repeats)]
+            by_rows.append({"rows": rows_now, "runs": runs, **spread_of(runs)})
+            log(f"scaling: {rows_now:,} payments: {spread_of(runs)}")
+        verdicts = grows_beyond_noise(by_rows)
+        self.stages["scaling"] = {
+            "callbacks_per_run": k,
+            "worker_threads": self.topology.worker_threads,
+            "by_workers": by_workers,
+            "by_rows": by_rows,
+            "noise": "the spread (max - min) of the runs at each size",
+            "worse_beyond_noise": verdicts,
+            "met": not any(verdicts.values()),
+        }
+        for entry in by_workers:
+            self.rows.append(
+                Row(
+                    "7. Scaling",
+                    f"{entry['worker_processes']} worker process(es) × "
+                    f"{self.topology.worker_threads} threads: applied/s; worker CPU per callback",
+                    f"{fmt(entry['applied_per_s'])}; {entry['worker_cpu_ms']:.2f} ms",
+                )
+            )
+        for entry in by_rows:
+            self.rows.append(
+                Row(
+                    "7. Scaling",
+                    f"{entry['rows']:,} payments in the database: applied/s; worker / "
+                    f"PostgreSQL CPU per callback (median of {repeats}, ± spread)",
+                    f"{fmt(entry['applied_per_s']['median'])} ± "
+                    f"{fmt(entry['applied_per_s']['spread'])}; "
+                    f"{entry['worker_cpu_ms']['median']:.2f} ± "
+                    f"{entry['worker_cpu_ms']['spread']:.2f} / "
+                    f"{entry['postgresql_cpu_ms']['median']:.2f} ± "
+                    f"{entry['postgresql_cpu_ms']['spread']:.2f} ms",
+                )
+            )
+        worse = [name for name, bad in verdicts.items() if bad]
+        self.rows.append(
+            Row(
+                "7. Scaling",
+                f"worse at {by_rows[-1]['rows']:,} than at {by_rows[0]['rows']:,} beyond noise",
+                ", ".join(worse) if worse else "none",
+                "",
+                "",
+                "none",
+                verdict(not worse),
+            )
+        )
+
     # -- 6. memory -------------------------------------------------------------------------
 
     def memory(self) -> None:
@@ -829,19 +1050,23 @@ class Bench:
                 with self.pg.during("payment_commands"):
                     self.payment_commands()
             floor = self.commit_baseline() if "e2e" not in self.skip else None
+            same = self.statements_floor() if "statements" not in self.skip else None
             self.start_workers()
             if "initiation" not in self.skip:
                 with self.pg.during("initiation"):
                     self.initiation()
             if "e2e" not in self.skip:
                 with self.pg.during("end_to_end"):
-                    self.end_to_end(floor)
+                    self.end_to_end(floor, same)
             if "e2e-rate" not in self.skip:
                 with self.pg.during("end_to_end_at_rate"):
                     self.end_to_end_at_rate()
             if "load" not in self.skip:
                 with self.pg.during("latency_under_load"):
                     self.latency_under_load()
+            if "scaling" not in self.skip:
+                with self.pg.during("scaling"):
+                    self.scaling()
             self.sampler.stop()
             self.pg.stop()
             self.memory()
