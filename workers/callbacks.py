@@ -14,6 +14,7 @@ import binascii
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import cast
 
 import dramatiq
 import structlog
@@ -119,7 +120,9 @@ class CallbackApplication:
             self._record_unparsed(str(exc))
             return
         structlog.contextvars.bind_contextvars(gateway_ref=event.gateway_ref)
-        if isinstance(reader, SignedCallbacks) and not self._signature_holds(reader, inbound):
+        if self.rt.gateways.speaks(self.message.gateway, SignedCallbacks) and (
+            not self._signature_holds(cast(SignedCallbacks, reader), inbound)
+        ):
             return
         word = self._word(event)
         with self.rt.db.transaction() as session:

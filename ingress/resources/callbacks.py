@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from ipaddress import IPv4Network, IPv6Network
-from typing import Any
+from typing import Any, cast
 
 import falcon
 import structlog
@@ -174,8 +174,8 @@ class CallbackResource:
             self._refuse(description.name, refusal, body, client_ip, received_at, policy)
             raise falcon.HTTPNotFound()
         assert policy is not None  # _check refuses an unknown secret
-        if isinstance(reader, PrecheckReader) and self._answer_precheck(
-            description.name, reader, policy, inbound, resp
+        if self.gateways.speaks(description.name, PrecheckReader) and self._answer_precheck(
+            description.name, cast(PrecheckReader, reader), policy, inbound, resp
         ):
             return
         message = ApplyCallback(

@@ -8,14 +8,16 @@ the whole unit may be retried); everything else propagates unchanged.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg
 import structlog
-from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.domain.errors import TransientError
@@ -27,6 +29,40 @@ _TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57014", "57P01", "
 
 AFTER_COMMIT = "malipo.after_commit"
 LAST_WRITES = "malipo.last_writes"
+# A pooled connection idle longer than this is pinged before use (one round trip);
+# one in steady use is not: under load a transaction sends no extra statement.
+PING_AFTER_IDLE_S = 1.0
+_IDLE_SINCE = "malipo.idle_since"
+
+
+def ping_when_idle(engine: Engine, idle_s: float) -> None:
+    """Check a pooled connection before use only when it sat idle for ``idle_s`` or more.
+
+    SQLAlchemy's ``pool_pre_ping`` pings on every checkout. Here a connection that
+    was checked in less than ``idle_s`` ago is handed out as it is: it was working a
+    moment ago. One that has waited longer (where a restarted server or a dropped
+    idle connection hides) is pinged with the dialect's own ping, and replaced
+    when the ping fails: the caller never sees it. A server that goes away while
+    a connection is in steady use fails that unit of work as transient
+    (:class:`DatabaseUnavailable`), and SQLAlchemy drops the pool's other
+    connections at the same time.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(dbapi_connection: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        since = record.info.pop(_IDLE_SINCE, None)
+        if since is None or time.monotonic() - since < idle_s:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise DisconnectionError("idle connection failed its ping") from exc
+        if not alive:
+            raise DisconnectionError("idle connection failed its ping")
 
 
 def after_commit(session: Session, hook: Callable[[], None]) -> None:
@@ -92,6 +128,7 @@ class Database:
         application_name: str = "malipo",
         lock_timeout_ms: int | None = None,
         statement_timeout_ms: int | None = None,
+        ping_idle_s: float = PING_AFTER_IDLE_S,
     ) -> None:
         # A lock or statement that waits too long fails as transient (SQLSTATE 55P03/57014
         # are retried by the unit of work's caller) instead of holding a worker forever.
@@ -110,10 +147,10 @@ class Database:
             sqlalchemy_url(url),
             pool_size=pool_size,
             max_overflow=pool_size,
-            pool_pre_ping=True,
             pool_recycle=1800,
             connect_args=connect_args,
         )
+        ping_when_idle(self.engine, ping_idle_s)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager

@@ -27,6 +27,7 @@ class GatewayRegistry:
 
     def __init__(self, adapters: dict[str, GatewayAdapter]) -> None:
         self._adapters = adapters
+        self._speaks: dict[tuple[str, type], bool] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GatewayRegistry:
@@ -70,10 +71,23 @@ class GatewayRegistry:
     def payer(self, name: str) -> Payouts:
         return cast(Payouts, self.require(name, Capability.PAYOUT))
 
+    def speaks(self, name: str, protocol: type) -> bool:
+        """Whether ``name``'s adapter implements the runtime-checkable ``protocol``.
+
+        Remembered per adapter: ``isinstance`` against a protocol walks its members every
+        time, and the callback paths ask on every request.
+        """
+        key = (catalogue.describe(name).name, protocol)
+        known = self._speaks.get(key)
+        if known is None:
+            known = self._speaks[key] = isinstance(self._adapters[key[0]], protocol)
+        return known
+
     def transfer_results(self, name: str) -> TransferResults | None:
         """The reader of ``name``'s transfer results, when its callbacks carry any."""
-        reader = self._adapters[catalogue.describe(name).name]
-        return reader if isinstance(reader, TransferResults) else None
+        if not self.speaks(name, TransferResults):
+            return None
+        return cast(TransferResults, self._adapters[catalogue.describe(name).name])
 
     def transaction_list(self, name: str) -> TransactionList:
         return cast(TransactionList, self.require(name, Capability.TRANSACTIONS))

@@ -66,8 +66,15 @@ from tests.perf.stack import (
     create_resources,
     drop_resources,
 )
-from tests.perf.statements import Ids, StatementsBaseline, capture_apply, statements_baseline
-from tests.perf.volume import add_history, payments_in_database
+from tests.perf.statements import (
+    CapturedApply,
+    Ids,
+    StatementsBaseline,
+    capture_apply,
+    explain_apply,
+    statements_baseline,
+)
+from tests.perf.volume import add_history, clear_payments, payments_in_database
 from tests.support.seed import SeededPayment, seed_submitted_payments, success_callback
 
 RESULTS_DIR = Path(__file__).parent / "results"
@@ -295,6 +302,7 @@ class Bench:
         self.receipts = 0
         self.db: Database | None = None
         self.merchants: list[BenchMerchant] = []
+        self.captured: CapturedApply | None = None
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -755,10 +763,25 @@ class Bench:
 
     # -- baseline 4: the same statements -----------------------------------------------------
 
+    def captured_apply(self) -> CapturedApply:
+        if self.captured is None:
+            self.captured = capture_apply(self.env, self.pq_url, self.merchants[0].id)
+        return self.captured
+
+    def plans(self, label: str) -> list[dict[str, Any]]:
+        """The captured statements' plans for one fresh payment (rolled back)."""
+        ((payment, _),) = self.seed(label, 1)
+        with psycopg.connect(self.pq_url) as conn:
+            row = conn.execute(
+                "SELECT id FROM payment_attempts WHERE intent_id = %s", (payment.id,)
+            ).fetchone()
+        assert row is not None
+        target = Ids(payment.id, row[0], payment.checkout_id, f"PL{label}")
+        return explain_apply(self.pq_url, self.captured_apply(), target)
+
     def statements_floor(self) -> StatementsBaseline:
         """Capture what one applied callback sends to PostgreSQL, then replay it bare."""
-        merchant = self.merchants[0]
-        captured = capture_apply(self.env, self.pq_url, merchant.id)
+        captured = self.captured_apply()
         log(
             f"one applied callback: {captured.statements} statements in "
             f"{len(captured.transactions)} transaction(s)"
@@ -916,25 +939,54 @@ class Bench:
             "arrival_to_commit_p99_ms": figures["arrival_to_commit_ms"]["p99"],
         }
 
+    def wait_quiet(self, quiet_s: float = 2.0, timeout_s: float = 300.0) -> None:
+        """Until the workers have finished what earlier stages left them: the callbacks
+        queue empty and no new ledger row for ``quiet_s``."""
+        deadline = time.monotonic() + timeout_s
+        last, since = -1, time.monotonic()
+        with psycopg.connect(self.pq_url, autocommit=True) as conn:
+            while time.monotonic() < deadline:
+                row = conn.execute("SELECT count(*) FROM ledger_entries").fetchone()
+                count = int(row[0]) if row else 0
+                ready, _ = self.broker.queue_state("callbacks")
+                if count != last or ready:
+                    last, since = count, time.monotonic()
+                elif time.monotonic() - since >= quiet_s:
+                    return
+                time.sleep(0.2)
+        log("the workers did not go quiet; the scaling figures include earlier work")
+
     def scaling(self) -> None:
+        """By table size first (from an emptied database, topped up with ``COPY``), with the
+        run's worker processes; then by worker processes, at the small size."""
+        self.wait_quiet()
+        clear_payments(self.pq_url)
         k, repeats = self.args.scaling_callbacks, self.args.scaling_repeats
         counts = [int(x) for x in self.args.scaling_workers.split(",") if x.strip()]
         sizes = sorted(int(x) for x in self.args.scaling_rows.split(",") if x.strip())
         default_processes = self.topology.worker_processes
+        by_rows: list[dict[str, Any]] = []
         by_workers: list[dict[str, Any]] = []
-        rows_now = self.top_up(sizes[0])
+
+        def at_size(size: int) -> None:
+            rows_now = self.top_up(size)
+            self.wait_quiet()
+            plans = self.plans(f"pl{size}")
+            runs = [self.scaling_figures(self.burst(f"sr{size}x{r}", k)) for r in range(repeats)]
+            by_rows.append({"rows": rows_now, "runs": runs, "plans": plans, **spread_of(runs)})
+            log(f"scaling: {rows_now:,} payments: {spread_of(runs)}")
+
+        at_size(sizes[0])
         for n in counts:
             self.restart_workers(n)
+            self.wait_quiet()
+            rows_now = payments_in_database(self.pq_url)
             figures = self.scaling_figures(self.burst(f"sw{n}", k))
             by_workers.append({"worker_processes": n, "rows": rows_now, **figures})
             log(f"scaling: {n} worker processes: {figures}")
         self.restart_workers(default_processes)
-        by_rows: list[dict[str, Any]] = []
-        for size in sizes:
-            rows_now = self.top_up(size)
-            runs = [self.scaling_figures(self.burst(f"sr{size}x{r}", k)) for r in range(repeats)]
-            by_rows.append({"rows": rows_now, "runs": runs, **spread_of(runs)})
-            log(f"scaling: {rows_now:,} payments: {spread_of(runs)}")
+        for size in sizes[1:]:
+            at_size(size)
         verdicts = grows_beyond_noise(by_rows)
         self.stages["scaling"] = {
             "callbacks_per_run": k,
@@ -966,6 +1018,19 @@ class Bench:
                     f"{entry['worker_cpu_ms']['spread']:.2f} / "
                     f"{entry['postgresql_cpu_ms']['median']:.2f} ± "
                     f"{entry['postgresql_cpu_ms']['spread']:.2f} ms",
+                )
+            )
+        for entry in by_rows:
+            plans = entry["plans"]
+            scans = sorted({t for p in plans for t in p["seq_scans"]})
+            self.rows.append(
+                Row(
+                    "7. Scaling",
+                    f"one callback's statements at {entry['rows']:,} payments (EXPLAIN ANALYZE):"
+                    " execution ms; shared buffers; sequential scans",
+                    f"{sum(p['ms'] for p in plans):.2f} ms; "
+                    f"{sum(p['shared_hit'] + p['shared_read'] for p in plans)}; "
+                    + (", ".join(scans) if scans else "none"),
                 )
             )
         worse = [name for name, bad in verdicts.items() if bad]

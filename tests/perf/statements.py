@@ -309,3 +309,39 @@ def statements_baseline(
         p99_ms=round(percentile(latencies_ms, 99), 2),
         statements=tuple(captured.summary()),
     )
+
+
+# -- plans ---------------------------------------------------------------------------------
+
+
+def explain_apply(libpq: str, captured: CapturedApply, target: Ids) -> list[dict[str, Any]]:
+    """``EXPLAIN (ANALYZE, BUFFERS)`` of each statement of one replayed callback, in one
+    transaction that is rolled back: per statement, its time, the buffers it touched and
+    whether any node scanned a whole table (a cost that grows with the table)."""
+    plans = []
+    with psycopg.connect(libpq) as conn:
+        for transaction in replay_parameters(captured, target):
+            for statement, params in transaction:
+                row = conn.execute(
+                    "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + statement, params
+                ).fetchone()
+                plan = row[0][0] if row else {}
+                top = plan.get("Plan", {})
+                plans.append(
+                    {
+                        "statement": " ".join(statement.split())[:90],
+                        "ms": round(float(plan.get("Execution Time", 0.0)), 3),
+                        "shared_hit": int(top.get("Shared Hit Blocks", 0)),
+                        "shared_read": int(top.get("Shared Read Blocks", 0)),
+                        "seq_scans": sorted(_seq_scans(top)),
+                    }
+                )
+        conn.rollback()
+    return plans
+
+
+def _seq_scans(node: dict[str, Any]) -> set[str]:
+    found = {str(node.get("Relation Name"))} if node.get("Node Type") == "Seq Scan" else set()
+    for child in node.get("Plans", []):
+        found |= _seq_scans(child)
+    return found

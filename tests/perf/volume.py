@@ -11,7 +11,7 @@ minute here.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -25,10 +25,20 @@ def _lines(rows: Iterator[tuple[object, ...]]) -> Iterator[str]:
 
 
 def _copy(
-    conn: psycopg.Connection, table: str, columns: str, rows: list[tuple[object, ...]]
+    conn: psycopg.Connection, table: str, columns: str, rows: Sequence[tuple[object, ...]]
 ) -> None:
     with conn.cursor().copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
         copy.write("".join(_lines(iter(rows))))
+
+
+def clear_payments(libpq: str) -> None:
+    """Empty the payment tables (and what hangs off them): the scaling stage starts from a
+    known size, not from whatever the earlier stages left."""
+    with psycopg.connect(libpq, autocommit=True) as conn:
+        conn.execute(
+            "TRUNCATE payment_intents, payment_attempts, gateway_events, ledger_entries,"
+            " audit_log, webhook_events, balances CASCADE"
+        )
 
 
 def payments_in_database(libpq: str) -> int:
