@@ -69,10 +69,20 @@ _CONFIRM_BEFORE_CREDIT = select(GatewayCredential.confirm_before_credit).where(
     GatewayCredential.gateway == bindparam("gateway"),
 )
 
-# The attempt a gateway's id names and its intent, locked, in one round trip (the common
-# case: the push's answer stored the id before the callback came).
+# The attempt a gateway's id names, its intent (locked) and the merchant's
+# confirm-before-credit flag, in one round trip (the common case: the push's answer
+# stored the id before the callback came).
 _LOCKED_INTENT_BY_GATEWAY_REF = (
-    select(PaymentIntent, PaymentAttempt)
+    select(
+        PaymentIntent,
+        PaymentAttempt,
+        select(GatewayCredential.confirm_before_credit)
+        .where(
+            GatewayCredential.merchant_id == PaymentIntent.merchant_id,
+            GatewayCredential.gateway == PaymentAttempt.gateway,
+        )
+        .scalar_subquery(),
+    )
     .join(PaymentAttempt, PaymentAttempt.intent_id == PaymentIntent.id)
     .where(
         PaymentAttempt.gateway == bindparam("gateway"),
@@ -97,6 +107,7 @@ class CallbackApplication:
         self.rt = rt
         self.message = message
         self.merchant_id = uuid.UUID(message.merchant_id)
+        self._confirm_flag: bool | None = None  # the merchant's, when the match read it
         try:
             self.body = base64.b64decode(message.body_b64, validate=True)
         except binascii.Error:
@@ -215,6 +226,8 @@ class CallbackApplication:
     def _confirmation_required(self, session: Session) -> bool:
         if not self.rt.gateways.describe(self.message.gateway).has(Capability.STATUS):
             return False  # nothing to ask: the callback is the gateway's only word
+        if self._confirm_flag is not None:
+            return self._confirm_flag  # read with the match
         required = session.connection().execute(
             _CONFIRM_BEFORE_CREDIT,
             {"merchant_id": self.merchant_id, "gateway": self.message.gateway},
@@ -306,6 +319,8 @@ class CallbackApplication:
             _LOCKED_INTENT_BY_GATEWAY_REF,
             {"gateway": self.message.gateway, "gateway_ref": event.gateway_ref},
         ).one_or_none()
+        if found is not None:
+            self._confirm_flag = bool(found[2])
         matched = (found[0], found[1]) if found is not None else self._adopted(session, event)
         if matched is None:
             return None

@@ -99,39 +99,55 @@ class Coalescer:
     """Turns many "run it now" requests into at most one ``send`` per ``interval_s``,
     and always one *after* the last request.
 
-    A request when nothing was sent for ``interval_s`` sends at once; a request
-    within the interval arms one timer for the interval's end (later requests find
-    it armed and return). So every request is followed by a send that starts no
-    earlier than the request, and no later than ``interval_s`` after it; a burst of
-    thousands of requests costs a handful of sends. A send that fails is logged:
-    what it asked for is done by the next one, or by the scheduler's backstop.
+    A request when nothing was sent for ``interval_s`` sends at once, in the caller's
+    thread. A request within the interval marks a send as due; one long-lived thread
+    of the coalescer makes it at the interval's end (later requests find it due and
+    return). So every request is followed by a send that starts no earlier than the
+    request and about ``interval_s`` after it at most; a burst of thousands of
+    requests costs a handful of sends. The sending thread lives as long as the
+    process: a publisher keeps one broker connection per thread, so a thread per
+    send would open a connection per send. A send that fails is logged: what it
+    asked for is done by the next one, or by the scheduler's backstop.
     """
 
     def __init__(self, send: Callable[[], None], interval_s: float) -> None:
         self._send = send
         self._interval_s = interval_s
-        self._lock = threading.Lock()
+        self._cond = threading.Condition()
         self._last = float("-inf")
-        self._timer: threading.Timer | None = None
+        self._due = False
+        self._thread: threading.Thread | None = None
 
     def request(self) -> None:
-        with self._lock:
-            if self._timer is not None:
+        with self._cond:
+            if self._due:
                 return  # a send is due after this request already
-            wait = self._last + self._interval_s - time.monotonic()
-            if wait > 0:
-                self._timer = threading.Timer(wait, self._fire)
-                self._timer.daemon = True
-                self._timer.start()
+            now = time.monotonic()
+            if now - self._last >= self._interval_s:
+                self._last = now
+            else:
+                self._due = True
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run, name="stream-nudge", daemon=True
+                    )
+                    self._thread.start()
+                self._cond.notify()
                 return
-            self._last = time.monotonic()
         self._safe_send()
 
-    def _fire(self) -> None:
-        with self._lock:
-            self._timer = None
-            self._last = time.monotonic()
-        self._safe_send()
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._due:
+                    self._cond.wait()
+                delay = self._last + self._interval_s - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            with self._cond:
+                self._due = False
+                self._last = time.monotonic()
+            self._safe_send()
 
     def _safe_send(self) -> None:
         try:

@@ -240,7 +240,12 @@ def write_chart(path: Path, document: dict[str, Any]) -> bool:
     if initiation:
         throughput.append(("initiation\n(pushes/s)", initiation["pushes_per_s"], None))
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(15, 5.5))
+    scaling = stages.get("scaling")
+    if scaling:
+        fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(21, 5.5))
+        _scaling_panel(ax3, scaling)
+    else:
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(15, 5.5))
     names = ("p50", "p90", "p99")
     width = 0.26
     for k, name in enumerate(names):
@@ -277,6 +282,31 @@ def write_chart(path: Path, document: dict[str, Any]) -> bool:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
+
+
+def _scaling_panel(ax: Any, scaling: dict[str, Any]) -> None:
+    """Callbacks applied/s by worker processes, and by payments already stored (median of
+    the runs, the bar's whisker their spread); worker CPU per callback on each bar."""
+    labels, values, spreads, cpu = [], [], [], []
+    for entry in scaling["by_workers"]:
+        labels.append(f"{entry['worker_processes']} worker\nprocess(es)")
+        values.append(entry["applied_per_s"])
+        spreads.append(0.0)
+        cpu.append(entry["worker_cpu_ms"])
+    for entry in scaling["by_rows"]:
+        labels.append(f"{entry['rows']:,}\npayments stored")
+        values.append(entry["applied_per_s"]["median"])
+        spreads.append(entry["applied_per_s"]["spread"] / 2)
+        cpu.append(entry["worker_cpu_ms"]["median"])
+    xs = list(range(len(labels)))
+    bars = ax.bar(xs, values, 0.6, yerr=spreads, capsize=4, color="tab:green")
+    ax.bar_label(
+        bars, labels=[f"{v:,.0f}/s\n{c:.1f} ms" for v, c in zip(values, cpu, strict=True)],
+        fontsize=7, padding=2,
+    )  # fmt: skip
+    ax.set_xticks(xs, labels, fontsize=8)
+    ax.set_ylabel("callbacks applied per second")
+    ax.set_title("How cost grows (label: worker CPU per callback)")
 
 
 def _pcts(result: dict[str, Any] | None) -> dict[str, float] | None:

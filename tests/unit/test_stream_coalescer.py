@@ -16,6 +16,7 @@ INTERVAL_S = 0.02
 class Recorder:
     def __init__(self, fail_first: int = 0) -> None:
         self.sent: list[float] = []
+        self.threads: set[threading.Thread] = set()
         self.fail_first = fail_first
         self.calls = 0
         self.lock = threading.Lock()
@@ -26,6 +27,7 @@ class Recorder:
             if self.calls <= self.fail_first:
                 raise ConnectionError("broker gone")
             self.sent.append(time.monotonic())
+            self.threads.add(threading.current_thread())
 
 
 def settle(recorder: Recorder, expected_calls: int = 1) -> None:
@@ -85,3 +87,17 @@ def test_a_failed_send_is_logged_and_the_next_request_sends_again() -> None:
     coalescer.request()
     settle(recorder, expected_calls=2)
     assert len(recorder.sent) == 1
+
+
+def test_delayed_sends_come_from_one_long_lived_thread() -> None:
+    """A publisher holds a broker connection per thread: a thread per send would open
+    (and leak) a connection per send."""
+    recorder = Recorder()
+    coalescer = Coalescer(recorder, INTERVAL_S)
+    for round_ in range(10):
+        coalescer.request()  # sends here, in the caller's thread
+        coalescer.request()  # within the interval: one delayed send
+        settle(recorder, expected_calls=2 * (round_ + 1))
+    caller = threading.current_thread()
+    assert len(recorder.sent) == 20
+    assert len(recorder.threads - {caller}) == 1
