@@ -769,15 +769,20 @@ class Bench:
         return self.captured
 
     def plans(self, label: str) -> list[dict[str, Any]]:
-        """The captured statements' plans for one fresh payment (rolled back)."""
-        ((payment, _),) = self.seed(label, 1)
+        """The captured statements' plans for a fresh payment (rolled back)."""
+        pairs = self.seed(label, 2)
         with psycopg.connect(self.pq_url) as conn:
-            row = conn.execute(
-                "SELECT id FROM payment_attempts WHERE intent_id = %s", (payment.id,)
-            ).fetchone()
-        assert row is not None
-        target = Ids(payment.id, row[0], payment.checkout_id, f"PL{label}")
-        return explain_apply(self.pq_url, self.captured_apply(), target)
+            attempts: dict[uuid.UUID, uuid.UUID] = dict(
+                conn.execute(
+                    "SELECT intent_id, id FROM payment_attempts WHERE intent_id = ANY(%s)",
+                    ([p.id for p, _ in pairs],),
+                ).fetchall()
+            )
+        warm_up, target = (
+            Ids(p.id, attempts[p.id], p.checkout_id, f"PL{label}{n}")
+            for n, (p, _) in enumerate(pairs)
+        )
+        return explain_apply(self.pq_url, self.captured_apply(), warm_up, target)
 
     def statements_floor(self) -> StatementsBaseline:
         """Capture what one applied callback sends to PostgreSQL, then replay it bare."""

@@ -314,28 +314,42 @@ def statements_baseline(
 # -- plans ---------------------------------------------------------------------------------
 
 
-def explain_apply(libpq: str, captured: CapturedApply, target: Ids) -> list[dict[str, Any]]:
+def explain_apply(
+    libpq: str, captured: CapturedApply, warm_up: Ids, target: Ids
+) -> list[dict[str, Any]]:
     """``EXPLAIN (ANALYZE, BUFFERS)`` of each statement of one replayed callback, in one
     transaction that is rolled back: per statement, its time, the buffers it touched and
-    whether any node scanned a whole table (a cost that grows with the table)."""
+    whether any node scanned a whole table (a cost that grows with the table).
+
+    The sequence runs once for ``warm_up`` first, unrecorded: a connection's first
+    call of a PL/pgSQL trigger compiles it, which would be counted against the
+    statement that fires it.
+    """
     plans = []
     with psycopg.connect(libpq) as conn:
-        for transaction in replay_parameters(captured, target):
-            for statement, params in transaction:
-                row = conn.execute(
-                    "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + statement, params
-                ).fetchone()
-                plan = row[0][0] if row else {}
-                top = plan.get("Plan", {})
-                plans.append(
-                    {
-                        "statement": " ".join(statement.split())[:90],
-                        "ms": round(float(plan.get("Execution Time", 0.0)), 3),
-                        "shared_hit": int(top.get("Shared Hit Blocks", 0)),
-                        "shared_read": int(top.get("Shared Read Blocks", 0)),
-                        "seq_scans": sorted(_seq_scans(top)),
-                    }
-                )
+        for ids, recorded in ((warm_up, False), (target, True)):
+            for transaction in replay_parameters(captured, ids):
+                for statement, params in transaction:
+                    row = conn.execute(
+                        "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + statement, params
+                    ).fetchone()
+                    if not recorded:
+                        continue
+                    plan = row[0][0] if row else {}
+                    top = plan.get("Plan", {})
+                    plans.append(
+                        {
+                            "statement": " ".join(statement.split())[:90],
+                            "ms": round(float(plan.get("Execution Time", 0.0)), 3),
+                            "triggers_ms": round(
+                                sum(float(t.get("Time", 0.0)) for t in plan.get("Triggers", [])),
+                                3,
+                            ),
+                            "shared_hit": int(top.get("Shared Hit Blocks", 0)),
+                            "shared_read": int(top.get("Shared Read Blocks", 0)),
+                            "seq_scans": sorted(_seq_scans(top)),
+                        }
+                    )
         conn.rollback()
     return plans
 
