@@ -14,13 +14,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from shared import audit
 from shared.db.models import GatewayEvent, PaymentAttempt, PaymentIntent
 from shared.domain import errors
+from shared.domain.errors import TransientError
 from shared.domain.phone import mask_msisdn, phones_agree
 from shared.domain.states import LIVE_STATES, PaymentStatus, Verdict, decide
 from shared.gateways.base import GatewayVerdict, Outcome, StatusResult
@@ -75,11 +76,19 @@ _INSERT_EVENT = (
     .on_conflict_do_nothing()  # the event key, per gateway and merchant
     .returning(GatewayEvent.id)
 )
-_SET_OUTCOME = (
-    update(GatewayEvent)
-    .where(GatewayEvent.id == bindparam("event_id"))
-    .values(outcome=bindparam("new_outcome"), detail=bindparam("new_detail"))
+# Whether the gateway's event key is already recorded, in the unique index's own terms
+# (uq_gateway_events_merchant_event_key), so that the lookup is that index's.
+NO_MERCHANT_ID = uuid.UUID(int=0)
+_EVENT_SEEN = text(
+    "SELECT 1 FROM gateway_events WHERE gateway = :gateway"
+    " AND coalesce(merchant_id, '00000000-0000-0000-0000-000000000000'::uuid) = :merchant"
+    " AND event_key = :event_key"
 )
+
+
+class EventRecordedMeanwhile(TransientError):
+    """The event key was recorded by another transaction after this one looked: roll this
+    one back (nothing it settled may stand) and try again, when it will be a duplicate."""
 
 
 def record_event(
@@ -120,9 +129,16 @@ def apply_word(
     """Record and apply (the caller holds the intent's lock).
 
     Returns the event's outcome, or None when the event is a duplicate.
+
+    The duplicate check comes first and the event row last, written once with the
+    outcome the state machine gave it: a row inserted as ``received`` and updated
+    afterwards left a dead tuple and four index entries per callback (``outcome`` is
+    indexed, so the update could never be HOT). Words about this payment are applied
+    one at a time under its row lock; an event with the same key recorded meanwhile
+    without that lock (an orphan) makes the insert find a conflict, and the whole
+    transaction is retried.
     """
-    event_id = record_event(session, word, outcome="received", intent_id=intent.id)
-    if event_id is None:
+    if _event_seen(session, word):
         log.info(
             "duplicate gateway event ignored", event_key=word.event_key, payment_id=str(intent.id)
         )
@@ -135,9 +151,8 @@ def apply_word(
         gateway_ref=word.gateway_ref,
         word_cycle=cycle_of(session, intent, word),
     )
-    session.connection().execute(
-        _SET_OUTCOME, {"event_id": event_id, "new_outcome": outcome, "new_detail": detail}
-    )
+    if record_event(session, word, outcome=outcome, intent_id=intent.id, detail=detail) is None:
+        raise EventRecordedMeanwhile(f"event {word.event_key[:200]} was recorded meanwhile")
     log.info(
         "gateway event applied",
         payment_id=str(intent.id),
@@ -147,6 +162,18 @@ def apply_word(
         status=intent.status,
     )
     return outcome
+
+
+def _event_seen(session: Session, word: GatewayWord) -> bool:
+    found = session.connection().execute(
+        _EVENT_SEEN,
+        {
+            "gateway": word.gateway,
+            "merchant": word.merchant_id or NO_MERCHANT_ID,
+            "event_key": word.event_key[:200],
+        },
+    )
+    return found.first() is not None
 
 
 def cycle_of(session: Session, intent: PaymentIntent, word: GatewayWord) -> int:
