@@ -14,7 +14,7 @@ import binascii
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import cast
+from typing import NamedTuple
 
 import dramatiq
 import structlog
@@ -93,6 +93,15 @@ _LOCKED_INTENT_BY_GATEWAY_REF = (
 )
 
 
+class Match(NamedTuple):
+    """The locked intent a callback is about and the attempt it answers; the merchant's
+    confirm-before-credit flag when the match read it (None: ask separately)."""
+
+    intent: PaymentIntent
+    attempt: PaymentAttempt
+    confirm_before_credit: bool | None = None
+
+
 @dramatiq.actor(
     actor_name=APPLY_CALLBACK.actor_name,
     queue_name=APPLY_CALLBACK.queue_name,
@@ -107,7 +116,6 @@ class CallbackApplication:
         self.rt = rt
         self.message = message
         self.merchant_id = uuid.UUID(message.merchant_id)
-        self._confirm_flag: bool | None = None  # the merchant's, when the match read it
         try:
             self.body = base64.b64decode(message.body_b64, validate=True)
         except binascii.Error:
@@ -131,9 +139,8 @@ class CallbackApplication:
             self._record_unparsed(str(exc))
             return
         structlog.contextvars.bind_contextvars(gateway_ref=event.gateway_ref)
-        if self.rt.gateways.speaks(self.message.gateway, SignedCallbacks) and (
-            not self._signature_holds(cast(SignedCallbacks, reader), inbound)
-        ):
+        signed = self.rt.gateways.signed_callbacks(self.message.gateway)
+        if signed is not None and not self._signature_holds(signed, inbound):
             return
         word = self._word(event)
         with self.rt.db.transaction() as session:
@@ -141,11 +148,11 @@ class CallbackApplication:
             if matched is None:
                 self._orphan(session, word)
                 return
-            intent, attempt = matched
+            intent, attempt = matched.intent, matched.attempt
             structlog.contextvars.bind_contextvars(payment_id=str(intent.id))
             word = replace(word, cycle=attempt.cycle)
             confirm_first = event.verdict.outcome == Outcome.SUCCEEDED and (
-                self._confirmation_required(session)
+                self._confirmation_required(session, matched)
             )
             if not confirm_first:
                 apply_word(session, intent, word, datetime.now(UTC))
@@ -223,11 +230,11 @@ class CallbackApplication:
 
     # -- confirm before credit -------------------------------------------------------------
 
-    def _confirmation_required(self, session: Session) -> bool:
+    def _confirmation_required(self, session: Session, matched: Match) -> bool:
         if not self.rt.gateways.describe(self.message.gateway).has(Capability.STATUS):
             return False  # nothing to ask: the callback is the gateway's only word
-        if self._confirm_flag is not None:
-            return self._confirm_flag  # read with the match
+        if matched.confirm_before_credit is not None:
+            return matched.confirm_before_credit  # read with the match
         required = session.connection().execute(
             _CONFIRM_BEFORE_CREDIT,
             {"merchant_id": self.merchant_id, "gateway": self.message.gateway},
@@ -241,7 +248,7 @@ class CallbackApplication:
             if matched is None:
                 self._orphan(session, word)
                 return
-            payment_id = matched[0].id
+            payment_id = matched.intent.id
             config = load_gateway_config(
                 session, self.rt.cipher, self.merchant_id, self.message.gateway
             )
@@ -311,28 +318,25 @@ class CallbackApplication:
             merchant_id=self.merchant_id,
         )
 
-    def _match(
-        self, session: Session, event: CallbackEvent
-    ) -> tuple[PaymentIntent, PaymentAttempt] | None:
+    def _match(self, session: Session, event: CallbackEvent) -> Match | None:
         """The locked intent this callback is about and the attempt it answers, or None."""
         found = session.execute(
             _LOCKED_INTENT_BY_GATEWAY_REF,
             {"gateway": self.message.gateway, "gateway_ref": event.gateway_ref},
         ).one_or_none()
-        if found is not None:
-            self._confirm_flag = bool(found[2])
-        matched = (found[0], found[1]) if found is not None else self._adopted(session, event)
+        matched = (
+            Match(found[0], found[1], bool(found[2]))
+            if found is not None
+            else self._adopted(session, event)
+        )
         if matched is None:
             return None
-        intent, attempt = matched
-        if intent.merchant_id != self.merchant_id:
+        if matched.intent.merchant_id != self.merchant_id:
             log.warning("callback names another merchant's payment", gateway_ref=event.gateway_ref)
             return None
-        return intent, attempt
+        return matched
 
-    def _adopted(
-        self, session: Session, event: CallbackEvent
-    ) -> tuple[PaymentIntent, PaymentAttempt] | None:
+    def _adopted(self, session: Session, event: CallbackEvent) -> Match | None:
         """The push's answer was lost or is not stored yet: the attempt reference in the
         callback URL names the attempt, and the callback tells it the gateway's id."""
         attempt = self._adoptable_attempt(session, event) if self.message.attempt_ref else None
@@ -342,14 +346,14 @@ class CallbackApplication:
         if intent is None:
             return None
         if intent.merchant_id != self.merchant_id:
-            return intent, attempt  # another merchant's: the caller refuses it, unchanged
+            return Match(intent, attempt)  # another merchant's: the caller refuses it, unchanged
         if attempt.gateway_ref is None:
             attempt.gateway_ref = event.gateway_ref
             if attempt.status in ("sending", "unknown"):
                 attempt.status = "accepted"  # the gateway's callback proves it took the push
             intent.gateway_ref = intent.gateway_ref or event.gateway_ref
             log.info("callback adopted by its attempt reference", attempt=str(attempt.id))
-        return intent, attempt
+        return Match(intent, attempt)
 
     def _adoptable_attempt(self, session: Session, event: CallbackEvent) -> PaymentAttempt | None:
         try:

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from ipaddress import IPv4Network, IPv6Network
-from typing import Any, cast
+from typing import Any
 
 import falcon
 import structlog
@@ -174,8 +174,9 @@ class CallbackResource:
             self._refuse(description.name, refusal, body, client_ip, received_at, policy)
             raise falcon.HTTPNotFound()
         assert policy is not None  # _check refuses an unknown secret
-        if self.gateways.speaks(description.name, PrecheckReader) and self._answer_precheck(
-            description.name, cast(PrecheckReader, reader), policy, inbound, resp
+        prechecks = self.gateways.prechecker(description.name)
+        if prechecks is not None and self._answer_precheck(
+            description.name, prechecks, policy, inbound, resp
         ):
             return
         message = ApplyCallback(

@@ -12,7 +12,9 @@ from shared.gateways.base import (
     Capability,
     GatewayAdapter,
     HostedCollection,
+    PrecheckReader,
     PushCollection,
+    SignedCallbacks,
     StatusQuery,
     StatusResult,
     TransactionList,
@@ -85,9 +87,18 @@ class GatewayRegistry:
 
     def transfer_results(self, name: str) -> TransferResults | None:
         """The reader of ``name``'s transfer results, when its callbacks carry any."""
-        if not self.speaks(name, TransferResults):
-            return None
-        return cast(TransferResults, self._adapters[catalogue.describe(name).name])
+        return cast(TransferResults | None, self._speaking(name, TransferResults))
+
+    def signed_callbacks(self, name: str) -> SignedCallbacks | None:
+        """``name``'s checker of merchant-keyed callback signatures, when it has one."""
+        return cast(SignedCallbacks | None, self._speaking(name, SignedCallbacks))
+
+    def prechecker(self, name: str) -> PrecheckReader | None:
+        """``name``'s reader of prechecks (asked before paying), when it has one."""
+        return cast(PrecheckReader | None, self._speaking(name, PrecheckReader))
+
+    def _speaking(self, name: str, protocol: type) -> GatewayAdapter | None:
+        return self.get(name) if self.speaks(name, protocol) else None
 
     def transaction_list(self, name: str) -> TransactionList:
         return cast(TransactionList, self.require(name, Capability.TRANSACTIONS))
