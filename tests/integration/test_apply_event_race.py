@@ -15,16 +15,13 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import psycopg
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from shared.db.models import GatewayEvent, LedgerEntry, PaymentIntent
 from shared.db.session import Database
 from shared.gateways.base import GatewayVerdict, Outcome
-from shared.settings import Settings
 from tests.conftest import MerchantAccount
-from tests.perf.baselines import libpq_url
 from tests.support.seed import seed_submitted_payments
 from workers import runtime as worker_runtime
 from workers.outcomes import EventRecordedMeanwhile, GatewayWord, apply_word, lock_intent
@@ -65,35 +62,39 @@ def apply_once(db: Database, payment_id: uuid.UUID, word: GatewayWord) -> str | 
 
 
 def test_an_event_recorded_meanwhile_rolls_the_decision_back_and_the_retry_is_a_duplicate(
-    db: Database, settings: Settings, merchant: MerchantAccount, broker: Any
+    db: Database, merchant: MerchantAccount, broker: Any
 ) -> None:
     worker_runtime.runtime()  # the workers' collaborators, as the actors use them
     [payment] = seed_submitted_payments(db, merchant.id, 1, tag=f"race{uuid.uuid4().hex[:6]}")
     word = success_word(merchant, payment.checkout_id)
 
     # Another transaction records the same key as an orphan (no payment lock), and
-    # commits only once the apply path has looked and is inserting.
-    other = psycopg.connect(libpq_url(settings.database_url.get_secret_value()))
-    # (committed from the thread below once the apply path's insert waits on it)
+    # commits only once the apply path has looked and its insert waits on this one.
+    other = db.engine.connect()
+    pending = other.begin()
     other.execute(
-        "INSERT INTO gateway_events (gateway, event_key, source, merchant_id, outcome,"
-        " body_masked, received_at) VALUES ('daraja', %s, 'callback', %s, 'orphan', '', now())",
-        (word.event_key, merchant.id),
+        text(
+            "INSERT INTO gateway_events (gateway, event_key, source, merchant_id, outcome,"
+            " body_masked, received_at)"
+            " VALUES ('daraja', :key, 'callback', :merchant, 'orphan', '', now())"
+        ),
+        {"key": word.event_key, "merchant": merchant.id},
     )
-    url = libpq_url(settings.database_url.get_secret_value())
 
     def commit_once_the_insert_waits() -> None:
-        with psycopg.connect(url, autocommit=True) as watcher:
-            deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 10
+        with db.autocommit() as watcher:
             while time.monotonic() < deadline:
                 waiting = watcher.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                    " AND query LIKE 'INSERT INTO gateway_events%%'"
-                ).fetchone()
-                if waiting and waiting[0]:
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                        " AND query LIKE 'INSERT INTO gateway_events%'"
+                    )
+                ).scalar_one()
+                if waiting:
                     break
                 time.sleep(0.01)
-        other.commit()
+        pending.commit()
 
     committer = threading.Thread(target=commit_once_the_insert_waits)
     committer.start()

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import time
 
-import psycopg
 import pytest
 from sqlalchemy import text
 
 from shared.db.session import Database, DatabaseUnavailable
 from shared.settings import Settings
-from tests.perf.baselines import libpq_url
 
 
 def backend_pid(database: Database) -> int:
@@ -18,9 +16,9 @@ def backend_pid(database: Database) -> int:
         return int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
 
 
-def terminate(url: str, pid: int) -> None:
-    with psycopg.connect(libpq_url(url), autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+def terminate(admin: Database, pid: int) -> None:
+    with admin.autocommit() as conn:
+        conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
     time.sleep(0.05)
 
 
@@ -29,11 +27,13 @@ def url(db: Database, settings: Settings) -> str:
     return settings.database_url.get_secret_value()
 
 
-def test_an_idle_connection_whose_backend_died_is_replaced_before_use(url: str) -> None:
+def test_an_idle_connection_whose_backend_died_is_replaced_before_use(
+    url: str, db: Database
+) -> None:
     database = Database(url, pool_size=1, application_name="malipo-ping-test", ping_idle_s=0.2)
     try:
         first = backend_pid(database)
-        terminate(url, first)
+        terminate(db, first)
         time.sleep(0.3)  # idle past the threshold: pinged, found dead, replaced
 
         with database.transaction() as session:
@@ -44,12 +44,12 @@ def test_an_idle_connection_whose_backend_died_is_replaced_before_use(url: str) 
 
 
 def test_a_connection_in_steady_use_is_not_pinged_and_a_dead_one_fails_as_transient(
-    url: str,
+    url: str, db: Database
 ) -> None:
     database = Database(url, pool_size=1, application_name="malipo-ping-test", ping_idle_s=60)
     try:
         first = backend_pid(database)
-        terminate(url, first)
+        terminate(db, first)
 
         # Used again at once: no ping, so the unit of work meets the dead backend, and
         # says so as a transient error (the caller retries it) ...

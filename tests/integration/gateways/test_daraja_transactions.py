@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import itertools
 import json
-import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -31,6 +29,7 @@ from shared.gateways.daraja.stk import DarajaCredentials
 from shared.gateways.description import GatewaySettings
 from shared.settings import Settings
 from tests.conftest import DARAJA_CREDENTIALS
+from tests.support.page_stub import Page, PageStub, StubRequest, serving
 from tests.support.sim import Simulator
 from tests.support.waiting import wait_until
 
@@ -38,6 +37,7 @@ PHONE = "254712345678"
 CANCELLED = "254700001032"
 WAIT_S = 5.0
 LAYOUT = "%Y-%m-%d %H:%M:%S"
+JSON = {"Content-Type": "application/json"}
 
 
 @pytest.fixture
@@ -303,51 +303,23 @@ def test_wrong_app_credentials_or_nothing_listening_are_unavailable(
 # -- against a stub (answers the simulator does not give) ------------------------------------
 
 
-class _Stub(ThreadingHTTPServer):
-    # One (status, body, headers) per pull asked, the last one repeated.
-    pages: list[tuple[int, Any, dict[str, str]]]
-    asked: list[dict[str, Any]]
-
-
-class _StubHandler(BaseHTTPRequestHandler):
-    server: _Stub
-
-    def do_GET(self) -> None:  # the token
-        self._answer(200, {"access_token": "stub-token", "expires_in": "3599"}, {})
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length", "0"))
-        self.server.asked.append(json.loads(self.rfile.read(length)))
-        pages = self.server.pages
-        self._answer(*pages[min(len(self.server.asked), len(pages)) - 1])
-
-    def _answer(self, status: int, body: Any, headers: dict[str, str]) -> None:
-        raw = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-        self.send_response(status)
-        for name, value in {"Content-Type": "application/json", **headers}.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+def pull_route(stub: PageStub, request: StubRequest) -> Page:
+    """The token on GET; one page per pull, by how many pulls came."""
+    if request.method == "GET":
+        return 200, {"access_token": "stub-token", "expires_in": "3599"}, JSON
+    stub.asked.append(json.loads(request.body))
+    status, body, headers = stub.page(len(stub.asked))
+    return status, body, {**JSON, **headers}
 
 
 @pytest.fixture
-def stub() -> Iterator[_Stub]:
-    server = _Stub(("127.0.0.1", 0), _StubHandler)
-    server.pages, server.asked = [], []
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(WAIT_S)
+def stub() -> Iterator[PageStub]:
+    with serving(pull_route, WAIT_S) as server:
+        yield server
 
 
 @pytest.fixture
-def stubbed(stub: _Stub) -> DarajaAdapter:
+def stubbed(stub: PageStub) -> DarajaAdapter:
     return DarajaAdapter(GatewaySettings(f"http://127.0.0.1:{stub.server_port}", 2, 2))
 
 
@@ -378,7 +350,7 @@ def stub_list(adapter: DarajaAdapter, credentials: DarajaCredentials) -> list[Ga
 
 
 def test_times_and_amounts_are_read_in_every_shape_seen(
-    stub: _Stub, stubbed: DarajaAdapter, credentials: DarajaCredentials
+    stub: PageStub, stubbed: DarajaAdapter, credentials: DarajaCredentials
 ) -> None:
     stub.pages = [
         page(
@@ -412,7 +384,7 @@ def test_times_and_amounts_are_read_in_every_shape_seen(
 
 
 def test_pages_are_asked_by_offset_until_one_is_short(
-    stub: _Stub, stubbed: DarajaAdapter, credentials: DarajaCredentials
+    stub: PageStub, stubbed: DarajaAdapter, credentials: DarajaCredentials
 ) -> None:
     full = [row(f"A{n:05}") for n in range(1_000)]
     stub.pages = [page(full), page([row(f"B{n:05}") for n in range(1_000)]), page([row("C")])]
@@ -424,7 +396,7 @@ def test_pages_are_asked_by_offset_until_one_is_short(
 
 
 def test_a_gateway_deaf_to_the_offset_is_unavailable_not_read_forever(
-    stub: _Stub, stubbed: DarajaAdapter, credentials: DarajaCredentials
+    stub: PageStub, stubbed: DarajaAdapter, credentials: DarajaCredentials
 ) -> None:
     stub.pages = [page([row(f"A{n:05}") for n in range(1_000)])]
 
@@ -448,7 +420,7 @@ def test_a_gateway_deaf_to_the_offset_is_unavailable_not_read_forever(
     ],
 )
 def test_an_answer_that_is_not_a_readable_list_is_unavailable(
-    stub: _Stub,
+    stub: PageStub,
     stubbed: DarajaAdapter,
     credentials: DarajaCredentials,
     answer: tuple[int, Any, dict[str, str]],
@@ -464,7 +436,7 @@ def test_an_answer_that_is_not_a_readable_list_is_unavailable(
 
 
 def test_a_page_that_fails_gives_nothing_of_the_list(
-    stub: _Stub, stubbed: DarajaAdapter, credentials: DarajaCredentials
+    stub: PageStub, stubbed: DarajaAdapter, credentials: DarajaCredentials
 ) -> None:
     stub.pages = [
         page([row(f"A{n:05}") for n in range(1_000)]),
@@ -479,7 +451,7 @@ def test_a_page_that_fails_gives_nothing_of_the_list(
 
 
 def test_an_empty_answer_is_an_empty_list(
-    stub: _Stub, stubbed: DarajaAdapter, credentials: DarajaCredentials
+    stub: PageStub, stubbed: DarajaAdapter, credentials: DarajaCredentials
 ) -> None:
     stub.pages = [page([]), (200, {"ResponseCode": "1000", "Response": []}, {})]
 

@@ -4,16 +4,13 @@ against a stub for the answers the simulator does not give (errors, lists that m
 
 from __future__ import annotations
 
-import json
 import socketserver
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
@@ -34,6 +31,7 @@ from shared.gateways.intasend import DESCRIPTION
 from shared.gateways.intasend.client import IntaSendAdapter
 from shared.gateways.intasend.transformers import IntaSendCredentials
 from tests.support.intasend_sim import IntaSendSimulator
+from tests.support.page_stub import Page, PageStub, StubRequest, serving
 
 DELAY_S = 0.3
 WAIT_S = 5.0
@@ -312,46 +310,20 @@ def test_wrong_keys_or_nothing_listening_are_unavailable(
 # -- against a stub (answers the simulator does not give) ------------------------------------
 
 
-class _Stub(ThreadingHTTPServer):
-    # One (status, body, headers) per page asked, the last one repeated.
-    pages: list[tuple[int, Any, dict[str, str]]]
-    asked: list[dict[str, list[str]]]
-
-
-class _StubHandler(BaseHTTPRequestHandler):
-    server: _Stub
-
-    def do_GET(self) -> None:
-        query = parse_qs(urlsplit(self.path).query)
-        self.server.asked.append(query)
-        page = int(query.get("page", ["1"])[0])
-        status, body, headers = self.server.pages[min(page, len(self.server.pages)) - 1]
-        raw = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+def list_route(stub: PageStub, request: StubRequest) -> Page:
+    """The page ``?page=`` names."""
+    stub.asked.append(request.query)
+    return stub.page(int(request.query.get("page", ["1"])[0]))
 
 
 @pytest.fixture
-def stub() -> Iterator[_Stub]:
-    server = _Stub(("127.0.0.1", 0), _StubHandler)
-    server.pages, server.asked = [], []
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(WAIT_S)
+def stub() -> Iterator[PageStub]:
+    with serving(list_route, WAIT_S) as server:
+        yield server
 
 
 @pytest.fixture
-def stubbed(stub: _Stub) -> IntaSendAdapter:
+def stubbed(stub: PageStub) -> IntaSendAdapter:
     return IntaSendAdapter(GatewaySettings(f"http://127.0.0.1:{stub.server_port}/api/v1", 2, 2))
 
 
@@ -375,7 +347,7 @@ def page(rows: list[dict[str, Any]], count: int, more: bool) -> tuple[int, Any, 
 
 
 def test_pages_are_asked_by_number_at_the_base_url_whatever_next_says(
-    stub: _Stub, stubbed: IntaSendAdapter, credentials: IntaSendCredentials
+    stub: PageStub, stubbed: IntaSendAdapter, credentials: IntaSendCredentials
 ) -> None:
     stub.pages = [page([row("A")], 3, True), page([row("B", value=7)], 3, True)]
     stub.pages.append(page([row("C", state="PROCESSING", mpesa_reference=None)], 3, False))
@@ -394,7 +366,7 @@ def test_pages_are_asked_by_number_at_the_base_url_whatever_next_says(
 
 
 def test_rows_outside_the_window_are_left_out(
-    stub: _Stub, stubbed: IntaSendAdapter, credentials: IntaSendCredentials
+    stub: PageStub, stubbed: IntaSendAdapter, credentials: IntaSendCredentials
 ) -> None:
     start, end = window()
     late = row("LATE", updated_at=end.isoformat())
@@ -422,7 +394,7 @@ def test_rows_outside_the_window_are_left_out(
     ],
 )
 def test_an_answer_that_is_not_a_readable_list_is_unavailable(
-    stub: _Stub,
+    stub: PageStub,
     stubbed: IntaSendAdapter,
     credentials: IntaSendCredentials,
     answer: tuple[int, Any, dict[str, str]],
@@ -438,7 +410,7 @@ def test_an_answer_that_is_not_a_readable_list_is_unavailable(
 
 
 def test_a_page_that_fails_gives_nothing_of_the_list(
-    stub: _Stub, stubbed: IntaSendAdapter, credentials: IntaSendCredentials
+    stub: PageStub, stubbed: IntaSendAdapter, credentials: IntaSendCredentials
 ) -> None:
     stub.pages = [page([row("A")], 2, True), (503, {"detail": "busy"}, {})]
     given: list[GatewayTransaction] = []
@@ -457,7 +429,7 @@ def test_a_page_that_fails_gives_nothing_of_the_list(
     ],
 )
 def test_a_list_that_moves_while_it_is_read_is_unavailable(
-    stub: _Stub,
+    stub: PageStub,
     stubbed: IntaSendAdapter,
     credentials: IntaSendCredentials,
     pages: list[tuple[int, Any, dict[str, str]]],
