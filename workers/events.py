@@ -9,9 +9,11 @@ order the changes committed.
 
 Each batch is published with confirms, then marked ``streamed_at`` in the same
 transaction: a crash between the two publishes the batch again (at least once;
-subscribers dedupe on ``message_id``). A change enqueues ``stream_events`` after its
-commit; the scheduler enqueues it every ``event_stream_interval_s`` as a backstop for
-a lost message or a streamer that was busy when a row committed.
+subscribers dedupe on ``message_id``). A change asks for ``stream_events`` after its
+commit, coalesced per process (:class:`Coalescer`: at most one request per
+``STREAM_NUDGE_INTERVAL_S``, always one after the last change); the scheduler enqueues
+it every ``event_stream_interval_s`` as a backstop for a lost message or a streamer
+that was busy when a row committed.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """The one apply path for a gateway's word on a payment (callback, query, local expiry).
 
-In one transaction, with the intent locked (``SELECT … FOR UPDATE``):
-record the event (unique on the gateway's event key: a duplicate stops here),
-cross-check amount and phone, let the state machine decide, write the ledger
-credit and the audit row. Callers commit; nothing here enqueues.
+In one transaction, with the intent locked (``SELECT … FOR UPDATE``): look the
+gateway's event key up (a duplicate stops here, before any effect), cross-check
+amount and phone, let the state machine decide, write the ledger credit and the
+audit row, then record the event once, with the outcome it was given (its unique
+key is the last guard). Callers commit; nothing here enqueues.
 """
 
 from __future__ import annotations
